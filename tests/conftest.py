@@ -1,0 +1,47 @@
+"""Shared set-up: Ultralytics fully offline with a private config dir, a generated data set, BN randomization."""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# Before anything imports Ultralytics: it reads these at import time and must never reach for the network.
+CONFIG_DIR = Path(tempfile.mkdtemp(prefix="yolov8-efficientrep-tests-"))
+os.environ.update(YOLO_OFFLINE="true", YOLO_AUTOINSTALL="false", YOLO_CONFIG_DIR=str(CONFIG_DIR))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from yolov8_efficientrep.offline import seed_fonts  # noqa: E402
+from yolov8_efficientrep.shapes import make_shapes_dataset  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+seed_fonts()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the private Ultralytics config dir."""
+    shutil.rmtree(CONFIG_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def shapes_data(tmp_path_factory) -> Path:
+    """A tiny generated detection data set (16 train, 8 val images of 64 px); returns its data YAML."""
+    return make_shapes_dataset(tmp_path_factory.mktemp("shapes"), train=16, val=8, imgsz=64)
+
+
+@pytest.fixture
+def randomize_bn():
+    """Return a function giving every BatchNorm in a module random statistics, so fusion has real work to do."""
+
+    def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+        generator = torch.Generator().manual_seed(seed)
+        for bn in module.modules():
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                bn.running_mean.uniform_(-1, 1, generator=generator)
+                bn.running_var.uniform_(0.5, 2, generator=generator)
+                bn.weight.data.uniform_(0.5, 1.5, generator=generator)
+                bn.bias.data.uniform_(-0.5, 0.5, generator=generator)
+        return module.eval()
+
+    return randomize

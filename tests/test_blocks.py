@@ -1,0 +1,119 @@
+"""RepVGGBlock / RepBlock: the fused form computes what the three-branch form computes."""
+
+import copy
+import logging
+
+import pytest
+import torch
+from torch import nn
+from ultralytics.utils import LOGGER
+from ultralytics.utils.torch_utils import fuse_conv_and_bn
+
+from yolov8_efficientrep import RepBlock, RepVGGBlock
+
+RTOL = 1e-4  # max |fused - unfused| relative to max |unfused|, float32
+
+
+def relative_difference(fused: torch.Tensor, unfused: torch.Tensor) -> float:
+    """Return max |fused - unfused| / max |unfused|."""
+    return ((fused - unfused).abs().max() / unfused.abs().max()).item()
+
+
+def fuse_block(block: nn.Module) -> nn.Module:
+    """Fuse every RepVGG unit inside ``block`` the way Ultralytics' ``model.fuse()`` does."""
+    for unit in block.modules():
+        if isinstance(unit, RepVGGBlock):
+            unit.fuse_convs()
+            unit.forward = unit.forward_fuse
+    return block
+
+
+@pytest.mark.parametrize(
+    "c1, c2, s, g, has_identity",
+    [(16, 16, 1, 1, True), (16, 32, 1, 1, False), (16, 32, 2, 1, False), (16, 16, 2, 1, False), (16, 16, 1, 4, True)],
+)
+def test_repvgg_block_fused_equals_unfused(c1, c2, s, g, has_identity, randomize_bn):
+    block = randomize_bn(RepVGGBlock(c1, c2, 3, s, g=g, act=nn.ReLU()))
+    assert (block.bn is not None) == has_identity
+    x = torch.randn(2, c1, 20, 20)
+    with torch.no_grad():
+        unfused = block(x)
+        fused = fuse_block(copy.deepcopy(block))(x)
+    difference = relative_difference(fused, unfused)
+    print(f"RepVGGBlock({c1}, {c2}, s={s}, g={g}) max relative |diff| = {difference:.2e}")
+    assert difference < RTOL
+    assert fused.shape == (2, c2, 20 // s, 20 // s)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fuse_block(copy.deepcopy(block)).modules())
+
+
+def test_fused_block_is_one_plain_conv_and_fusing_twice_changes_nothing(randomize_bn):
+    block = fuse_block(randomize_bn(RepVGGBlock(8, 8)))
+    assert [type(m) for m in block.children()] == [nn.SiLU, nn.Conv2d]  # default act: Conv.default_act
+    assert block.conv.kernel_size == (3, 3) and block.conv.bias is not None
+    weight = block.conv.weight.clone()
+    fuse_block(block)
+    assert torch.equal(block.conv.weight, weight)
+
+
+def test_fusion_does_not_depend_on_branch_bn_being_folded_first(randomize_bn):
+    """Folding each branch's Conv+BN before re-parameterizing (a classic ordering bug) must give the same block."""
+    block = randomize_bn(RepVGGBlock(8, 8))
+    x = torch.randn(1, 8, 12, 12)
+    with torch.no_grad():
+        unfused = block(x)
+        for branch in (block.conv1, block.conv2):
+            branch.conv = fuse_conv_and_bn(branch.conv, branch.bn)
+            del branch.bn
+            branch.forward = branch.forward_fuse
+        fused = fuse_block(block)(x)
+    assert relative_difference(fused, unfused) < RTOL
+
+
+def test_repblock_stacks_n_units_and_fuses(randomize_bn):
+    stage = randomize_bn(RepBlock(16, 32, n=3))
+    units = list(stage.m)
+    assert len(units) == 3 and all(isinstance(u, RepVGGBlock) for u in units)
+    assert (units[0].c1, units[0].c2, units[0].bn) == (16, 32, None)  # first unit changes channels: no identity
+    assert all(u.c1 == u.c2 == 32 and u.bn is not None for u in units[1:])
+    x = torch.randn(2, 16, 16, 16)
+    with torch.no_grad():
+        difference = relative_difference(fuse_block(copy.deepcopy(stage))(x), stage(x))
+    print(f"RepBlock(16, 32, n=3) max relative |diff| = {difference:.2e}")
+    assert difference < RTOL
+
+
+def test_repblock_accepts_c2f_shortcut_flag_with_a_warning():
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    LOGGER.addHandler(handler)  # Ultralytics' logger does not propagate to pytest's caplog
+    try:
+        stage = RepBlock(8, 24, 2, True)
+    finally:
+        LOGGER.removeHandler(handler)
+    assert len(stage.m) == 2 and all(isinstance(u, RepVGGBlock) for u in stage.m)
+    assert any("'shortcut' argument has no effect" in r.getMessage() for r in records)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"k": 5}, "only a 3x3 kernel"),
+        ({"k": 1}, "only a 3x3 kernel"),
+        ({"s": 3}, "stride must be 1 or 2"),
+        ({"d": 2}, "dilation"),
+        ({"g": 3}, "divisible by g=3"),
+        ({"act": "relu"}, "activation:"),
+    ],
+)
+def test_repvgg_block_rejects_bad_arguments_by_name(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match="RepVGGBlock") as error:
+        RepVGGBlock(8, 16, **kwargs)
+    assert message in str(error.value)
+
+
+def test_repblock_rejects_unknown_unit_and_bad_repeats():
+    with pytest.raises(ValueError, match="unknown block 'Nope'.*RepVGGBlock"):
+        RepBlock(8, 8, 2, "Nope")
+    with pytest.raises(ValueError, match="repeats n must be a positive integer"):
+        RepBlock(8, 8, 0)

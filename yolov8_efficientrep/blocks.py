@@ -1,0 +1,163 @@
+"""EfficientRep building blocks in Ultralytics' layer dialect (``c1, c2, k, s``; ``forward`` / ``forward_fuse``).
+
+Checkpoints pickle these classes by import path (``yolov8_efficientrep.blocks.<Name>``): keep the names and this
+module path stable across releases, or old ``.pt`` files stop loading.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from ultralytics.nn.modules import Conv, RepConv
+from ultralytics.utils import LOGGER
+
+
+def _folded_kernel_bias(branch: Conv) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return a Conv branch's kernel and bias with its BatchNorm folded in, in float32.
+
+    Works whether or not the branch's BN was already folded by ``BaseModel.fuse()``, so the fusion order of a parent
+    and its children never matters.
+    """
+    conv = branch.conv
+    kernel = conv.weight.float()
+    if not hasattr(branch, "bn"):  # BN already folded into conv by Ultralytics
+        bias = conv.bias.float() if conv.bias is not None else kernel.new_zeros(kernel.shape[0])
+        return kernel, bias
+    return _fold_bn(kernel, branch.bn)
+
+
+def _fold_bn(kernel: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold inference-mode BatchNorm statistics into a preceding bias-free convolution kernel."""
+    scale = bn.weight.float() / (bn.running_var.float() + bn.eps).sqrt()
+    return kernel * scale.reshape(-1, 1, 1, 1), bn.bias.float() - bn.running_mean.float() * scale
+
+
+class RepVGGBlock(RepConv):
+    """RepVGG block: 3x3 conv+BN, 1x1 conv+BN and an identity BN, summed, then activated.
+
+    Training uses three branches; ``fuse_convs()`` re-parameterizes them into one 3x3 convolution with bias. The
+    identity branch exists only when ``c1 == c2`` and ``s == 1``. Subclassing Ultralytics' ``RepConv`` (same
+    ``conv1`` / ``conv2`` / ``bn`` layout) makes every Ultralytics ``model.fuse()`` fuse this block too.
+
+    Attributes:
+        conv1 (Conv): 3x3 convolution + BN branch.
+        conv2 (Conv): 1x1 convolution + BN branch.
+        bn (nn.BatchNorm2d | None): Identity branch.
+        conv (nn.Conv2d): The fused 3x3 convolution, present only after ``fuse_convs()``.
+        act (nn.Module): Activation after the branch sum.
+    """
+
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, p: int | None = None, g: int = 1, d: int = 1,
+                 act: bool | nn.Module = True):
+        """Initialize the block; arguments follow Ultralytics' ``Conv``.
+
+        Args:
+            c1 (int): Input channels.
+            c2 (int): Output channels.
+            k (int): Kernel size; must be 3.
+            s (int): Stride, 1 or 2.
+            p (int, optional): Padding; must be 1 (or None for automatic).
+            g (int): Groups; must divide ``c1`` and ``c2``.
+            d (int): Dilation; must be 1.
+            act (bool | nn.Module): True for ``Conv.default_act`` (the model YAML's ``activation:``), a module to
+                use it, False for none.
+        """
+        name = f"RepVGGBlock(c1={c1}, c2={c2}, k={k}, s={s})"
+        if k != 3 or p not in (None, 1) or d != 1:
+            raise ValueError(f"{name}: only a 3x3 kernel with padding 1 and dilation 1 can be re-parameterized "
+                             f"(got k={k}, p={p}, d={d}); use k=3, or a Conv row for other kernels")
+        if s not in (1, 2):
+            raise ValueError(f"{name}: stride must be 1 or 2, got {s}")
+        if not all(isinstance(v, int) and v > 0 for v in (c1, c2, g)) or c1 % g or c2 % g:
+            raise ValueError(f"{name}: channels and groups must be positive integers with c1 and c2 divisible by g={g}")
+        if not isinstance(act, (bool, nn.Module)):
+            raise TypeError(f"{name}: act must be True, False or an nn.Module, got {act!r}; set the activation for "
+                            f"a whole model with the YAML's 'activation:' key")
+        super().__init__(c1, c2, k=3, s=s, p=1, g=g, act=False, bn=c1 == c2 and s == 1)
+        # RepConv.default_act ignores the YAML's `activation:`; Conv.default_act carries it while parse_model runs
+        self.act = Conv.default_act if act is True else act if isinstance(act, nn.Module) else nn.Identity()
+
+    def get_equivalent_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the 3x3 kernel and bias equal to the sum of the three branches (float32, BN statistics folded)."""
+        kernel, bias = _folded_kernel_bias(self.conv1)
+        kernel_1x1, bias_1x1 = _folded_kernel_bias(self.conv2)
+        kernel, bias = kernel + F.pad(kernel_1x1, [1, 1, 1, 1]), bias + bias_1x1
+        if self.bn is not None:
+            kernel_id, bias_id = _fold_bn(self._identity_kernel(), self.bn)
+            kernel, bias = kernel + kernel_id, bias + bias_id
+        return kernel, bias
+
+    def _identity_kernel(self) -> torch.Tensor:
+        """Return the 3x3 kernel that maps each input channel onto itself (grouped layout)."""
+        per_group = self.c1 // self.g
+        kernel = torch.zeros(self.c1, per_group, 3, 3, device=self.conv1.conv.weight.device)
+        kernel[torch.arange(self.c1), torch.arange(self.c1) % per_group, 1, 1] = 1.0
+        return kernel
+
+    def fuse_convs(self) -> None:
+        """Replace the three branches with one 3x3 convolution; a no-op once fused.
+
+        The algebra runs in float32 and the result is cast back to the branch dtype, so fusing a ``half()`` model
+        loses no precision beyond the final cast.
+        """
+        if hasattr(self, "conv"):
+            return
+        reference = self.conv1.conv
+        kernel, bias = self.get_equivalent_kernel_bias()
+        self.conv = nn.Conv2d(self.c1, self.c2, 3, reference.stride, 1, groups=self.g, bias=True).to(
+            device=reference.weight.device, dtype=reference.weight.dtype
+        ).requires_grad_(False)
+        self.conv.weight.data = kernel.to(reference.weight.dtype)
+        self.conv.bias.data = bias.to(reference.weight.dtype)
+        del self.conv1, self.conv2, self.bn
+
+
+# Units a RepBlock row may name in its `block` argument.
+REP_UNITS: dict[str, type[nn.Module]] = {"RepVGGBlock": RepVGGBlock}
+
+
+class RepBlock(nn.Module):
+    """EfficientRep stage: ``n`` Rep units in sequence, the first ``c1 -> c2``, the rest ``c2 -> c2``.
+
+    Attributes:
+        m (nn.Sequential): The units.
+    """
+
+    def __init__(self, c1: int, c2: int, n: int = 1, block: str | type[nn.Module] | bool = "RepVGGBlock"):
+        """Initialize the stage.
+
+        Args:
+            c1 (int): Input channels.
+            c2 (int): Output channels.
+            n (int): Number of units (depth-scaled by the parser like C2f's repeats).
+            block (str | type): The unit, by class or by name (a key of ``REP_UNITS``). A bool here is C2f's
+                ``shortcut`` flag from a row copied off a C2f line; it is accepted and has no effect, because every
+                ``c2 -> c2`` RepVGG unit already carries an identity branch.
+        """
+        super().__init__()
+        if isinstance(block, bool):
+            _warn_once(f"RepBlock(c1={c1}, c2={c2}, n={n}, {block}): C2f's 'shortcut' argument has no effect on "
+                       f"RepBlock (its RepVGG units already carry identity branches); remove it to silence this")
+            block = "RepVGGBlock"
+        unit = REP_UNITS.get(block) if isinstance(block, str) else block
+        if not (isinstance(unit, type) and issubclass(unit, nn.Module)):
+            raise ValueError(f"RepBlock(c1={c1}, c2={c2}, n={n}): unknown block {block!r}; "
+                             f"choose one of {', '.join(REP_UNITS)}")
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"RepBlock(c1={c1}, c2={c2}): repeats n must be a positive integer, got {n!r}")
+        self.m = nn.Sequential(*(unit(c1 if i == 0 else c2, c2) for i in range(n)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the units in sequence."""
+        return self.m(x)
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Log a warning the first time it is seen in this process (models are rebuilt often: trainer, EMA, reload)."""
+    if message not in _warned:
+        _warned.add(message)
+        LOGGER.warning(message)

@@ -1,0 +1,159 @@
+"""Teach Ultralytics' model parser the plugin's YAML rows, without editing any Ultralytics file.
+
+``parse_model`` (``ultralytics/nn/tasks.py``) decides a row's channels by membership in two collections written
+inside the function: Conv-like rows get ``c1 = ch[f]`` and width-scaled ``c2``; repeat rows also get the
+depth-scaled repeat count. A class that is merely importable falls through to ``c2 = ch[f]`` and builds with wrong
+channels. ``register()`` therefore recompiles ``parse_model`` from its own source with the plugin's names appended
+to those two collections, and executes it in ``tasks``' namespace so ``globals()[name]`` still resolves rows.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib
+import inspect
+import re
+import textwrap
+from types import CodeType, ModuleType, TracebackType
+from typing import Any, Callable
+
+from torch import nn
+
+SUPPORTED_ULTRALYTICS = ">=8.1.0,<8.5"
+_MIN_VERSION, _MAX_VERSION = (8, 1, 0), (8, 5, 0)  # inclusive, exclusive; keep in step with setup.cfg
+_PATCHED = "__yolov8_efficientrep__"  # marks the installed parse_model, making register() idempotent
+
+
+class YAMLRowError(ValueError):
+    """A model YAML row that names a plugin block could not be built."""
+
+
+def _plugin_blocks() -> dict[str, tuple[type[nn.Module], bool]]:
+    """Return ``{row name: (class, takes repeats)}`` for every block a YAML row may name."""
+    from ultralytics.nn.modules import RepConv
+
+    from .blocks import RepBlock, RepVGGBlock
+
+    # Ultralytics' own RepConv is listed so "RepConv" rows (as the design card words the stride-2 rows) get Conv-like
+    # channels too; no stock YAML names it, so no stock model changes.
+    return {"RepVGGBlock": (RepVGGBlock, False), "RepConv": (RepConv, False), "RepBlock": (RepBlock, True)}
+
+
+def ultralytics_version() -> tuple[int, ...]:
+    """Return the installed Ultralytics version as an integer tuple, e.g. ``(8, 4, 190)``."""
+    import ultralytics
+
+    return tuple(int(part) for part in re.findall(r"\d+", ultralytics.__version__)[:3])
+
+
+def _unsupported(reason: str) -> ImportError:
+    """Build the import error shown when the installed Ultralytics cannot be patched."""
+    import ultralytics
+
+    return ImportError(
+        f"yolov8-efficientrep cannot register its blocks with ultralytics {ultralytics.__version__}: {reason}. "
+        f"Supported: ultralytics{SUPPORTED_ULTRALYTICS}; install one with: pip install 'ultralytics{SUPPORTED_ULTRALYTICS}'"
+    )
+
+
+def register() -> None:
+    """Make plugin rows build like built-in rows in every model Ultralytics parses from now on. Idempotent.
+
+    ``RepVGGBlock`` / ``RepConv`` rows behave like ``Conv`` rows (input channels, width scaling, ``max_channels``);
+    ``RepBlock`` rows like ``C2f`` rows (plus depth-scaled repeats). Ultralytics' own rows are untouched.
+
+    Raises:
+        ImportError: The installed Ultralytics is outside the supported range or its parser has an unknown shape.
+    """
+    tasks = importlib.import_module("ultralytics.nn.tasks")
+    if getattr(tasks.parse_model, _PATCHED, False):
+        return
+    if not _MIN_VERSION <= ultralytics_version() < _MAX_VERSION:
+        raise _unsupported("version outside the supported range")
+
+    blocks = _plugin_blocks()
+    for name, (cls, _) in blocks.items():
+        existing = tasks.__dict__.get(name)
+        if existing is not None and existing is not cls:
+            raise _unsupported(f"ultralytics.nn.tasks already defines a different '{name}'")
+        setattr(tasks, name, cls)
+
+    conv_like = list(blocks)
+    repeating = [name for name, (_, repeats) in blocks.items() if repeats]
+    parse_model = _with_row_context(_recompile_parse_model(tasks, conv_like, repeating), blocks)
+    tasks.parse_model = parse_model
+    nn_package = importlib.import_module("ultralytics.nn")
+    if hasattr(nn_package, "parse_model"):  # `from ultralytics.nn import parse_model` re-export
+        nn_package.parse_model = parse_model
+
+    from .configs import install_bundled_lookup
+
+    install_bundled_lookup(tasks)
+
+
+def _names(node: ast.Set | ast.Tuple) -> set[str]:
+    """Return the bare names listed in a set or tuple literal."""
+    return {element.id for element in node.elts if isinstance(element, ast.Name)}
+
+
+def _recompile_parse_model(tasks: ModuleType, conv_like: list[str], repeating: list[str]) -> Callable:
+    """Compile ``parse_model`` from its source with extra names in its Conv-like and repeat collections.
+
+    The collections are found by content, which holds from 8.0's tuple literals to 8.4's frozensets: the Conv-like
+    one lists both ``Conv`` and ``C2f``; the repeat one lists ``C2f`` and ``BottleneckCSP`` but not ``Conv``.
+    """
+    try:
+        lines, first_line = inspect.getsourcelines(tasks.parse_model)
+    except (OSError, TypeError) as error:
+        raise _unsupported(f"the source of ultralytics/nn/tasks.py is not available ({error})") from error
+    tree = ast.parse(textwrap.dedent("".join(lines)))
+    ast.increment_lineno(tree, first_line - 1)  # tracebacks point at the real lines of tasks.py
+
+    literals = [node for node in ast.walk(tree) if isinstance(node, (ast.Set, ast.Tuple))]
+    base = [node for node in literals if {"Conv", "C2f"} <= _names(node)]
+    repeat = [node for node in literals if {"C2f", "BottleneckCSP"} <= _names(node) and "Conv" not in _names(node)]
+    if len(base) != 1 or len(repeat) != 1:
+        raise _unsupported(
+            f"parse_model's module collections were not recognised (found {len(base)} Conv-like and "
+            f"{len(repeat)} repeat collections, expected one of each)"
+        )
+    for node, names in ((base[0], conv_like), (repeat[0], repeating)):
+        node.elts.extend(ast.Name(id=name, ctx=ast.Load()) for name in names if name not in _names(node))
+    ast.fix_missing_locations(tree)
+
+    exec(compile(tree, tasks.__file__, "exec"), tasks.__dict__)  # rebinds tasks.parse_model; register() wraps it
+    return tasks.parse_model
+
+
+def _with_row_context(parse_model: Callable, blocks: dict[str, tuple[type[nn.Module], bool]]) -> Callable:
+    """Wrap ``parse_model`` so a failing plugin row is reported with its YAML file, index and text."""
+    plugin_classes = {cls for cls, _ in blocks.values()}
+
+    @functools.wraps(parse_model)
+    def parse_model_with_plugin_rows(d: dict, ch: Any, verbose: bool = True):
+        try:
+            return parse_model(d, ch, verbose)
+        except Exception as error:
+            row = _failing_row(error.__traceback__, parse_model.__code__)
+            if row is None or row.get("m") not in plugin_classes:
+                raise
+            index, rows = row["i"], d.get("backbone", []) + d.get("head", [])
+            section = "backbone" if index < len(d.get("backbone", [])) else "head"
+            raise YAMLRowError(
+                f"{d.get('yaml_file', 'model YAML')}, {section} row {index} {rows[index]}: {error}. "
+                f"Plugin rows read [from, repeats, module, args]: RepVGGBlock args are [c2, k=3, s=1], "
+                f"RepBlock args are [c2, block]."
+            ) from error
+
+    setattr(parse_model_with_plugin_rows, _PATCHED, True)
+    return parse_model_with_plugin_rows
+
+
+def _failing_row(traceback: TracebackType | None, code: CodeType) -> dict | None:
+    """Return the local variables of the ``parse_model`` frame an exception passed through, if any."""
+    while traceback is not None:
+        if traceback.tb_frame.f_code is code:
+            return traceback.tb_frame.f_locals
+        traceback = traceback.tb_next
+    return None

@@ -1,0 +1,122 @@
+"""A deterministic, generated YOLO-format detection data set of coloured shapes, for offline training and tests.
+
+Each image has a noisy gradient background, unlabeled clutter (lines and specks) and 1-6 labeled shapes of random
+class, colour, size and rotation; shapes may partly overlap. The same arguments always write the same files.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+CLASS_NAMES = ("circle", "square", "triangle", "cross")
+MAX_OVERLAP = 0.4  # of the smaller box: partial overlaps happen, but no shape hides another
+
+
+def _polygon(kind: str, cx: float, cy: float, radius: float, angle: float) -> np.ndarray:
+    """Return the outline of a square, triangle or cross centred on (cx, cy), rotated by ``angle`` radians."""
+    if kind == "square":
+        corners = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
+        points = np.array(corners, dtype=np.float64) * radius / math.sqrt(2)
+    elif kind == "triangle":
+        points = np.array([(math.cos(a), math.sin(a)) for a in np.linspace(0, 2 * math.pi, 4)[:3] - math.pi / 2])
+        points *= radius
+    else:  # cross: a plus sign of arm width radius / 3
+        w, r = radius / 3, radius
+        points = np.array([(-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w), (w, r), (-w, r), (-w, w), (-r, w),
+                           (-r, -w), (-w, -w)])
+    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    return (points @ rotation.T + (cx, cy)).round().astype(np.int32)
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection of two (x1, y1, x2, y2) boxes as a fraction of the smaller one."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return w * h / smaller if smaller > 0 else 0.0
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Return a noisy two-colour gradient image."""
+    start, end = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    ramp = np.linspace(0.0, 1.0, size)[:, None, None]
+    image = start * (1 - ramp) + end * ramp  # vertical gradient, (size, 1, 3)
+    image = np.repeat(image, size, axis=1) + rng.normal(0, 12, (size, size, 3))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _add_clutter(rng: np.random.Generator, image: np.ndarray) -> None:
+    """Draw unlabeled distractors: a few thin lines and small specks."""
+    size = image.shape[0]
+    for _ in range(int(rng.integers(0, 4))):
+        p1, p2 = tuple(int(v) for v in rng.integers(0, size, 2)), tuple(int(v) for v in rng.integers(0, size, 2))
+        cv2.line(image, p1, p2, tuple(int(c) for c in rng.integers(0, 256, 3)), 1, cv2.LINE_AA)
+    for _ in range(int(rng.integers(0, 6))):
+        centre = tuple(int(v) for v in rng.integers(0, size, 2))
+        cv2.circle(image, centre, max(1, size // 80), tuple(int(c) for c in rng.integers(0, 256, 3)), -1)
+
+
+def draw_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[tuple[int, float, float, float, float]]]:
+    """Draw one image and return it with its labels ``(class, x_center, y_center, width, height)`` (normalized)."""
+    image = _background(rng, size)
+    _add_clutter(rng, image)
+    boxes: list[tuple[float, float, float, float]] = []
+    labels = []
+    for _ in range(int(rng.integers(1, 7))):
+        for _attempt in range(20):  # rejection-sample a place that overlaps earlier shapes only partly
+            radius = rng.uniform(0.06, 0.2) * size
+            cx, cy = rng.uniform(radius, size - radius, 2)
+            cls = int(rng.integers(len(CLASS_NAMES)))
+            kind = CLASS_NAMES[cls]
+            if kind == "circle":
+                box = (cx - radius, cy - radius, cx + radius, cy + radius)
+            else:
+                outline = _polygon(kind, cx, cy, radius, rng.uniform(0, 2 * math.pi))
+                box = (*outline.min(0), *(outline.max(0) + 1))
+            if all(_overlap(box, other) < MAX_OVERLAP for other in boxes):
+                break
+        else:
+            continue
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        if kind == "circle":
+            cv2.circle(image, (round(cx), round(cy)), round(radius), colour, -1, cv2.LINE_AA)
+        else:
+            cv2.fillPoly(image, [outline], colour, cv2.LINE_AA)
+        x1, y1, x2, y2 = (min(max(v, 0.0), size) for v in box)
+        boxes.append(box)
+        labels.append((cls, (x1 + x2) / 2 / size, (y1 + y2) / 2 / size, (x2 - x1) / size, (y2 - y1) / size))
+    return image, labels
+
+
+def make_shapes_dataset(root: str | Path, train: int = 64, val: int = 16, imgsz: int = 128, seed: int = 0) -> Path:
+    """Write the data set under ``root`` (images/ and labels/ with train and val splits) and its data YAML.
+
+    Args:
+        root (str | Path): Output directory; existing images with the same names are rewritten identically.
+        train (int): Number of training images.
+        val (int): Number of validation images.
+        imgsz (int): Side of the square images in pixels.
+        seed (int): Random seed; the same arguments always give the same files.
+
+    Returns:
+        (Path): The data YAML (``root/shapes.yaml``), usable as ``data=`` in Ultralytics.
+    """
+    root = Path(root).resolve()
+    for split, count, split_seed in (("train", train, seed), ("val", val, seed + 1_000_003)):
+        rng = np.random.default_rng(split_seed)
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            image, labels = draw_sample(rng, imgsz)
+            cv2.imwrite(str(root / "images" / split / f"{index:05d}.png"), image)
+            rows = (f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}" for c, x, y, w, h in labels)
+            (root / "labels" / split / f"{index:05d}.txt").write_text("\n".join(rows) + "\n")
+    data_yaml = root / "shapes.yaml"
+    spec = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))}
+    data_yaml.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return data_yaml
