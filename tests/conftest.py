@@ -1,7 +1,11 @@
 """Shared set-up: Ultralytics fully offline with a private config dir, a generated data set, BN randomization."""
 
+from __future__ import annotations
+
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from yolov8_efficientrep.offline import seed_fonts  # noqa: E402
 from yolov8_efficientrep.shapes import make_shapes_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+YOLO_CLI = str(Path(sys.executable).with_name("yolo"))  # the stock Ultralytics console script of this interpreter
 seed_fonts()
 
 
@@ -45,3 +50,22 @@ def randomize_bn():
         return module.eval()
 
     return randomize
+
+
+@pytest.fixture
+def run_fresh():
+    """Return a function that runs a command in a new process with the tests' offline Ultralytics environment.
+
+    ``run_fresh("yolo", "train", ...)`` runs Ultralytics' stock console script; ``run_fresh(sys.executable, ...)`` a
+    new interpreter. Fails the test with the process output unless ``check=False``.
+    """
+
+    def run(*command: str, cwd: Path | None = None, check: bool = True, env: dict | None = None, timeout: int = 600):
+        command = [YOLO_CLI if command[0] == "yolo" else command[0], *map(str, command[1:])]
+        result = subprocess.run(command, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            pytest.fail(f"{' '.join(command)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        return result
+
+    return run
