@@ -1,8 +1,13 @@
-"""Print a markdown table of parameters and GFLOPs (640 px) of model YAMLs, in training form and fused.
+"""Print markdown tables of parameters and GFLOPs of model YAMLs, in training form and fused.
 
-Usage: python benchmarks/model_summary.py [MODEL.yaml ...]
-Defaults to every scale of cfg/yolov8-efficientrep.yaml plus Ultralytics' yolov8n.yaml and yolov8s.yaml for
-reference. The numbers in README.md come from this script.
+Usage:
+    python benchmarks/model_summary.py [MODEL.yaml ...]   # one row per model: params and GFLOPs, train and fused
+    python benchmarks/model_summary.py --configs          # one row per shipped cfg/ model YAML, at scales n and s
+
+The first form defaults to every scale of cfg/yolov8-efficientrep.yaml plus Ultralytics' yolov8n.yaml and
+yolov8s.yaml for reference. ``--configs`` reads each config's task as Ultralytics guesses it and what it reproduces from
+the YAML's first comment line. GFLOPs are at 640 px (224 px for classification, Ultralytics' default). The numbers in
+README.md come from this script.
 """
 
 from __future__ import annotations
@@ -14,13 +19,16 @@ from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "true")
 
+import yaml  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
+from ultralytics.nn.tasks import guess_model_task  # noqa: E402
 from ultralytics.utils.torch_utils import get_flops  # noqa: E402
 
 import yolov8_efficientrep  # noqa: E402, F401  registers the blocks
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = [str(REPO / "cfg" / f"yolov8{s}-efficientrep.yaml") for s in "nsmlx"] + ["yolov8n.yaml", "yolov8s.yaml"]
+CLASSIFY_IMGSZ = 224
 
 
 def summarize(model_yaml: str, imgsz: int = 640) -> tuple[int, float, int, float]:
@@ -31,11 +39,41 @@ def summarize(model_yaml: str, imgsz: int = 640) -> tuple[int, float, int, float
     return count(model), get_flops(model, imgsz), count(fused), get_flops(fused, imgsz)
 
 
+def shipped_configs() -> list[Path]:
+    """Return the model YAMLs in cfg/ (files with a backbone), in name order."""
+    return [p for p in sorted((REPO / "cfg").glob("*.yaml")) if "backbone" in (yaml.safe_load(p.read_text()) or {})]
+
+
+def configs_table(imgsz: int = 640) -> list[str]:
+    """Return the markdown lines of the shipped-configs table: task, what it reproduces, scales n and s."""
+    lines = [
+        "| config | task | reproduces | params n (train / fused) | GFLOPs n (train / fused) "
+        "| params s (train / fused) | GFLOPs s (train / fused) |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for path in shipped_configs():
+        summary = path.read_text().splitlines()[0].split(":", 1)[1].strip()  # "# <stem>: <what it reproduces>"
+        task = guess_model_task(yaml.safe_load(path.read_text()))  # as YOLO() decides it
+        size = CLASSIFY_IMGSZ if task == "classify" else imgsz
+        cells = []
+        for scale in "ns":  # yolov8<scale>-<name>.yaml selects that scale of the unified file
+            scaled = path.with_name(path.name.replace("yolov8", f"yolov8{scale}", 1))
+            params, flops, fused_params, fused_flops = summarize(str(scaled), size)
+            cells += [f"{params / 1e6:.2f}M / {fused_params / 1e6:.2f}M", f"{flops:.1f} / {fused_flops:.1f}"]
+        lines.append(f"| `{path.name}` | {task} | {summary} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", default=DEFAULT_MODELS)
     parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--configs", action="store_true", help="tabulate every shipped cfg/ model YAML at scales n, s")
     args = parser.parse_args()
+    if args.configs:
+        print(f"GFLOPs at {args.imgsz} px ({CLASSIFY_IMGSZ} px for classification)\n")
+        print("\n".join(configs_table(args.imgsz)))
+        return
     print(f"| model | params (train) | GFLOPs@{args.imgsz} (train) | params (fused) | GFLOPs@{args.imgsz} (fused) |")
     print("|---|---:|---:|---:|---:|")
     for model_yaml in args.models:

@@ -1,9 +1,11 @@
 """YOLOv6's EfficientRep blocks for Ultralytics YOLOv8, as a plugin: importing this package registers them."""
 
-from .blocks import RepBlock, RepVGGBlock
+from .blocks import BottleRep, QARepVGGBlock, RepBlock, RepVGGBlock
+from .csp_blocks import BepC3, CSPSPPF, SimCSPSPPF, SimSPPF
 from .registration import YAMLRowError, register
 
 __version__ = "0.1.0"
-__all__ = ("RepBlock", "RepVGGBlock", "YAMLRowError", "register")
+__all__ = ("BepC3", "BottleRep", "CSPSPPF", "QARepVGGBlock", "RepBlock", "RepVGGBlock", "SimCSPSPPF", "SimSPPF",
+           "YAMLRowError", "register")
 
 register()

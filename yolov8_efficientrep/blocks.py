@@ -6,6 +6,8 @@ module path stable across releases, or old ``.pt`` files stop loading.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,10 +29,12 @@ def _folded_kernel_bias(branch: Conv) -> tuple[torch.Tensor, torch.Tensor]:
     return _fold_bn(kernel, branch.bn)
 
 
-def _fold_bn(kernel: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fold inference-mode BatchNorm statistics into a preceding bias-free convolution kernel."""
+def _fold_bn(kernel: torch.Tensor, bn: nn.BatchNorm2d, bias: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold inference-mode BatchNorm statistics into a preceding convolution kernel (and its bias, if any)."""
     scale = bn.weight.float() / (bn.running_var.float() + bn.eps).sqrt()
-    return kernel * scale.reshape(-1, 1, 1, 1), bn.bias.float() - bn.running_mean.float() * scale
+    mean = bn.running_mean.float() if bias is None else bn.running_mean.float() - bias
+    return kernel * scale.reshape(-1, 1, 1, 1), bn.bias.float() - mean * scale
 
 
 class RepVGGBlock(RepConv):
@@ -63,7 +67,7 @@ class RepVGGBlock(RepConv):
             act (bool | nn.Module): True for ``Conv.default_act`` (the model YAML's ``activation:``), a module to
                 use it, False for none.
         """
-        name = f"RepVGGBlock(c1={c1}, c2={c2}, k={k}, s={s})"
+        name = f"{type(self).__name__}(c1={c1}, c2={c2}, k={k}, s={s})"
         if k != 3 or p not in (None, 1) or d != 1:
             raise ValueError(f"{name}: only a 3x3 kernel with padding 1 and dilation 1 can be re-parameterized "
                              f"(got k={k}, p={p}, d={d}); use k=3, or a Conv row for other kernels")
@@ -113,40 +117,133 @@ class RepVGGBlock(RepConv):
         del self.conv1, self.conv2, self.bn
 
 
+class QARepVGGBlock(RepVGGBlock):
+    """QARepVGG block (arXiv 2212.01593): 3x3 conv+BN, bare 1x1 conv and identity, summed, then BN and activation.
+
+    RepVGG blocks quantize poorly to INT8: the BNs on the 1x1 and identity branches give the fused kernel a wide,
+    outlier-prone range. QARepVGG (the paper's final design) keeps BN on the 3x3 branch only and adds one BN after the
+    sum. The fused form is still one 3x3 convolution with bias: the inherited ``fuse_convs()`` builds it from this
+    class's ``get_equivalent_kernel_bias()``. Arguments and their checks are ``RepVGGBlock``'s.
+
+    Attributes:
+        conv1 (Conv): 3x3 convolution + BN branch.
+        conv2 (nn.Conv2d): 1x1 convolution branch, without BN or bias.
+        has_identity (bool): Whether the input is added to the branch sum (``c1 == c2`` and ``s == 1``).
+        bn (nn.BatchNorm2d): BN after the branch sum (not an identity branch, unlike in ``RepConv``).
+        conv (nn.Conv2d): The fused 3x3 convolution, present only after ``fuse_convs()``.
+        act (nn.Module): Activation after the BN.
+    """
+
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, p: int | None = None, g: int = 1, d: int = 1,
+                 act: bool | nn.Module = True):
+        """Initialize the block; arguments follow Ultralytics' ``Conv`` (see ``RepVGGBlock``)."""
+        super().__init__(c1, c2, k, s, p, g, d, act)
+        self.has_identity = c1 == c2 and s == 1
+        self.conv2 = nn.Conv2d(c1, c2, 1, s, 0, groups=g, bias=False)
+        self.bn = nn.BatchNorm2d(c2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum the 3x3+BN, 1x1 and identity branches, then apply BN and the activation."""
+        y = self.conv1(x) + self.conv2(x)
+        return self.act(self.bn(y + x if self.has_identity else y))
+
+    def get_equivalent_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the 3x3 kernel and bias equal to the whole block before its activation (float32)."""
+        kernel, bias = _folded_kernel_bias(self.conv1)
+        kernel = kernel + F.pad(self.conv2.weight.float(), [1, 1, 1, 1])
+        if self.has_identity:
+            kernel = kernel + self._identity_kernel()
+        return _fold_bn(kernel, self.bn, bias)
+
+
+class BottleRep(nn.Module):
+    """YOLOv6's BottleRep: two Rep units in sequence, plus the input scaled by a learnable ``alpha`` when shapes match.
+
+    The shortcut spans both units, so it stays an addition after fusion; each unit fuses on its own.
+
+    Attributes:
+        cv1 (nn.Module): First unit, ``c1 -> c2``.
+        cv2 (nn.Module): Second unit, ``c2 -> c2``.
+        add (bool): Whether the shortcut is used (``c1 == c2``).
+        alpha (nn.Parameter | float): Shortcut weight, learnable (initialized to 1) when ``weight`` is True and the
+            shortcut is used, else 1.
+    """
+
+    def __init__(self, c1: int, c2: int, block: str | type[nn.Module] = "RepVGGBlock", weight: bool = True):
+        """Initialize the unit.
+
+        Args:
+            c1 (int): Input channels.
+            c2 (int): Output channels.
+            block (str | type): The two inner units: ``RepVGGBlock`` or ``QARepVGGBlock``, by class or by name.
+            weight (bool): Learn the shortcut's weight (YOLOv6 does, in every stage); False fixes it at 1.
+        """
+        super().__init__()
+        unit = _resolve_unit(block, BASIC_UNITS, f"BottleRep(c1={c1}, c2={c2})")
+        if not isinstance(weight, bool):
+            raise TypeError(f"BottleRep(c1={c1}, c2={c2}): weight must be True or False, got {weight!r}")
+        self.cv1 = unit(c1, c2)
+        self.cv2 = unit(c2, c2)
+        self.add = c1 == c2
+        # no parameter without a shortcut to weight: an unused one would break DDP without find_unused_parameters
+        self.alpha = nn.Parameter(torch.ones(1)) if weight and self.add else 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run both units and add the weighted input when shapes match."""
+        y = self.cv2(self.cv1(x))
+        return y + self.alpha * x if self.add else y
+
+
+# Units that stack one 3x3 re-parameterizable layer; BottleRep and BepC3 name one for their inner layers.
+BASIC_UNITS: dict[str, type[nn.Module]] = {"RepVGGBlock": RepVGGBlock, "QARepVGGBlock": QARepVGGBlock}
 # Units a RepBlock row may name in its `block` argument.
-REP_UNITS: dict[str, type[nn.Module]] = {"RepVGGBlock": RepVGGBlock}
+REP_UNITS: dict[str, type[nn.Module]] = {**BASIC_UNITS, "BottleRep": BottleRep}
+
+
+def _resolve_unit(block: str | type[nn.Module], choices: dict[str, type[nn.Module]], owner: str) -> type[nn.Module]:
+    """Return the unit class named by ``block`` (a key of ``choices``), or ``block`` itself if it is a module class."""
+    unit = choices.get(block) if isinstance(block, str) else block
+    if not (isinstance(unit, type) and issubclass(unit, nn.Module)):
+        raise ValueError(f"{owner}: unknown block {block!r}; choose one of {', '.join(choices)}")
+    return unit
 
 
 class RepBlock(nn.Module):
-    """EfficientRep stage: ``n`` Rep units in sequence, the first ``c1 -> c2``, the rest ``c2 -> c2``.
+    """EfficientRep stage: Rep units in sequence, the first ``c1 -> c2``, the rest ``c2 -> c2``.
+
+    With ``RepVGGBlock`` or ``QARepVGGBlock`` units there are ``n`` of them. A ``BottleRep`` unit holds two layers,
+    so, as in YOLOv6, ``n`` layers make ``max(n // 2, 1)`` BottleRep units.
 
     Attributes:
         m (nn.Sequential): The units.
     """
 
-    def __init__(self, c1: int, c2: int, n: int = 1, block: str | type[nn.Module] | bool = "RepVGGBlock"):
+    def __init__(self, c1: int, c2: int, n: int = 1, block: str | type[nn.Module] | bool = "RepVGGBlock", *,
+                 basic_block: str | type[nn.Module] = "RepVGGBlock"):
         """Initialize the stage.
 
         Args:
             c1 (int): Input channels.
             c2 (int): Output channels.
-            n (int): Number of units (depth-scaled by the parser like C2f's repeats).
+            n (int): Number of layers (depth-scaled by the parser like C2f's repeats).
             block (str | type): The unit, by class or by name (a key of ``REP_UNITS``). A bool here is C2f's
                 ``shortcut`` flag from a row copied off a C2f line; it is accepted and has no effect, because every
                 ``c2 -> c2`` RepVGG unit already carries an identity branch.
+            basic_block (str | type): The inner units of ``BottleRep`` (a key of ``BASIC_UNITS``); ``BepC3`` sets it.
         """
         super().__init__()
         if isinstance(block, bool):
             _warn_once(f"RepBlock(c1={c1}, c2={c2}, n={n}, {block}): C2f's 'shortcut' argument has no effect on "
                        f"RepBlock (its RepVGG units already carry identity branches); remove it to silence this")
             block = "RepVGGBlock"
-        unit = REP_UNITS.get(block) if isinstance(block, str) else block
-        if not (isinstance(unit, type) and issubclass(unit, nn.Module)):
-            raise ValueError(f"RepBlock(c1={c1}, c2={c2}, n={n}): unknown block {block!r}; "
-                             f"choose one of {', '.join(REP_UNITS)}")
+        unit = _resolve_unit(block, REP_UNITS, f"RepBlock(c1={c1}, c2={c2}, n={n})")
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"RepBlock(c1={c1}, c2={c2}): repeats n must be a positive integer, got {n!r}")
-        self.m = nn.Sequential(*(unit(c1 if i == 0 else c2, c2) for i in range(n)))
+        if unit is BottleRep:
+            make = functools.partial(BottleRep, block=basic_block, weight=True)
+            self.m = nn.Sequential(*(make(c1 if i == 0 else c2, c2) for i in range(max(n // 2, 1))))
+        else:
+            self.m = nn.Sequential(*(unit(c1 if i == 0 else c2, c2) for i in range(n)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the units in sequence."""

@@ -33,11 +33,22 @@ def _plugin_blocks() -> dict[str, tuple[type[nn.Module], bool]]:
     """Return ``{row name: (class, takes repeats)}`` for every block a YAML row may name."""
     from ultralytics.nn.modules import RepConv
 
-    from .blocks import RepBlock, RepVGGBlock
+    from .blocks import BottleRep, QARepVGGBlock, RepBlock, RepVGGBlock
+    from .csp_blocks import BepC3, CSPSPPF, SimCSPSPPF, SimSPPF
 
     # Ultralytics' own RepConv is listed so "RepConv" rows (as the design card words the stride-2 rows) get Conv-like
     # channels too; no stock YAML names it, so no stock model changes.
-    return {"RepVGGBlock": (RepVGGBlock, False), "RepConv": (RepConv, False), "RepBlock": (RepBlock, True)}
+    return {"RepVGGBlock": (RepVGGBlock, False), "RepConv": (RepConv, False), "RepBlock": (RepBlock, True),
+            "QARepVGGBlock": (QARepVGGBlock, False), "BottleRep": (BottleRep, False), "BepC3": (BepC3, True),
+            "SimSPPF": (SimSPPF, False), "CSPSPPF": (CSPSPPF, False), "SimCSPSPPF": (SimCSPSPPF, False)}
+
+
+# A plugin row's args as the YAML writes them (the parser adds c1, and n for repeat rows), for error messages.
+_ROW_ARGS = {"RepVGGBlock": "[c2, k=3, s=1]", "QARepVGGBlock": "[c2, k=3, s=1]", "RepConv": "[c2, k=3, s=1]",
+             "RepBlock": "[c2, block=RepVGGBlock|QARepVGGBlock|BottleRep]",
+             "BottleRep": "[c2, block=RepVGGBlock|QARepVGGBlock, weight=True]",
+             "BepC3": "[c2, e=0.5, block=RepVGGBlock|QARepVGGBlock]", "SimSPPF": "[c2, k=5]",
+             "CSPSPPF": "[c2, k=5, e=0.5]", "SimCSPSPPF": "[c2, k=5, e=0.5]"}
 
 
 def ultralytics_version() -> tuple[int, ...]:
@@ -140,10 +151,12 @@ def _with_row_context(parse_model: Callable, blocks: dict[str, tuple[type[nn.Mod
                 raise
             index, rows = row["i"], d.get("backbone", []) + d.get("head", [])
             section = "backbone" if index < len(d.get("backbone", [])) else "head"
+            name = rows[index][2]
+            usage = {"RepVGGBlock": _ROW_ARGS["RepVGGBlock"], name: _ROW_ARGS.get(name, "as its class documents")}
             raise YAMLRowError(
                 f"{d.get('yaml_file', 'model YAML')}, {section} row {index} {rows[index]}: {error}. "
-                f"Plugin rows read [from, repeats, module, args]: RepVGGBlock args are [c2, k=3, s=1], "
-                f"RepBlock args are [c2, block]."
+                f"Plugin rows read [from, repeats, module, args]: "
+                + ", ".join(f"{module} args are {args}" for module, args in usage.items()) + "."
             ) from error
 
     setattr(parse_model_with_plugin_rows, _PATCHED, True)

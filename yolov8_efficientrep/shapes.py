@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -61,12 +62,34 @@ def _add_clutter(rng: np.random.Generator, image: np.ndarray) -> None:
         cv2.circle(image, centre, max(1, size // 80), tuple(int(c) for c in rng.integers(0, 256, 3)), -1)
 
 
-def draw_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[tuple[int, float, float, float, float]]]:
-    """Draw one image and return it with its labels ``(class, x_center, y_center, width, height)`` (normalized)."""
+class Shape(NamedTuple):
+    """One drawn shape, in pixels: its class, clipped box, outline polygon and four keypoints."""
+
+    cls: int
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2, clipped to the image
+    outline: np.ndarray  # (points, 2) polygon; a circle's is sampled every 10 degrees
+    keypoints: np.ndarray  # (4, 3) x, y, visibility (2 visible, 1 covered by a later shape, 0 none: a triangle's 4th)
+
+
+def _keypoints(kind: str, cx: float, cy: float, radius: float, outline: np.ndarray) -> np.ndarray:
+    """Return a shape's four keypoints: corners, a triangle's three vertices, a cross's arm tips, a circle's N/E/S/W."""
+    points = np.zeros((4, 3))
+    if kind == "circle":
+        points[:, :2] = [(cx, cy - radius), (cx + radius, cy), (cx, cy + radius), (cx - radius, cy)]
+    elif kind == "cross":  # each arm's tip is the midpoint of its two outer corners
+        points[:, :2] = [(outline[i] + outline[i + 1]) / 2 for i in (0, 3, 6, 9)]
+    else:
+        points[: len(outline), :2] = outline
+    points[: 3 if kind == "triangle" else 4, 2] = 2
+    return points
+
+
+def draw_shapes(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[Shape]]:
+    """Draw one image and return it with its shapes, in drawing order (later shapes may partly cover earlier ones)."""
     image = _background(rng, size)
     _add_clutter(rng, image)
     boxes: list[tuple[float, float, float, float]] = []
-    labels = []
+    shapes = []
     for _ in range(int(rng.integers(1, 7))):
         for _attempt in range(20):  # rejection-sample a place that overlaps earlier shapes only partly
             radius = rng.uniform(0.06, 0.2) * size
@@ -85,11 +108,23 @@ def draw_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[t
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         if kind == "circle":
             cv2.circle(image, (round(cx), round(cy)), round(radius), colour, -1, cv2.LINE_AA)
+            outline = cv2.ellipse2Poly((round(cx), round(cy)), (round(radius), round(radius)), 0, 0, 360, 10)[:-1]
         else:
             cv2.fillPoly(image, [outline], colour, cv2.LINE_AA)
-        x1, y1, x2, y2 = (min(max(v, 0.0), size) for v in box)
+        for earlier in shapes:  # keypoints this shape covers are no longer visible
+            covered = [cv2.pointPolygonTest(outline, (float(x), float(y)), False) >= 0 for x, y, _ in earlier.keypoints]
+            earlier.keypoints[np.array(covered) & (earlier.keypoints[:, 2] > 0), 2] = 1
         boxes.append(box)
-        labels.append((cls, (x1 + x2) / 2 / size, (y1 + y2) / 2 / size, (x2 - x1) / size, (y2 - y1) / size))
+        shapes.append(Shape(cls, tuple(min(max(v, 0.0), size) for v in box), outline,
+                            _keypoints(kind, cx, cy, radius, outline)))
+    return image, shapes
+
+
+def draw_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[tuple[int, float, float, float, float]]]:
+    """Draw one image and return it with its labels ``(class, x_center, y_center, width, height)`` (normalized)."""
+    image, shapes = draw_shapes(rng, size)
+    labels = [(shape.cls, (x1 + x2) / 2 / size, (y1 + y2) / 2 / size, (x2 - x1) / size, (y2 - y1) / size)
+              for shape in shapes for x1, y1, x2, y2 in [shape.box]]
     return image, labels
 
 
@@ -118,5 +153,93 @@ def make_shapes_dataset(root: str | Path, train: int = 64, val: int = 16, imgsz:
             (root / "labels" / split / f"{index:05d}.txt").write_text("\n".join(rows) + "\n")
     data_yaml = root / "shapes.yaml"
     spec = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))}
+    data_yaml.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return data_yaml
+
+
+TASKS = ("detect", "segment", "pose", "obb", "classify")
+
+
+def _task_label(task: str, shape: Shape, size: int) -> str:
+    """Return one YOLO-format label line of ``shape`` for a segment, pose or obb data set (normalized coordinates)."""
+    if task == "segment":
+        points = shape.outline.reshape(-1)
+    elif task == "obb":  # the smallest rotated rectangle around the outline
+        points = cv2.boxPoints(cv2.minAreaRect(shape.outline.astype(np.float32))).reshape(-1)
+    else:  # pose: the box, then x y visibility per keypoint
+        x1, y1, x2, y2 = shape.box
+        box = f"{(x1 + x2) / 2 / size:.6f} {(y1 + y2) / 2 / size:.6f} {(x2 - x1) / size:.6f} {(y2 - y1) / size:.6f}"
+        keypoints = " ".join(f"{x / size:.6f} {y / size:.6f} {v:.0f}" for x, y, v in shape.keypoints)
+        return f"{shape.cls} {box} {keypoints}"
+    return f"{shape.cls} " + " ".join(f"{v:.6f}" for v in np.clip(points / size, 0.0, 1.0))
+
+
+def _write_crops(directory: Path, index: int, image: np.ndarray, shapes: list[Shape]) -> None:
+    """Save a square crop around each shape (a quarter of its size as margin) under ``directory/<class name>/``."""
+    size = image.shape[0]
+    for k, shape in enumerate(shapes):
+        x1, y1, x2, y2 = shape.box
+        half = max(x2 - x1, y2 - y1) * 0.625
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        left, top = max(round(cx - half), 0), max(round(cy - half), 0)
+        crop = image[top:min(round(cy + half), size), left:min(round(cx + half), size)]
+        (directory / CLASS_NAMES[shape.cls]).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(directory / CLASS_NAMES[shape.cls] / f"{index:05d}_{k}.png"), crop)
+
+
+def make_task_dataset(root: str | Path, task: str, train: int = 64, val: int = 16, imgsz: int = 128,
+                      seed: int = 0) -> Path:
+    """Write the shapes data set for an Ultralytics task: the same images as ``make_shapes_dataset``, task labels.
+
+    - ``detect``: exactly ``make_shapes_dataset``.
+    - ``segment``: each shape's outline polygon (a shape drawn later may cover part of it).
+    - ``pose``: the box and four keypoints per shape (``kpt_shape: [4, 3]``): a square's corners, a triangle's three
+      vertices (the fourth unlabeled), a cross's arm tips, a circle's top/right/bottom/left points; a keypoint covered
+      by a later shape is marked occluded (visibility 1).
+    - ``obb``: the smallest rotated rectangle around each outline.
+    - ``classify``: a crop around every shape, in ``train/<class>/`` and ``val/<class>/`` folders.
+
+    Args:
+        root (str | Path): Output directory; existing files with the same names are rewritten identically.
+        task (str): One of ``TASKS``.
+        train (int): Number of training images (classification: images the crops come from).
+        val (int): Number of validation images.
+        imgsz (int): Side of the square images in pixels.
+        seed (int): Random seed; the same arguments always give the same files.
+
+    Returns:
+        (Path): What Ultralytics takes as ``data=``: the data YAML (``root/shapes-<task>.yaml``), or for
+            classification the data set directory.
+
+    Raises:
+        ValueError: ``task`` is unknown, or a classification split lacks a class (use more images).
+    """
+    if task not in TASKS:
+        raise ValueError(f"make_task_dataset: unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if task == "detect":
+        return make_shapes_dataset(root, train, val, imgsz, seed)
+    root = Path(root).resolve()
+    for split, count, split_seed in (("train", train, seed), ("val", val, seed + 1_000_003)):
+        rng = np.random.default_rng(split_seed)
+        if task != "classify":
+            (root / "images" / split).mkdir(parents=True, exist_ok=True)
+            (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            image, shapes = draw_shapes(rng, imgsz)
+            if task == "classify":
+                _write_crops(root / split, index, image, shapes)
+                continue
+            cv2.imwrite(str(root / "images" / split / f"{index:05d}.png"), image)
+            rows = (_task_label(task, shape, imgsz) for shape in shapes)
+            (root / "labels" / split / f"{index:05d}.txt").write_text("\n".join(rows) + "\n")
+        if task == "classify" and (missing := [n for n in CLASS_NAMES if not (root / split / n).is_dir()]):
+            raise ValueError(f"make_task_dataset: the {split} split of {count} images has no {', '.join(missing)}; "
+                             f"use more images")
+    if task == "classify":
+        return root
+    spec = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))}
+    if task == "pose":
+        spec.update(kpt_shape=[4, 3], flip_idx=[0, 1, 2, 3])  # keypoints have no left/right: a flip keeps each index
+    data_yaml = root / f"shapes-{task}.yaml"
     data_yaml.write_text(yaml.safe_dump(spec, sort_keys=False))
     return data_yaml

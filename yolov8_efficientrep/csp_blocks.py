@@ -1,0 +1,138 @@
+"""YOLOv6's CSP-style BepC3 stage for larger models, and YOLOv6's SPPF variants (SimSPPF, CSPSPPF, SimCSPSPPF).
+
+Checkpoints pickle these classes by import path (``yolov8_efficientrep.csp_blocks.<Name>``): keep names and path stable.
+Every convolution here is an Ultralytics ``Conv`` or a Rep unit, so Ultralytics' ``model.fuse()`` folds them all.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from ultralytics.nn.modules import Conv
+
+from .blocks import BASIC_UNITS, RepBlock
+
+
+def _check_expansion(owner: str, e: float) -> None:
+    """Reject hidden-channel ratios outside (0, 1], and bools (a C3 ``shortcut`` flag in the ratio's place)."""
+    if isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 < e <= 1:
+        raise ValueError(f"{owner}: expansion e must be a number in (0, 1], got {e!r} (a C3-style shortcut flag does "
+                         f"not belong here)")
+
+
+class BepC3(nn.Module):
+    """YOLOv6's CSPStackRep stage: two 1x1 paths to ``c2 * e`` channels, BottleRep units on one, concat, 1x1 to ``c2``.
+
+    Attributes:
+        cv1 (Conv): 1x1 convolution into the BottleRep path.
+        cv2 (Conv): 1x1 convolution of the bypass path.
+        cv3 (Conv): 1x1 convolution after the concatenation.
+        m (RepBlock): ``max(n // 2, 1)`` BottleRep units (``n`` Rep layers, as YOLOv6 counts them).
+    """
+
+    def __init__(self, c1: int, c2: int, n: int = 1, e: float = 0.5, block: str | type[nn.Module] = "RepVGGBlock"):
+        """Initialize the stage.
+
+        Args:
+            c1 (int): Input channels.
+            c2 (int): Output channels.
+            n (int): Rep layers in the BottleRep path (depth-scaled by the parser like C3's repeats).
+            e (float): Hidden channels as a fraction of ``c2`` (YOLOv6: 2/3 for M, 1/2 for L).
+            block (str | type): Layers inside BottleRep, ``RepVGGBlock`` or ``QARepVGGBlock`` (a key of
+                ``BASIC_UNITS``).
+        """
+        super().__init__()
+        owner = f"BepC3(c1={c1}, c2={c2}, n={n}, e={e})"
+        _check_expansion(owner, e)
+        if isinstance(block, str) and block not in BASIC_UNITS:
+            raise ValueError(f"{owner}: unknown block {block!r}; choose one of {', '.join(BASIC_UNITS)}")
+        c_ = max(int(c2 * e), 1)
+        self.cv1 = Conv(c1, c_, 1, 1)
+        self.cv2 = Conv(c1, c_, 1, 1)
+        self.cv3 = Conv(2 * c_, c2, 1, 1)
+        self.m = RepBlock(c_, c_, n, "BottleRep", basic_block=block)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Concatenate the BottleRep path with the bypass path and mix them."""
+        return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
+
+
+class SimSPPF(nn.Module):
+    """YOLOv6's SimSPPF: SPPF with ReLU activations whatever the model's ``activation:``.
+
+    Attributes:
+        cv1 (Conv): 1x1 convolution to ``c1 // 2`` channels.
+        cv2 (Conv): 1x1 convolution of the four concatenated scales to ``c2``.
+        m (nn.MaxPool2d): The max pooling applied three times in sequence.
+    """
+
+    def __init__(self, c1: int, c2: int, k: int = 5):
+        """Initialize the layer.
+
+        Args:
+            c1 (int): Input channels.
+            c2 (int): Output channels.
+            k (int): Max-pooling kernel size (5 gives the receptive fields of SPP's 5, 9 and 13).
+        """
+        super().__init__()
+        c_ = c1 // 2
+        self.cv1 = Conv(c1, c_, 1, 1, act=nn.ReLU())
+        self.cv2 = Conv(c_ * 4, c2, 1, 1, act=nn.ReLU())
+        self.m = nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool three times in sequence and mix the four scales."""
+        y = [self.cv1(x)]
+        y.extend(self.m(y[-1]) for _ in range(3))
+        return self.cv2(torch.cat(y, 1))
+
+
+class CSPSPPF(nn.Module):
+    """YOLOv6 3.0's CSPSPPF: an SPPF path (with 3x3 convolutions around the pooling) beside a 1x1 bypass, concatenated.
+
+    Its convolutions use the model's ``activation:`` (SiLU unless the YAML says otherwise); ``SimCSPSPPF`` is the ReLU
+    form.
+
+    Attributes:
+        cv1, cv3, cv4 (Conv): 1x1, 3x3, 1x1 convolutions before the pooling, to ``c2 * e`` channels.
+        cv2 (Conv): 1x1 convolution of the bypass path.
+        m (nn.MaxPool2d): The max pooling applied three times in sequence.
+        cv5, cv6 (Conv): 1x1 and 3x3 convolutions of the four concatenated scales.
+        cv7 (Conv): 1x1 convolution of the concatenated paths to ``c2``.
+    """
+
+    def __init__(self, c1: int, c2: int, k: int = 5, e: float = 0.5, act: bool | nn.Module = True):
+        """Initialize the layer.
+
+        Args:
+            c1 (int): Input channels.
+            c2 (int): Output channels.
+            k (int): Max-pooling kernel size.
+            e (float): Hidden channels as a fraction of ``c2``.
+            act (bool | nn.Module): Activation of every convolution; True for the model's ``activation:``.
+        """
+        super().__init__()
+        _check_expansion(f"{type(self).__name__}(c1={c1}, c2={c2}, k={k}, e={e})", e)
+        c_ = max(int(c2 * e), 1)
+        self.cv1 = Conv(c1, c_, 1, 1, act=act)
+        self.cv2 = Conv(c1, c_, 1, 1, act=act)
+        self.cv3 = Conv(c_, c_, 3, 1, act=act)
+        self.cv4 = Conv(c_, c_, 1, 1, act=act)
+        self.m = nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2)
+        self.cv5 = Conv(4 * c_, c_, 1, 1, act=act)
+        self.cv6 = Conv(c_, c_, 3, 1, act=act)
+        self.cv7 = Conv(2 * c_, c2, 1, 1, act=act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the pooling path and the bypass, then mix them."""
+        y = [self.cv4(self.cv3(self.cv1(x)))]
+        y.extend(self.m(y[-1]) for _ in range(3))
+        return self.cv7(torch.cat((self.cv2(x), self.cv6(self.cv5(torch.cat(y, 1)))), 1))
+
+
+class SimCSPSPPF(CSPSPPF):
+    """YOLOv6 3.0's SimCSPSPPF: ``CSPSPPF`` with ReLU activations whatever the model's ``activation:``."""
+
+    def __init__(self, c1: int, c2: int, k: int = 5, e: float = 0.5):
+        """Initialize the layer; arguments as ``CSPSPPF``'s, without ``act``."""
+        super().__init__(c1, c2, k, e, act=nn.ReLU())
