@@ -12,6 +12,9 @@ from pathlib import Path
 # Before anything imports Ultralytics: it reads these at import time and must never reach for the network.
 CONFIG_DIR = Path(tempfile.mkdtemp(prefix="yolov8-efficientrep-tests-"))
 os.environ.update(YOLO_OFFLINE="true", YOLO_AUTOINSTALL="false", YOLO_CONFIG_DIR=str(CONFIG_DIR))
+# The installed start-up hook (yolov8_efficientrep_hook.pth) registers the plugin in any interpreter that imports
+# Ultralytics: off in plain subprocesses, so "without the plugin" means that; run_fresh turns it on (a user's shell).
+os.environ["YOLOV8_EFFICIENTREP_HOOK"] = "0"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -52,18 +55,31 @@ def randomize_bn():
     return randomize
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
+def installed_hook() -> Path:
+    """The start-up hook's .pth in this interpreter's site-packages; fails the test if the project is not installed."""
+    import site
+
+    for directory in site.getsitepackages():
+        if (Path(directory) / "yolov8_efficientrep_hook.pth").is_file():
+            return Path(directory) / "yolov8_efficientrep_hook.pth"
+    pytest.fail(f"yolov8_efficientrep_hook.pth is not in {site.getsitepackages()}: install the project "
+                f"(pip install -e .) so that fresh processes, such as the stock yolo CLI, get its start-up hook")
+
+
+@pytest.fixture(scope="session")  # stateless; session scope lets module fixtures (a trained checkpoint) use it
 def run_fresh():
     """Return a function that runs a command in a new process with the tests' offline Ultralytics environment.
 
     ``run_fresh("yolo", "train", ...)`` runs Ultralytics' stock console script; ``run_fresh(sys.executable, ...)`` a
-    new interpreter. Fails the test with the process output unless ``check=False``.
+    new interpreter. The start-up hook is on unless ``env`` sets ``YOLOV8_EFFICIENTREP_HOOK=0``. Fails the test with the
+    process output unless ``check=False``.
     """
 
     def run(*command: str, cwd: Path | None = None, check: bool = True, env: dict | None = None, timeout: int = 600):
         command = [YOLO_CLI if command[0] == "yolo" else command[0], *map(str, command[1:])]
-        result = subprocess.run(command, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                                timeout=timeout)
+        env = {**os.environ, "YOLOV8_EFFICIENTREP_HOOK": "1", **(env or {})}
+        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             pytest.fail(f"{' '.join(command)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
         return result

@@ -1,6 +1,7 @@
 """YOLOv6's EfficientRep blocks for Ultralytics YOLOv8, as a plugin: importing this package registers them."""
 
 from .blocks import BottleRep, QARepVGGBlock, RepBlock, RepVGGBlock
+from .checkpoints import allow_restricted_loading
 from .csp_blocks import BepC3, CSPSPPF, SimCSPSPPF, SimSPPF
 from .registration import YAMLRowError, register
 
@@ -9,3 +10,4 @@ __all__ = ("BepC3", "BottleRep", "CSPSPPF", "QARepVGGBlock", "RepBlock", "RepVGG
            "YAMLRowError", "register")
 
 register()
+allow_restricted_loading()  # ULTRALYTICS_SAFE_LOAD=1 may then load checkpoints with plugin blocks

@@ -23,6 +23,7 @@ from torch import nn
 SUPPORTED_ULTRALYTICS = ">=8.1.0,<8.5"
 _MIN_VERSION, _MAX_VERSION = (8, 1, 0), (8, 5, 0)  # inclusive, exclusive; keep in step with setup.cfg
 _PATCHED = "__yolov8_efficientrep__"  # marks the installed parse_model, making register() idempotent
+NATIVE = "YOLOV8_EFFICIENTREP_NATIVE"  # set in tasks.py by the fork patch (patches/): the parser knows the blocks
 
 
 class YAMLRowError(ValueError):
@@ -78,8 +79,8 @@ def register() -> None:
         ImportError: The installed Ultralytics is outside the supported range or its parser has an unknown shape.
     """
     tasks = importlib.import_module("ultralytics.nn.tasks")
-    if getattr(tasks.parse_model, _PATCHED, False):
-        return
+    if getattr(tasks, NATIVE, False) or getattr(tasks.parse_model, _PATCHED, False):
+        return  # a patched fork (which imports this package while tasks.py is still loading), or registered already
     if not _MIN_VERSION <= ultralytics_version() < _MAX_VERSION:
         raise _unsupported("version outside the supported range")
 
@@ -108,19 +109,15 @@ def _names(node: ast.Set | ast.Tuple) -> set[str]:
     return {element.id for element in node.elts if isinstance(element, ast.Name)}
 
 
-def _recompile_parse_model(tasks: ModuleType, conv_like: list[str], repeating: list[str]) -> Callable:
-    """Compile ``parse_model`` from its source with extra names in its Conv-like and repeat collections.
+def module_collections(tree: ast.AST) -> tuple[ast.Set | ast.Tuple, ast.Set | ast.Tuple]:
+    """Return the Conv-like and the repeat collection literals of ``parse_model``'s syntax tree.
 
-    The collections are found by content, which holds from 8.0's tuple literals to 8.4's frozensets: the Conv-like
-    one lists both ``Conv`` and ``C2f``; the repeat one lists ``C2f`` and ``BottleneckCSP`` but not ``Conv``.
+    They are found by content, which holds from 8.0's tuple literals to 8.4's frozensets: the Conv-like one lists
+    both ``Conv`` and ``C2f``; the repeat one lists ``C2f`` and ``BottleneckCSP`` but not ``Conv``.
+
+    Raises:
+        ImportError: Not exactly one of each was found.
     """
-    try:
-        lines, first_line = inspect.getsourcelines(tasks.parse_model)
-    except (OSError, TypeError) as error:
-        raise _unsupported(f"the source of ultralytics/nn/tasks.py is not available ({error})") from error
-    tree = ast.parse(textwrap.dedent("".join(lines)))
-    ast.increment_lineno(tree, first_line - 1)  # tracebacks point at the real lines of tasks.py
-
     literals = [node for node in ast.walk(tree) if isinstance(node, (ast.Set, ast.Tuple))]
     base = [node for node in literals if {"Conv", "C2f"} <= _names(node)]
     repeat = [node for node in literals if {"C2f", "BottleneckCSP"} <= _names(node) and "Conv" not in _names(node)]
@@ -129,7 +126,19 @@ def _recompile_parse_model(tasks: ModuleType, conv_like: list[str], repeating: l
             f"parse_model's module collections were not recognised (found {len(base)} Conv-like and "
             f"{len(repeat)} repeat collections, expected one of each)"
         )
-    for node, names in ((base[0], conv_like), (repeat[0], repeating)):
+    return base[0], repeat[0]
+
+
+def _recompile_parse_model(tasks: ModuleType, conv_like: list[str], repeating: list[str]) -> Callable:
+    """Compile ``parse_model`` from its source with extra names in its Conv-like and repeat collections."""
+    try:
+        lines, first_line = inspect.getsourcelines(tasks.parse_model)
+    except (OSError, TypeError) as error:
+        raise _unsupported(f"the source of ultralytics/nn/tasks.py is not available ({error})") from error
+    tree = ast.parse(textwrap.dedent("".join(lines)))
+    ast.increment_lineno(tree, first_line - 1)  # tracebacks point at the real lines of tasks.py
+
+    for node, names in zip(module_collections(tree), (conv_like, repeating)):
         node.elts.extend(ast.Name(id=name, ctx=ast.Load()) for name in names if name not in _names(node))
     ast.fix_missing_locations(tree)
 

@@ -1,0 +1,75 @@
+"""The stock ``yolo`` console script with plugin models, each command in a fresh process: no wrapper, no plugin import.
+
+The installed start-up hook (``yolov8_efficientrep_hook.pth``) registers the plugin when Ultralytics is imported; with
+``YOLOV8_EFFICIENTREP_HOOK=0`` the same command fails as it would without the plugin.
+"""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HOOK_OFF = {"YOLOV8_EFFICIENTREP_HOOK": "0"}
+
+
+@pytest.fixture(scope="module")
+def trained(installed_hook, run_fresh, shapes_data, tmp_path_factory) -> Path:
+    """``yolo train`` of the unified cfg, exactly as a user types it from the repository root; returns the run dir."""
+    project = tmp_path_factory.mktemp("cli")
+    run_fresh("yolo", "train", "model=cfg/yolov8-efficientrep.yaml", f"data={shapes_data}", "epochs=1", "imgsz=64",
+              "device=cpu", "batch=8", "workers=0", "plots=False", f"project={project}", "name=train", cwd=REPO)
+    return project / "train"
+
+
+def test_start_up_hook_is_lazy_and_imports_no_torch(installed_hook, run_fresh):
+    code = ("import json, sys; "
+            "before = {m: m in sys.modules for m in ('torch', 'ultralytics', 'yolov8_efficientrep')}; "
+            "import ultralytics.nn.tasks as t; "
+            "print(json.dumps({'before': before, 'after': 'yolov8_efficientrep' in sys.modules, "
+            "'rows': all(hasattr(t, n) for n in ('RepVGGBlock', 'RepBlock'))}))")
+    result = json.loads(run_fresh(sys.executable, "-c", code).stdout.splitlines()[-1])
+    assert result["before"] == {"torch": False, "ultralytics": False, "yolov8_efficientrep": False}
+    assert result["after"] and result["rows"]
+
+
+def test_plain_yolo_train_builds_and_trains_the_plugin_model(trained):
+    rows = list(csv.DictReader((trained / "results.csv").open()))
+    assert len(rows) == 1
+    assert (trained / "weights" / "best.pt").is_file()
+
+
+def test_yolo_train_without_the_hook_fails_on_the_plugin_row(installed_hook, run_fresh, shapes_data, tmp_path):
+    result = run_fresh("yolo", "train", "model=cfg/yolov8-efficientrep.yaml", f"data={shapes_data}", "epochs=1",
+                       "imgsz=64", "device=cpu", f"project={tmp_path}", cwd=REPO, env=HOOK_OFF, check=False)
+    assert result.returncode != 0 and "KeyError: 'RepVGGBlock'" in result.stderr
+
+
+def test_plain_yolo_val_loads_best_pt_in_a_fresh_process(trained, run_fresh, shapes_data):
+    result = run_fresh("yolo", "val", f"model={trained / 'weights' / 'best.pt'}", f"data={shapes_data}", "imgsz=64",
+                       "device=cpu", "batch=8", "plots=False", f"project={trained.parent}", "name=val")
+    log = result.stdout + result.stderr
+    assert "summary (fused)" in log and "mAP50-95" in log
+
+
+def test_plain_yolo_predict_loads_best_pt_in_a_fresh_process(trained, run_fresh, shapes_data):
+    images = shapes_data.parent / "images" / "val"
+    result = run_fresh("yolo", "predict", f"model={trained / 'weights' / 'best.pt'}", f"source={images}", "imgsz=64",
+                       "device=cpu", "save=False", f"project={trained.parent}", "name=predict")
+    count = len(list(images.glob("*.png")))
+    assert f"image {count}/{count}" in result.stdout + result.stderr
+
+
+def test_plain_yolo_export_loads_best_pt_in_a_fresh_process(trained, run_fresh, tmp_path):
+    import onnxruntime
+
+    best = trained / "weights" / "best.pt"
+    model = tmp_path / best.name
+    model.write_bytes(best.read_bytes())  # the export lands next to the checkpoint
+    run_fresh("yolo", "export", f"model={model}", "format=onnx", "imgsz=64", "device=cpu")
+    session = onnxruntime.InferenceSession(str(model.with_suffix(".onnx")), providers=["CPUExecutionProvider"])
+    output = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 3, 64, 64), np.float32)})[0]
+    assert output.shape == (1, 4 + 4, 84)  # 4 box coordinates + 4 shape classes, for 8x8 + 4x4 + 2x2 anchors

@@ -1,0 +1,127 @@
+"""The plugin against one or two releases of each supported Ultralytics minor, and one release outside the range.
+
+``.ci/install-ultralytics-matrix`` installs the releases listed in ``.ci/ultralytics-versions.txt`` side by side
+(``pip install --no-deps --target``). Each check runs ``ultralytics_version_check.py`` in a fresh interpreter with
+``PYTHONPATH=<release dir>``, so that release shadows the installed Ultralytics while sharing its torch. Every release
+is checked through the start-up hook (as the ``yolo`` CLI runs); the lowest and the highest also importing the plugin
+first (the Python route).
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+from ultralytics import YOLO
+
+from yolov8_efficientrep.registration import _MAX_VERSION, _MIN_VERSION, SUPPORTED_ULTRALYTICS
+
+REPO = Path(__file__).resolve().parents[1]
+CHECK = REPO / "tests" / "ultralytics_version_check.py"
+MATRIX = Path(os.environ.get("YOLOV8_EFFICIENTREP_MATRIX", REPO / ".ci" / "ultralytics-matrix"))
+RELEASES = [line.split()[0] for line in (REPO / ".ci" / "ultralytics-versions.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def supported(release: str) -> bool:
+    """Return whether a release is inside the plugin's declared range."""
+    return _MIN_VERSION <= tuple(int(part) for part in re.findall(r"\d+", release)[:3]) < _MAX_VERSION
+
+
+SUPPORTED = [release for release in RELEASES if supported(release)]
+OUTSIDE = [release for release in RELEASES if not supported(release)]
+# every release through the hook; the Python route for the releases outside, the lowest and the highest supported
+CHECKS = [(release, "hook") for release in RELEASES]
+CHECKS += [(release, "import") for release in (*OUTSIDE, SUPPORTED[0], SUPPORTED[-1])]
+
+
+def run_check(release: str, route: str, out: Path) -> dict:
+    """Run the version check for ``release`` through ``route`` ("hook" or "import") and return its findings."""
+    directory = MATRIX / release
+    config = out.with_suffix("")  # its own settings: releases disagree on the settings file and run at the same time
+    config.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(directory), str(REPO)]), "YOLOV8_EFFICIENTREP_HOOK": "1",
+           "YOLO_CONFIG_DIR": str(config)}
+    done = subprocess.run([sys.executable, str(CHECK), str(out), route], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and out.exists(), done.stderr[-4000:]
+    result = json.loads(out.read_text())
+    if "version" in result:  # the release under test, not the installed one, was imported
+        assert result["version"] == release and directory in Path(result["file"]).parents
+    return result
+
+
+@pytest.fixture(scope="module")
+def checks(tmp_path_factory) -> dict:
+    """Run every check, as many at once as there are CPUs; return ``{(release, route): findings or error}``."""
+    if not MATRIX.is_dir():
+        pytest.skip(f"the Ultralytics version matrix is not installed in {MATRIX}: run .ci/install-ultralytics-matrix")
+    missing = [release for release in RELEASES if not (MATRIX / release).is_dir()]
+    assert not missing, f"{missing} missing from {MATRIX}: run .ci/install-ultralytics-matrix"
+    out = tmp_path_factory.mktemp("versions")
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        futures = {key: pool.submit(run_check, *key, out / f"{key[0]}-{key[1]}.json") for key in CHECKS}
+    return {key: future.exception() or future.result() for key, future in futures.items()}
+
+
+def check(checks: dict, release: str, route: str) -> dict:
+    """Return one check's findings, re-raising its failure in the test that asks for it."""
+    result = checks[release, route]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    """Parameter count and row types of every shipped model YAML, built with the suite's own Ultralytics."""
+    models = {}
+    for path in sorted((REPO / "cfg").glob("*.yaml")):
+        if "backbone" in yaml.safe_load(path.read_text()):
+            model = YOLO(path.with_name(path.name.replace("yolov8-", "yolov8n-"))).model
+            models[path.name] = {"params": sum(p.numel() for p in model.parameters()),
+                                 "rows": [type(m).__name__ for m in model.model]}
+    return models
+
+
+def test_the_matrix_covers_every_supported_minor_and_a_release_outside():
+    minors = {tuple(map(int, release.split(".")[:2])) for release in SUPPORTED}
+    assert {(8, 1), (8, 2), (8, 3), (8, 4)} <= minors and OUTSIDE
+    assert SUPPORTED_ULTRALYTICS == ">=8.1.0,<8.5" and "ultralytics>=8.1.0,<8.5" in (REPO / "setup.cfg").read_text()
+
+
+@pytest.mark.parametrize("release, route", [key for key in CHECKS if key[0] in SUPPORTED])
+def test_supported_release_registers_builds_trains_and_fuses(release, route, checks, reference):
+    result = check(checks, release, route)
+    assert "import_error" not in result and "check_error" not in result, result
+    assert result["registered"] and result["hook_failure"] is None
+    assert result["stock_yolov8n_params"] == 3_157_200  # Ultralytics' own models are untouched
+    if route == "hook":  # every shipped model YAML builds exactly as with the suite's Ultralytics
+        assert result["models"] == reference
+    train = result["train_forward"]
+    assert train["rep_params"] > 0 and train["rep_params_with_grad"] == train["rep_params"]
+    fuse = result["fuse"]
+    assert fuse["blocks"] == 19 and fuse["unfused_blocks"] == 0 and fuse["relative_diff"] < 1e-4
+
+
+@pytest.mark.parametrize("release", OUTSIDE)
+def test_release_outside_the_range_fails_clearly_on_import(release, checks):
+    error = check(checks, release, "import")["import_error"]
+    assert error["type"] == "ImportError"
+    assert f"ultralytics {release}" in error["message"] and SUPPORTED_ULTRALYTICS in error["message"]
+
+
+@pytest.mark.parametrize("release", OUTSIDE)
+def test_release_outside_the_range_keeps_ultralytics_working_and_explains_plugin_rows(release, checks):
+    result = check(checks, release, "hook")
+    assert "import_error" not in result and not result["registered"]
+    assert result["stock_yolov8n_params"] == 3_157_200  # the hook failed quietly: Ultralytics still works
+    assert f"ultralytics {release}" in result["hook_failure"] and SUPPORTED_ULTRALYTICS in result["hook_failure"]
+    error = result["check_error"]  # building a plugin YAML says why, instead of a bare KeyError
+    assert error["type"] == "PluginNotRegisteredError" and "'RepVGGBlock'" in error["message"]
+    assert f"ultralytics {release}" in error["message"] and SUPPORTED_ULTRALYTICS in error["message"]

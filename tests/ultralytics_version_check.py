@@ -1,0 +1,103 @@
+"""Check the plugin against the Ultralytics release first on ``PYTHONPATH``; write the findings as JSON.
+
+Run as ``python ultralytics_version_check.py OUT.json hook|import`` in a fresh interpreter with the start-up hook on.
+``hook`` imports only Ultralytics and relies on the hook (as the ``yolo`` CLI does); ``import`` imports the plugin
+first (the Python route, which meets the hook half-way through its own import). Checks: registration;
+building every model YAML in cfg/ (hook route only, to save time); for the EfficientRep detector, one training batch
+forward and backward and Ultralytics' ``fuse()`` against the unfused model. Errors are recorded, not raised, so the
+test can assert on them. JSON goes to a file because Ultralytics logs to stdout.
+"""
+
+import copy
+import json
+import sys
+import traceback
+from pathlib import Path
+
+import yaml
+
+OUT, ROUTE = Path(sys.argv[1]), sys.argv[2]
+CFG = Path(__file__).resolve().parents[1] / "cfg"
+result = {"route": ROUTE}
+
+
+def record_error(key: str, error: BaseException) -> None:
+    """Store an error's type, message and traceback tail under ``key``."""
+    result[key] = {"type": type(error).__name__, "message": str(error), "traceback": traceback.format_exc()[-3000:]}
+
+
+def tensors(output) -> list:
+    """Return the tensors in a model output, however nested (training outputs differ across versions)."""
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (list, tuple)):
+        return [t for item in output for t in tensors(item)]
+    return [output] if hasattr(output, "float") else []
+
+
+try:
+    if ROUTE == "import":
+        import yolov8_efficientrep  # noqa: F401
+    import torch
+    import ultralytics
+    from ultralytics import YOLO
+    from ultralytics.nn import tasks
+
+    import yolov8_efficientrep_hook
+except Exception as error:
+    record_error("import_error", error)
+    OUT.write_text(json.dumps(result))
+    sys.exit()
+
+result.update(version=ultralytics.__version__, file=ultralytics.__file__, hook_failure=yolov8_efficientrep_hook.failure)
+result["stock_yolov8n_params"] = sum(p.numel() for p in YOLO("yolov8n.yaml").model.parameters())  # never changed
+plugin = sys.modules.get("yolov8_efficientrep")
+result["registered"] = bool(plugin) and getattr(tasks, "RepVGGBlock", None) is plugin.RepVGGBlock and getattr(
+    tasks.parse_model, "__yolov8_efficientrep__", False)
+
+models = {}
+for path in sorted(CFG.glob("*.yaml")) if ROUTE == "hook" else []:  # every shipped model YAML, once per version
+    if "backbone" not in yaml.safe_load(path.read_text()):
+        continue  # a data YAML
+    try:
+        scale = path.with_name(path.name.replace("yolov8-", "yolov8n-"))  # scale n, picked by the file name
+        model = YOLO(scale).model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 3, 64, 64))
+        models[path.name] = {"params": sum(p.numel() for p in model.parameters()),
+                             "rows": [type(m).__name__ for m in model.model]}
+    except Exception as error:
+        models[path.name] = {"error": f"{type(error).__name__}: {error}"}
+result["models"] = models
+
+try:
+    model = YOLO(CFG / "yolov8n-efficientrep.yaml").model
+    generator = torch.Generator().manual_seed(0)
+    for bn in model.modules():  # random statistics, so fusion has real work to do
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            bn.running_mean.uniform_(-1, 1, generator=generator)
+            bn.running_var.uniform_(0.5, 2, generator=generator)
+            bn.weight.data.uniform_(0.5, 1.5, generator=generator)
+            bn.bias.data.uniform_(-0.5, 0.5, generator=generator)
+    x = torch.rand(2, 3, 64, 64, generator=generator)
+
+    model.train()  # one training batch: every branch of every RepVGG block gets a gradient
+    loss = sum(output.float().square().mean() for output in tensors(model(x)))
+    loss.backward()
+    rep_params = [p for m in model.modules() if type(m).__name__ == "RepVGGBlock" for p in m.parameters()]
+    result["train_forward"] = {"loss": loss.item(), "rep_params": len(rep_params),
+                               "rep_params_with_grad": sum(p.grad is not None and bool(p.grad.abs().sum() > 0)
+                                                           for p in rep_params)}
+
+    model.eval()
+    with torch.no_grad():
+        unfused = model(x)[0]
+        fused_model = copy.deepcopy(model).fuse(verbose=False)  # Ultralytics' own fuse()
+        fused = fused_model(x)[0]
+    blocks = [m for m in fused_model.modules() if type(m).__name__ == "RepVGGBlock"]
+    result["fuse"] = {"relative_diff": ((fused - unfused).abs().max() / unfused.abs().max()).item(),
+                      "blocks": len(blocks), "unfused_blocks": sum(hasattr(b, "conv1") for b in blocks)}
+except Exception as error:
+    record_error("check_error", error)
+
+OUT.write_text(json.dumps(result))
