@@ -1,0 +1,7 @@
+"""``python -m yolov8_efficientrep COMMAND ...``: see ``cli.py``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
