@@ -1,0 +1,79 @@
+"""The benchmark scripts run end to end at their smallest settings and write complete reports (no timing asserts)."""
+
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "benchmarks"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def section(report: str, title: str) -> str:
+    """Return the body of the report's ``## title`` section."""
+    match = re.search(rf"^## {re.escape(title)}.*?\n(.*?)(?=^## |\Z)", report, re.M | re.S)
+    assert match, f"no section {title!r} in the report"
+    return match.group(1)
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """Return a markdown table's body rows as ``{first cell: other cells}``."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("|")]
+    return {row[0]: row[1:] for row in rows[2:]}
+
+
+def test_cpu_benchmark_writes_every_table_and_the_chart(run_fresh, tmp_path):
+    out = tmp_path / "report" / "RESULTS.md"
+    models = ["yolov8n", "yolov8n-efficientrep"]
+    run_fresh(sys.executable, BENCHMARKS / "bench_cpu.py", "--out", out, "--models", *models, "--imgsz", "32",
+              "--batch", "2", "--batch-imgsz", "32", "--warmup", "0", "--runs", "2", "--train-models", *models,
+              "--train-batch", "2", "--train-imgsz", "32", "--train-warmup", "0", "--train-runs", "1", cwd=REPO)
+    report = out.read_text()
+    forms = ["yolov8n", "yolov8n-efficientrep unfused", "yolov8n-efficientrep fused"]
+    assert "Smoke-test settings" in report  # 2 timed runs are not passed off as a measurement
+
+    for runtime in ("ONNX Runtime", "PyTorch eager"):
+        latency = table_rows(section(report, f"Latency: {runtime}"))
+        assert list(latency) == forms
+        for batch1, batch2 in latency.values():
+            assert float(batch1.split()[0]) > 0 and "img/s" in batch2
+    params = {name: int(cells[0].replace(",", "")) for name, cells in table_rows(section(report, "Models")).items()}
+    assert params["yolov8n-efficientrep unfused"] > params["yolov8n-efficientrep fused"] > params["yolov8n"]
+
+    efficiency = table_rows(section(report, "Hardware efficiency"))
+    assert len(efficiency) == 1 + len(forms)  # the peak conv, then every model
+    assert all(re.fullmatch(r"[\d.]+ \(\d+%\)", cell) for cells in efficiency.values() for cell in cells)
+    headline = table_rows(section(report, "Headline ratios"))
+    for ratio in ("yolov8n-efficientrep fused / yolov8n, batch 1 @32",
+                  "yolov8n-efficientrep unfused / yolov8n-efficientrep fused, batch 1 @32",
+                  "yolov8n-efficientrep fused: fraction of conv peak, batch 1 @32"):
+        assert len(headline[ratio]) == 2, ratio  # one value per runtime
+
+    training = table_rows(section(report, "Training cost"))
+    assert list(training) == models
+    assert training["yolov8n"][3:] == ["1.00x", "1.00x"]
+    assert all(int(cells[1]) > int(cells[2]) > 0 for cells in training.values())  # peak RSS > its training part
+    assert "unfused ONNX keeps all 19 1x1 branch convs and 33 branch Adds" in report
+
+    chart = out.parent / "latency_vs_gflops.png"
+    assert "](latency_vs_gflops.png)" in report and chart.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_gpu_benchmark_runs_on_cpu_when_asked(run_fresh, tmp_path):
+    out = tmp_path / "RESULTS_GPU.md"
+    run_fresh(sys.executable, BENCHMARKS / "bench_gpu.py", "--device", "cpu", "--out", out, "--models",
+              "yolov8n-efficientrep", "--imgsz", "32", "--batches", "1", "2", "--warmup", "0", "--runs", "1", cwd=REPO)
+    report = out.read_text()
+    latency = table_rows(section(report, "Latency: PyTorch CPU fp32"))
+    assert list(latency) == ["yolov8n-efficientrep unfused", "yolov8n-efficientrep fused"]
+    assert "a try-out, not a GPU measurement" in report
+    assert (tmp_path / "latency_vs_gflops_gpu.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_benchmark_never_overwrites_a_file_it_did_not_write(run_fresh, tmp_path):
+    notes = tmp_path / "RESULTS.md"
+    notes.write_text("my own notes\n")
+    result = run_fresh(sys.executable, BENCHMARKS / "bench_cpu.py", "--out", notes, cwd=REPO, check=False)
+    assert result.returncode != 0 and "was not written by this benchmark" in result.stderr
+    assert notes.read_text() == "my own notes\n" and not (tmp_path / "latency_vs_gflops.png").exists()
