@@ -40,20 +40,48 @@ def _run_fuse(args: argparse.Namespace) -> None:
           f"({'float16' if args.half else 'float32'} weights)")
 
 
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    """``demo``: train, validate, fuse, export and check EfficientRep on a generated data set, offline, on CPU."""
+    parser = commands.add_parser(
+        "demo", help="train, check and deploy EfficientRep on a generated data set, offline",
+        description="Train EfficientRep for a few epochs on the shapes data set that cfg/shapes.yaml generates, "
+                    "validate the trained network unfused and fused, export ONNX (fused and checked), compare ONNX "
+                    "Runtime with PyTorch, predict on a validation image and print a summary. Ultralytics runs "
+                    "offline in a child process with a temporary settings dir; your own settings are not touched.")
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs (default: 10)")
+    parser.add_argument("--imgsz", type=int, default=160, help="image size (default: 160, the generated images' size)")
+    parser.add_argument("--scale", choices="nsmlx", default="n", help="model scale (default: n)")
+    parser.add_argument("--device", default="cpu", help="Ultralytics device: cpu, 0, 0,1, mps (default: cpu)")
+    parser.add_argument("--out", help="new or empty output folder (default: a new runs/efficientrep-demo<N>)")
+    parser.add_argument("--data", help="data YAML (default: the package's cfg/shapes.yaml, generated on first use)")
+    parser.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    """Run the demo in a child process with Ultralytics offline; return its exit status."""
+    from .demo import run
+
+    return run(args.epochs, args.imgsz, args.scale, args.device, args.out, args.data)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every sub-command."""
     parser = argparse.ArgumentParser(prog="yolov8-efficientrep", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_fuse(commands)
+    _add_demo(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; print a one-line error and return 1 for a user error (bad path, existing output)."""
+    """Run the command line; print a one-line error and return 1 for a user error (bad path, existing output).
+
+    Returns:
+        (int): 0, 1 for a user error, or the exit status a command returns (the demo's child process).
+    """
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        return args.run(args) or 0
+    except (FileNotFoundError, FileExistsError, ValueError, ModuleNotFoundError) as error:
         print(f"yolov8-efficientrep {args.command}: error: {error}", file=sys.stderr)
         return 1
-    return 0

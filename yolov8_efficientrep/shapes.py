@@ -6,6 +6,7 @@ class, colour, size and rotation; shapes may partly overlap. The same arguments 
 
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
 from typing import NamedTuple
@@ -155,6 +156,35 @@ def make_shapes_dataset(root: str | Path, train: int = 64, val: int = 16, imgsz:
     spec = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))}
     data_yaml.write_text(yaml.safe_dump(spec, sort_keys=False))
     return data_yaml
+
+
+def generate_for_data_yaml(data: dict) -> Path:
+    """Write the data set of a data YAML such as ``cfg/shapes.yaml``; called by that YAML's ``download:`` script.
+
+    Ultralytics runs the script when the YAML's val images are missing, with ``yaml`` bound to the parsed YAML whose
+    ``path`` it has resolved (a relative ``path:`` lies under its ``datasets_dir``). The YAML's ``generate:`` mapping
+    holds ``make_shapes_dataset``'s keyword arguments.
+
+    Raises:
+        ValueError: ``generate:`` has an unknown key or a value that is not a positive integer (``seed``: >= 0).
+        FileExistsError: ``path`` is a folder holding files this generator does not write (it would mix them in).
+    """
+    source = data.get("yaml_file", "the data YAML")
+    settings = data.get("generate") or {}
+    allowed = tuple(inspect.signature(make_shapes_dataset).parameters)[1:]  # all but root
+    if not isinstance(settings, dict) or set(settings) - set(allowed):
+        raise ValueError(f"{source}: 'generate:' accepts only {', '.join(allowed)} (got {settings!r}); fix the YAML")
+    for key, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
+            raise ValueError(f"{source}: generate: {key}: {value!r} must be an integer >= {int(key != 'seed')}; "
+                             f"fix the YAML")
+    root = Path(data["path"])
+    foreign = sorted(p.name for p in root.iterdir() if p.name not in {"images", "labels", "shapes.yaml"}) \
+        if root.is_dir() else []
+    if foreign:
+        raise FileExistsError(f"{source}: its path {root} holds files the shapes generator does not write "
+                              f"({', '.join(foreign[:5])}); change 'path:' in the YAML or move that folder")
+    return make_shapes_dataset(root, **settings)
 
 
 TASKS = ("detect", "segment", "pose", "obb", "classify")

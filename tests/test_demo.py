@@ -1,0 +1,103 @@
+"""``python -m yolov8_efficientrep demo`` end to end in a fresh process, at small settings, on the tests' tiny data set."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import onnxruntime
+import pytest
+
+from yolov8_efficientrep import cli, demo
+from yolov8_efficientrep.fusion import onnx_unfused_nodes
+
+CONFIG_DIR = Path(os.environ["YOLO_CONFIG_DIR"])  # the tests' Ultralytics settings dir: "the user's" here
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` with its bytes."""
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def demo_run(run_fresh, shapes_data, tmp_path_factory):
+    """Run the demo at 1 epoch on 64 px images, launched with Ultralytics online and auto-installing as far as the
+    environment goes: the demo must switch both off itself. Returns (its output, summary, user config before/after)."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    before = snapshot(CONFIG_DIR)  # the user's Ultralytics settings dir for this run
+    result = run_fresh(sys.executable, "-m", "yolov8_efficientrep", "demo", "--epochs", "1", "--imgsz", "64", "--out",
+                       out, "--data", shapes_data, env={"YOLO_OFFLINE": "false", "YOLO_AUTOINSTALL": "true"})
+    return result.stdout + result.stderr, json.loads((out / demo.SUMMARY).read_text()), before, snapshot(CONFIG_DIR)
+
+
+def test_demo_runs_offline_with_private_settings(demo_run):
+    log, summary, before, after = demo_run
+    assert summary["ultralytics"]["online"] is False and summary["ultralytics"]["autoinstall"] is False
+    assert CONFIG_DIR not in Path(summary["ultralytics"]["settings"]).parents
+    assert after == before  # no settings written, no fonts seeded in the user's config dir
+    assert "Ultralytics offline (settings: " in log
+
+
+def test_demo_scores_the_unfused_and_the_fused_network(demo_run):
+    _, summary, _, _ = demo_run
+    for metric in ("map50_95", "map50"):
+        unfused, fused = summary[metric]["unfused"], summary[metric]["fused"]
+        assert 0 <= unfused <= 1 and abs(unfused - fused) < 1e-3, (metric, unfused, fused)
+    assert summary["fused_rep_blocks"] == 19
+    assert summary["parameters"]["fused"] < summary["parameters"]["unfused"]
+
+
+def test_demo_exports_a_fused_onnx_that_matches_pytorch(demo_run):
+    log, summary, _, _ = demo_run
+    onnx_file = Path(summary["files"]["ONNX"])
+    assert onnx_unfused_nodes(onnx_file) == []
+    assert summary["onnx_vs_pytorch"]["max_rel"] < 1e-4
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == [1, 3, 64, 64]
+    assert f"max |diff| = {summary['onnx_vs_pytorch']['max_abs']:.2e}" in log
+
+
+def test_demo_saves_the_annotated_prediction_and_prints_where_files_are(demo_run):
+    log, summary, _, _ = demo_run
+    picture = cv2.imread(summary["files"]["prediction"])
+    assert picture is not None and picture.shape[:2] == (64, 64)
+    predicted = summary["prediction"]
+    assert Path(predicted["image"]).parent == Path(summary["data"]).parent / "images" / "val"
+    assert predicted["labelled"] >= 1 and predicted["detections"] >= 0
+    for name, path in summary["files"].items():
+        assert Path(path).exists() and f"{name:<13} {path}" in log
+    assert demo.format_summary(summary) in log
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--epochs", "0"], "train at least 1 epoch on images of at least 32 pixels"),
+    (["--imgsz", "16"], "train at least 1 epoch on images of at least 32 pixels"),
+    (["--data", "no-such-data.yaml"], "no-such-data.yaml: no such data YAML"),
+])
+def test_demo_stops_on_bad_options_before_writing_anything(tmp_path, capsys, options, message):
+    assert cli.main(["demo", "--out", str(tmp_path / "out"), *options]) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_refuses_an_output_folder_with_files(tmp_path, capsys):
+    (tmp_path / "mine.txt").write_text("keep me")
+    assert cli.main(["demo", "--out", str(tmp_path)]) == 1
+    assert "exists and is not an empty folder" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+
+
+def test_demo_names_missing_packages_before_starting(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(demo.REQUIREMENTS, "no_such_module_for_the_demo", "no-such-package")
+    assert cli.main(["demo", "--out", str(tmp_path / "out")]) == 1
+    assert "needs no-such-package" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_default_output_folders_are_numbered_like_ultralytics_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = demo.output_dir(None)
+    first.mkdir(parents=True)
+    assert first == tmp_path / "runs" / "efficientrep-demo"
+    assert demo.output_dir(None) == tmp_path / "runs" / "efficientrep-demo2"

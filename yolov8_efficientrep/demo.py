@@ -1,0 +1,295 @@
+"""``python -m yolov8_efficientrep demo``: EfficientRep end to end on the generated shapes data set, offline.
+
+Trains EfficientRep on the data set that ``cfg/shapes.yaml`` generates, validates the trained network unfused and
+fused, exports ONNX (the plugin's export callback fuses and checks), compares ONNX Runtime with PyTorch, predicts on a
+validation image with the ONNX file and prints a summary.
+
+Ultralytics reads its offline switches and its config dir when it is imported, and ``python -m yolov8_efficientrep``
+has imported it before any command runs. ``run`` therefore does the work in a child interpreter
+(``python -m yolov8_efficientrep.demo``) started with ``YOLO_OFFLINE=true``, ``YOLO_AUTOINSTALL=false`` and a
+temporary ``YOLO_CONFIG_DIR`` whose settings put the generated data set under the output folder: the run never waits
+on the network and the user's own Ultralytics settings file is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import types
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from .configs import CFG_DIR
+from .fusion import FusionCheckError, TOLERANCE, fuse_model, is_fused, load_checkpoint, rep_blocks, sample_image
+
+DEFAULT_OUT = Path("runs") / "efficientrep-demo"
+DEFAULT_DATA = CFG_DIR / "shapes.yaml"
+REQUIREMENTS = {"onnx": "onnx", "onnxruntime": "onnxruntime", "onnxslim": "onnxslim"}  # import name: PyPI name
+SUMMARY = "summary.json"
+BATCH = 8
+
+
+class Scores(NamedTuple):
+    """Validation scores of one network: mAP at IoU 0.5 and averaged over IoU 0.5-0.95."""
+
+    map50: float
+    map50_95: float
+
+
+def output_dir(out: str | Path | None) -> Path:
+    """Return the demo's output folder: ``out``, which must be new or empty, or a new ``runs/efficientrep-demo<N>``.
+
+    Raises:
+        FileExistsError: ``out`` is a file or a folder with files in it (they are never overwritten).
+    """
+    if out is None:
+        from ultralytics.utils.files import increment_path
+
+        return increment_path(DEFAULT_OUT.resolve(), sep="")  # like Ultralytics' runs/detect/train2
+    out = Path(out).resolve()
+    if out.is_file() or (out.is_dir() and any(out.iterdir())):
+        raise FileExistsError(f"--out {out} exists and is not an empty folder; choose another --out or remove it")
+    return out
+
+
+def check_requirements() -> None:
+    """Raise ``ModuleNotFoundError`` naming what to install if ONNX export, simplification or ONNX Runtime is missing.
+
+    Offline, Ultralytics cannot auto-install them in the middle of the run.
+    """
+    missing = [pypi for name, pypi in REQUIREMENTS.items() if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ModuleNotFoundError(f"the demo exports and runs ONNX and needs {', '.join(missing)}: "
+                                  f"pip install 'yolov8-efficientrep[demo]' (or pip install {' '.join(missing)})")
+
+
+@contextlib.contextmanager
+def offline_config_dir(datasets_dir: Path):
+    """Yield a temporary ``YOLO_CONFIG_DIR`` whose settings put data sets in ``datasets_dir``; removed afterwards.
+
+    The settings file is written here, in the parent, because Ultralytics reads ``datasets_dir`` once at import. Its
+    place inside the config dir (a sub-folder in some versions) is asked of Ultralytics' own ``get_user_config_dir``.
+    """
+    from ultralytics.utils import LOGGER, SETTINGS, SettingsManager, get_user_config_dir
+
+    with tempfile.TemporaryDirectory(prefix="yolov8-efficientrep-demo-") as config:
+        saved = os.environ.get("YOLO_CONFIG_DIR")
+        os.environ["YOLO_CONFIG_DIR"] = config
+        LOGGER.disabled = True  # its "Creating new Ultralytics Settings" notice is about a file the user never sees
+        try:
+            settings = SettingsManager(Path(get_user_config_dir()) / Path(SETTINGS.file).name)
+        finally:
+            LOGGER.disabled = False
+            if saved is None:
+                del os.environ["YOLO_CONFIG_DIR"]
+            else:
+                os.environ["YOLO_CONFIG_DIR"] = saved
+        settings.update(datasets_dir=str(datasets_dir), sync=False)
+        yield config
+
+
+def run(epochs: int, imgsz: int, scale: str, device: str, out: str | Path | None = None,
+        data: str | Path | None = None) -> int:
+    """Run the demo in a child interpreter with Ultralytics offline; return its exit status.
+
+    Args:
+        epochs (int): Training epochs.
+        imgsz (int): Training, validation and export image size.
+        scale (str): Model scale, one of n, s, m, l, x.
+        device (str): Ultralytics device, e.g. ``cpu`` or ``0``.
+        out (str | Path, optional): New or empty output folder; by default a new ``runs/efficientrep-demo<N>``.
+        data (str | Path, optional): Data YAML; by default the generated shapes set of ``cfg/shapes.yaml``.
+
+    Raises:
+        ValueError: ``epochs`` or ``imgsz`` is too small.
+        FileExistsError: ``out`` holds files.
+        FileNotFoundError: ``data`` does not exist.
+        ModuleNotFoundError: ONNX or ONNX Runtime is not installed.
+    """
+    from ultralytics.utils import SETTINGS
+
+    if epochs < 1 or imgsz < 32:
+        raise ValueError(f"--epochs {epochs} --imgsz {imgsz}: train at least 1 epoch on images of at least 32 pixels "
+                         f"(the model's largest stride)")
+    data = Path(data).resolve() if data else DEFAULT_DATA
+    if not data.is_file():
+        raise FileNotFoundError(f"--data {data}: no such data YAML")
+    check_requirements()
+    out = output_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
+    options = {"epochs": epochs, "imgsz": imgsz, "scale": scale, "device": device, "out": str(out), "data": str(data)}
+    # the generated set goes with the demo's other files; a data YAML of yours finds its data where yolo finds it
+    datasets_dir = out / "datasets" if data == DEFAULT_DATA else Path(SETTINGS["datasets_dir"])
+    with offline_config_dir(datasets_dir) as config:
+        env = {**os.environ, "YOLO_OFFLINE": "true", "YOLO_AUTOINSTALL": "false", "YOLO_CONFIG_DIR": config}
+        return subprocess.run([sys.executable, "-m", __name__, json.dumps(options)], env=env).returncode
+
+
+class Validation(NamedTuple):
+    """The scores of one checkpoint's network, unfused and fused, and the two float32 models that were scored."""
+
+    unfused: Scores
+    fused: Scores
+    unfused_model: nn.Module
+    fused_model: nn.Module
+
+
+def validate_unfused_and_fused(checkpoint: str | Path, **overrides) -> Validation:
+    """Validate the network of ``checkpoint`` unfused and fused, from the same float32 weights.
+
+    Ultralytics' stand-alone validation always fuses a PyTorch model (``AutoBackend`` calls ``model.fuse()``), and the
+    validation during training scores the float32 EMA before the checkpoint rounds it to float16. Here both networks
+    come from the checkpoint loaded in float32: the fused one through ``fuse_model`` (checked against the unfused one),
+    the unfused one given a ``fuse()`` that returns it unchanged, so that Ultralytics' validator scores it as it is.
+    The two scores are then a measurement of what fusion changes, and nothing else.
+
+    Args:
+        checkpoint (str | Path): An Ultralytics ``.pt`` (with Rep blocks or without, e.g. YOLOv8n's Conv+BN).
+        **overrides: Validation settings (``data``, ``imgsz``, ``batch``, ``device``, ...).
+
+    Returns:
+        (Validation): Scores unfused and fused, and the two models.
+    """
+    from ultralytics import YOLO
+    from ultralytics.utils import LOGGER
+
+    yolo = YOLO(checkpoint)  # float32, unfused
+    unfused = yolo.model
+    fused = fuse_model(unfused, imgsz=overrides.get("imgsz", 640))
+    unfused.fuse = types.MethodType(lambda self, *args, **kwargs: self, unfused)  # bound: a deep copy gets its own
+    batchnorms = _batchnorms(unfused)
+    scores = []
+    for name, network in (("unfused", unfused), ("fused", fused)):
+        LOGGER.info(f"\nValidating the {name} network ({checkpoint}, float32 weights)")
+        yolo.model = network
+        metrics = yolo.val(plots=False, **overrides)
+        scores.append(Scores(float(metrics.box.map50), float(metrics.box.map)))
+    if not batchnorms or _batchnorms(unfused) != batchnorms or any(is_fused(b) for b in rep_blocks(unfused)):
+        raise RuntimeError(f"{checkpoint}: the network validated as unfused was fused during validation")
+    return Validation(*scores, unfused, fused)
+
+
+def _batchnorms(model: nn.Module) -> int:
+    """Number of BatchNorm layers in ``model``; fusion folds them all away."""
+    return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def check_onnx(onnx_file: str | Path, checkpoint: str | Path, imgsz: int) -> tuple[float, float]:
+    """Run the ONNX file in ONNX Runtime and the unfused PyTorch checkpoint on the same image; compare the outputs.
+
+    Returns:
+        (tuple[float, float]): max |ONNX Runtime - PyTorch| and that relative to the largest output value.
+
+    Raises:
+        FusionCheckError: The relative difference is above the float32 tolerance.
+    """
+    import onnxruntime
+
+    model, _ = load_checkpoint(checkpoint)
+    image = sample_image(imgsz, imgsz, model.yaml.get("channels", 3))
+    with torch.no_grad():
+        reference = model(image)[0].numpy()
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    output = session.run(None, {session.get_inputs()[0].name: image.numpy()})[0]
+    max_abs = float(np.abs(output - reference).max())
+    max_rel = max_abs / float(np.abs(reference).max())
+    if not max_rel <= TOLERANCE[torch.float32]:
+        raise FusionCheckError(f"{onnx_file}: ONNX Runtime differs from the unfused PyTorch model by {max_abs:.3g} "
+                               f"({max_rel:.3g} relative, tolerance {TOLERANCE[torch.float32]:.0e})")
+    return max_abs, max_rel
+
+
+def sample_val_image(val: str | Path, candidates: int = 16) -> tuple[Path, int]:
+    """Return the validation image with the most labelled objects among the first ``candidates`` (sorted by name).
+
+    Returns:
+        (tuple[Path, int]): The image and its number of labelled objects.
+    """
+    from ultralytics.data.utils import IMG_FORMATS, img2label_paths
+
+    images = sorted(p for p in Path(val).rglob("*") if p.suffix[1:].lower() in IMG_FORMATS)[:candidates]
+    if not images:
+        raise FileNotFoundError(f"{val}: no validation images")
+    labels = [Path(f) for f in img2label_paths([str(p) for p in images])]
+    counts = [len(f.read_text().splitlines()) if f.is_file() else 0 for f in labels]
+    return images[counts.index(max(counts))], max(counts)
+
+
+def demo(epochs: int, imgsz: int, scale: str, device: str, out: str, data: str) -> dict:
+    """Train, validate unfused and fused, export ONNX, check it, predict; write and return the summary.
+
+    Runs in the child interpreter (see ``run``), with Ultralytics offline.
+    """
+    from ultralytics import YOLO
+    from ultralytics.utils import AUTOINSTALL, ONLINE, SETTINGS
+
+    from .offline import seed_fonts
+
+    seed_fonts()  # plotting finds "Arial" in the private config dir instead of downloading it
+    ultralytics = {"online": ONLINE, "autoinstall": AUTOINSTALL, "settings": str(SETTINGS.file)}
+    out = Path(out)
+    model = YOLO(f"yolov8{scale}-efficientrep.yaml")
+    # An optimizer step per batch of 8 (nbs=batch): Ultralytics' default accumulates gradients over 64 images, which
+    # leaves a small data set few steps per epoch. Measured on the shipped set, 10 epochs at 160 px: mAP50-95 0.33;
+    # batch 16 with nbs 16: 0.21; Ultralytics' defaults (batch 16, nbs 64) need 15 epochs to reach 0.20.
+    model.train(data=data, epochs=epochs, imgsz=imgsz, device=device, batch=BATCH, nbs=BATCH, seed=0,
+                deterministic=True, project=str(out), name="train", exist_ok=True)
+    checkpoint, dataset = Path(model.trainer.best), model.trainer.data
+    settings = {"data": data, "imgsz": imgsz, "device": device, "project": str(out), "name": "val", "exist_ok": True}
+    scores = validate_unfused_and_fused(checkpoint, **settings)
+    onnx_file = Path(YOLO(checkpoint).export(format="onnx", imgsz=imgsz, device=device))  # fused, checked
+    max_abs, max_rel = check_onnx(onnx_file, checkpoint, imgsz)
+    image, objects = sample_val_image(dataset["val"])
+    result = YOLO(onnx_file, task="detect").predict(image, imgsz=imgsz, device=device, save=True, project=str(out),
+                                                    name="predict", exist_ok=True)[0]
+    summary = {
+        "model": f"yolov8{scale}-efficientrep", "epochs": epochs, "imgsz": imgsz, "device": device, "data": data,
+        "ultralytics": ultralytics,
+        "map50_95": {"unfused": scores.unfused.map50_95, "fused": scores.fused.map50_95},
+        "map50": {"unfused": scores.unfused.map50, "fused": scores.fused.map50},
+        "parameters": {name: sum(p.numel() for p in network.parameters())
+                       for name, network in (("unfused", scores.unfused_model), ("fused", scores.fused_model))},
+        "fused_rep_blocks": sum(is_fused(b) for b in rep_blocks(scores.fused_model)),
+        "onnx_vs_pytorch": {"max_abs": max_abs, "max_rel": max_rel},
+        "prediction": {"image": str(image), "labelled": objects, "detections": len(result.boxes)},
+        "files": {"training run": str(checkpoint.parent.parent), "checkpoint": str(checkpoint),
+                  "ONNX": str(onnx_file), "prediction": str(next((out / "predict").glob(f"{image.stem}.*"))),
+                  "data set": str(dataset["path"])},
+    }
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """Return the summary as the few lines the demo prints."""
+    maps, map50, diff = summary["map50_95"], summary["map50"], summary["onnx_vs_pytorch"]
+    params, network = summary["parameters"], "offline" if not summary["ultralytics"]["online"] else "ONLINE"
+    predicted = summary["prediction"]
+    lines = [
+        f"{summary['model']}: {summary['epochs']} epoch{'s' * (summary['epochs'] != 1)} at imgsz {summary['imgsz']} "
+        f"on {summary['device']}, Ultralytics {network} (settings: {summary['ultralytics']['settings']})",
+        f"  mAP50-95  unfused {maps['unfused']:.3f}  fused {maps['fused']:.3f}  "
+        f"(|difference| {abs(maps['unfused'] - maps['fused']):.1e})",
+        f"  mAP50     unfused {map50['unfused']:.3f}  fused {map50['fused']:.3f}",
+        f"  fused model: {params['fused']:,} parameters (unfused {params['unfused']:,}), "
+        f"{summary['fused_rep_blocks']} Rep blocks re-parameterized into single 3x3 convolutions",
+        f"  ONNX Runtime vs PyTorch (unfused): max |diff| = {diff['max_abs']:.2e} ({diff['max_rel']:.2e} relative)",
+        f"  ONNX prediction on {Path(predicted['image']).name}: {predicted['detections']} "
+        f"box{'es' * (predicted['detections'] != 1)} at confidence >= 0.25 ({predicted['labelled']} objects labelled)",
+        "Files:",
+        *(f"  {name:<13} {path}" for name, path in summary["files"].items()),
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # the child interpreter started by run()
+    print(f"\n{format_summary(demo(**json.loads(sys.argv[1])))}")
