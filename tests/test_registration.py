@@ -148,7 +148,8 @@ def test_bad_plugin_rows_name_the_file_row_and_fix(tmp_path, row, message):
         build(spec, tmp_path, "broken.yaml")
     text = str(error.value)
     assert "broken.yaml" in text and f"backbone row 1 {row}" in text and message in text
-    assert "RepVGGBlock args are [c2, k=3, s=1]" in text
+    usage = {"RepVGGBlock": "[c2, k=3, s=1]", "RepBlock": "[c2, block=RepVGGBlock|QARepVGGBlock|BottleRep]"}
+    assert f"{row[2]} args are {usage[row[2]]}" in text
 
 
 def test_errors_in_builtin_rows_are_left_to_ultralytics(tmp_path):

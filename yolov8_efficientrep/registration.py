@@ -161,11 +161,9 @@ def _with_row_context(parse_model: Callable, blocks: dict[str, tuple[type[nn.Mod
             index, rows = row["i"], d.get("backbone", []) + d.get("head", [])
             section = "backbone" if index < len(d.get("backbone", [])) else "head"
             name = rows[index][2]
-            usage = {"RepVGGBlock": _ROW_ARGS["RepVGGBlock"], name: _ROW_ARGS.get(name, "as its class documents")}
             raise YAMLRowError(
                 f"{d.get('yaml_file', 'model YAML')}, {section} row {index} {rows[index]}: {error}. "
-                f"Plugin rows read [from, repeats, module, args]: "
-                + ", ".join(f"{module} args are {args}" for module, args in usage.items()) + "."
+                f"Plugin rows read [from, repeats, module, args]; {name} args are {_ROW_ARGS[name]}."
             ) from error
 
     setattr(parse_model_with_plugin_rows, _PATCHED, True)
