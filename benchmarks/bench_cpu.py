@@ -18,8 +18,8 @@ import common  # noqa: F401  before Ultralytics: offline environment
 import torch
 
 import report
-from common import LINEUP, log, machine_info, select
-from latency import EAGER, ORT, check_branches_kept, conv_peak, measure_model
+from common import LINEUP, log, machine_info, select, timed_interleaved
+from latency import EAGER, ORT, check_branches_kept, conv_peak_calls, prepare_model
 from training_cost import measure_in_fresh_process
 from yolov8_efficientrep.shapes import make_shapes_dataset
 
@@ -71,6 +71,9 @@ NOTES = """\
   shape per cell, Detect head in export mode), CPUExecutionProvider, all graph optimizations, sequential execution,
   denormals flushed. The exporter folds BatchNorm into the preceding conv in both forms; the unfused form keeps its
   branches (checked below). PyTorch eager: eval mode, `torch.inference_mode()`, denormals flushed.
+- Latency cells (every model and input shape, and the peak conv) are timed in 4 round-robin rounds, one runtime at a
+  time: in each round every cell runs its warm-up runs and then a quarter of its timed runs back to back, so a drift
+  of the machine's speed during the run spreads over all of them while each timed run sees a steady state.
 - GFLOPs are Ultralytics' `get_flops` (2 x multiply-adds) of the form that runs. Achieved GFLOP/s = GFLOPs x batch /
   median latency. The peak is one 3x3 conv, 256 -> 256 channels on an 80x80 map, batch 1, timed in the same runtime
   with the same threads in the same run: the rate a network of plain 3x3 convs could at best approach.
@@ -93,12 +96,22 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-cpu-") as tmp:
         workdir = Path(tmp)
-        log(f"conv peak ({args.threads} threads)")
-        peaks = conv_peak(args.threads, args.warmup, args.runs, workdir)
+        peak_gflops, peak_calls = conv_peak_calls(args.threads, workdir)
+        calls = {("peak", runtime): call for runtime, call in peak_calls.items()}
         results = []
-        for entry in args.entries:
-            log(f"latency: {entry.name}")
-            results.append(measure_model(entry, shapes, args.threads, args.warmup, args.runs, workdir))
+        for index, entry in enumerate(args.entries):
+            log(f"build and export: {entry.name}")
+            result, model_calls = prepare_model(entry, shapes, args.threads, workdir)
+            results.append(result)
+            calls.update({(index, *cell): call for cell, call in model_calls.items()})
+        timings = {}
+        for runtime in runtimes:  # one runtime at a time: see timed_interleaved
+            cells = {key: call for key, call in calls.items() if runtime in key}
+            log(f"latency: {runtime}, {len(cells)} cells ({args.threads} threads), {args.runs} timed runs each")
+            timings.update(timed_interleaved(cells, args.warmup, args.runs))
+        peaks = {runtime: (peak_gflops, timings["peak", runtime]) for runtime in runtimes}
+        for index, result in enumerate(results):
+            result.latency = {key[1:]: timing for key, timing in timings.items() if key[0] == index}
         branch_notes = [check_branches_kept(unfused, fused) for unfused, fused in fusion_pairs(results)]
         data = make_shapes_dataset(workdir / "shapes", train=args.train_batch, val=0, imgsz=args.train_imgsz)
         training = {}

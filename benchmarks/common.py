@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Hashable
 
 if "YOLO_CONFIG_DIR" not in os.environ:  # a private settings dir; subprocesses inherit it, this process removes it
     os.environ["YOLO_CONFIG_DIR"] = tempfile.mkdtemp(prefix="yolov8-efficientrep-bench-")
@@ -113,8 +113,12 @@ class Timing:
         return f"{self.median * 1e3:.1f} [{self.q1 * 1e3:.1f}-{self.q3 * 1e3:.1f}]"
 
 
-def timed(run: Callable[[], object], warmup: int, runs: int, sync: Callable[[], None] = lambda: None) -> Timing:
-    """Call ``run`` ``warmup`` times untimed, then ``runs`` times timed; ``sync`` waits for asynchronous devices."""
+def run_samples(run: Callable[[], object], warmup: int, runs: int,
+                sync: Callable[[], None] = lambda: None) -> list[float]:
+    """Call ``run`` ``warmup`` times untimed, then ``runs`` times timed; return the seconds of each timed call.
+
+    ``sync`` waits for asynchronous devices.
+    """
     for _ in range(warmup):
         run()
     sync()
@@ -124,7 +128,32 @@ def timed(run: Callable[[], object], warmup: int, runs: int, sync: Callable[[], 
         run()
         sync()
         samples.append(time.perf_counter() - start)
-    return Timing.of(samples)
+    return samples
+
+
+def timed(run: Callable[[], object], warmup: int, runs: int, sync: Callable[[], None] = lambda: None) -> Timing:
+    """Statistics of ``run_samples``."""
+    return Timing.of(run_samples(run, warmup, runs, sync))
+
+
+def timed_interleaved(calls: dict[Hashable, Callable[[], object]], warmup: int, runs: int,
+                      rounds: int = 4) -> dict[Hashable, Timing]:
+    """Time every call ``runs`` times in total, spread over ``rounds`` round-robin rounds; return a Timing per call.
+
+    In each round every call gets a block: ``warmup`` untimed runs, then its share of the timed runs back to back, so
+    each timed run sees a steady state (caches, thread pools) as a deployed model does. Rotating the blocks spreads any
+    drift of the machine's speed (other tenants, clock changes) over all the calls, so ratios between them stay fair;
+    timing one model after the other let such drift bias them (seen here: the same ratio read 1.25x in one run and
+    0.90x in the next). Pass the calls of one runtime at a time: ONNX Runtime's idle threads spin after a run and
+    would slow a PyTorch call timed right after it.
+    """
+    rounds = max(1, min(rounds, runs))
+    samples: dict[Hashable, list[float]] = {key: [] for key in calls}
+    for round_index in range(rounds):
+        share = runs // rounds + (round_index < runs % rounds)
+        for key, run in calls.items():
+            samples[key].extend(run_samples(run, warmup, share))
+    return {key: Timing.of(values) for key, values in samples.items()}
 
 
 def log(message: str) -> None:
