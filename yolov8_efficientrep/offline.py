@@ -1,4 +1,4 @@
-"""Keep Ultralytics from reaching for the network in tests and demos."""
+"""Keep Ultralytics' plotting from downloading fonts: the one download that offline settings do not stop."""
 
 from __future__ import annotations
 
