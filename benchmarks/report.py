@@ -27,7 +27,7 @@ def refuse_to_overwrite_foreign(out: Path, chart: Path, first_line: str) -> None
                              f"{first_line!r}); choose another --out / --chart, or move the file")
 
 
-def _table(header: list[str], rows: list[list[str]], align: str = "---:") -> str:
+def table(header: list[str], rows: list[list[str]], align: str = "---:") -> str:
     """Return a markdown table, first column left-aligned, the others aligned by ``align``."""
     lines = ["| " + " | ".join(header) + " |", "|---|" + f"{align}|" * (len(header) - 1)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
@@ -47,7 +47,7 @@ def header(title: str, info: dict[str, str], warmup: int, runs: int) -> str:
     """Return the title and the table describing machine, libraries, date and timing protocol."""
     rows = [[key, value] for key, value in info.items()]
     rows.append(["timing", f"{runs} timed runs after {warmup} warm-up runs per cell; median [interquartile range]"])
-    text = f"# {title}\n\n{_table(['', ''], rows, align='---')}\n"
+    text = f"# {title}\n\n{table(['', ''], rows, align='---')}\n"
     if runs < RUNS_FOR_A_MEASUREMENT:
         text += (f"\n**Smoke-test settings ({runs} timed runs, fewer than {RUNS_FOR_A_MEASUREMENT}): these numbers "
                  f"prove the scripts run; they are not a measurement.**\n")
@@ -57,7 +57,7 @@ def header(title: str, info: dict[str, str], warmup: int, runs: int) -> str:
 def models_table(results: list[ModelResult], sizes: list[int]) -> str:
     """Parameters and GFLOPs (one image) of each model in the form that runs."""
     rows = [[r.entry.name, f"{r.params:,}", *(f"{r.gflops[s]:.2f}" for s in sizes)] for r in results]
-    return _table(["model", "params", *(f"GFLOPs @{s}" for s in sizes)], rows)
+    return table(["model", "params", *(f"GFLOPs @{s}" for s in sizes)], rows)
 
 
 def latency_table(results: list[ModelResult], runtime: str, shapes: list[Shape]) -> str:
@@ -68,7 +68,7 @@ def latency_table(results: list[ModelResult], runtime: str, shapes: list[Shape])
 
     header_cells = [f"{_shape(s)}: ms" if s[0] == 1 else f"{_shape(s)}: throughput" for s in shapes]
     rows = [[r.entry.name, *(cell(r.latency[runtime, b, i], b) for b, i in shapes)] for r in results]
-    return _table(["model", *header_cells], rows)
+    return table(["model", *header_cells], rows)
 
 
 def efficiency_table(results: list[ModelResult], peaks: dict[str, tuple[float, Timing]], runtimes: list[str],
@@ -84,7 +84,7 @@ def efficiency_table(results: list[ModelResult], peaks: dict[str, tuple[float, T
                 rate = r.gflops[imgsz] * batch / r.latency[rt, batch, imgsz].median
                 cells.append(f"{rate:.1f} ({rate / peak_rate[rt]:.0%})")
         rows.append([r.entry.name, *cells])
-    return _table(["model", *(f"{rt}, {_shape(s)}" for rt in runtimes for s in shapes)], rows)
+    return table(["model", *(f"{rt}, {_shape(s)}" for rt in runtimes for s in shapes)], rows)
 
 
 def ratio_rows(results: list[ModelResult], runtimes: list[str], shapes: list[Shape]) -> list[list[str]]:
@@ -114,7 +114,7 @@ def headline(results: list[ModelResult], peaks: dict[str, tuple[float, Timing]],
         rows.append([f"{r.entry.name}: fraction of conv peak, {_shape(fraction_shape)}", *fractions])
     explanation = ("Latency ratios are median latency over median latency (above 1: the first model is slower; "
                    "unfused / fused is the speed-up from fusing).")
-    return f"{_table(['', *runtimes], rows)}\n\n{explanation}\n"
+    return f"{table(['', *runtimes], rows)}\n\n{explanation}\n"
 
 
 def training_table(training: dict[str, dict], batch: int, imgsz: int) -> str:
@@ -131,7 +131,7 @@ def training_table(training: dict[str, dict], batch: int, imgsz: int) -> str:
     cols = ["model", f"step time, ms (batch {batch} @{imgsz})", "peak RSS, MiB", "peak RSS above start, MiB"]
     if base:
         cols += [f"time / {BASELINE}", f"memory above start / {BASELINE}"]
-    return _table(cols, rows)
+    return table(cols, rows)
 
 
 def chart_section(chart: Path, out: Path) -> str:

@@ -28,7 +28,7 @@ import yaml
 from ultralytics import YOLO
 
 from common import RUNS_FOR_A_MEASUREMENT, Timing, log, machine_info, timed
-from report import marker, refuse_to_overwrite_foreign
+from report import marker, refuse_to_overwrite_foreign, table
 from yolov8_efficientrep.demo import DEFAULT_DATA, Scores, validate_unfused_and_fused
 from yolov8_efficientrep.fusion import sample_image
 from yolov8_efficientrep.offline import seed_fonts
@@ -110,12 +110,6 @@ def measure(name: str, cfg: str, data: Path, workdir: Path, args: argparse.Names
         inference = timed(lambda: fused(image), args.warmup, args.runs)
     params = tuple(sum(p.numel() for p in m.parameters()) for m in (scores.unfused_model, fused))
     return Result(name, cfg, scores.unfused, scores.fused, seconds, inference, params, read_curves(results_csv))
-
-
-def table(header: list[str], rows: list[list[str]], align: str = "---:") -> str:
-    """Return a markdown table, first column left-aligned, the others aligned by ``align``."""
-    lines = ["| " + " | ".join(header) + " |", "|---|" + f"{align}|" * (len(header) - 1)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def plot(results: list[Result], chart: Path) -> None:
