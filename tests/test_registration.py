@@ -16,7 +16,7 @@ from ultralytics.nn.modules import Conv, RepConv
 
 import yolov8_efficientrep
 from yolov8_efficientrep import RepBlock, RepVGGBlock, YAMLRowError
-from yolov8_efficientrep.registration import SUPPORTED_ULTRALYTICS
+from yolov8_efficientrep.registration import _ROW_ARGS, SUPPORTED_ULTRALYTICS, _plugin_blocks
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = REPO / "cfg" / "yolov8-efficientrep.yaml"
@@ -178,3 +178,7 @@ def test_unsupported_ultralytics_version_fails_at_import_with_range():
     assert result.returncode != 0
     assert "ImportError" in result.stderr and "ultralytics 8.0.0" in result.stderr
     assert SUPPORTED_ULTRALYTICS in result.stderr
+
+
+def test_every_registered_row_has_its_arguments_documented_for_row_errors():
+    assert set(_ROW_ARGS) == set(_plugin_blocks())
