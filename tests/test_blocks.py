@@ -103,7 +103,8 @@ def test_repblock_accepts_c2f_shortcut_flag_with_a_warning():
         ({"s": 3}, "stride must be 1 or 2"),
         ({"d": 2}, "dilation"),
         ({"g": 3}, "divisible by g=3"),
-        ({"act": "relu"}, "activation:"),
+        ({"act": "rleu"}, "unknown activation 'rleu'"),
+        ({"act": 3}, "act must be an activation name"),
     ],
 )
 def test_repvgg_block_rejects_bad_arguments_by_name(kwargs, message):

@@ -217,7 +217,7 @@ def test_ultralytics_fuse_reparameterizes_every_new_row_exactly(tmp_path, random
 @pytest.mark.parametrize(
     "row, message",
     [
-        ([-1, 3, "BepC3", [64, True]], "BepC3 args are [c2, e=0.5, block=RepVGGBlock|QARepVGGBlock]"),
+        ([-1, 3, "BepC3", [64, True]], "BepC3 args are [c2, e=0.5, block=RepVGGBlock|QARepVGGBlock, act]"),
         ([-1, 2, "RepBlock", [64, "QARepVGG"]], "unknown block 'QARepVGG'"),
         ([-1, 1, "BottleRep", [64, "BottleRep"]], "BottleRep args are [c2, block=RepVGGBlock|QARepVGGBlock, weight"),
         ([-1, 1, "SimCSPSPPF", [64, 5, 2.0]], "expansion e must be a number in (0, 1]"),

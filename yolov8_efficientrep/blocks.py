@@ -14,6 +14,8 @@ from torch import nn
 from ultralytics.nn.modules import Conv, RepConv
 from ultralytics.utils import LOGGER
 
+from .activations import Act, is_activation_name, resolve_act
+
 
 def _folded_kernel_bias(branch: Conv) -> tuple[torch.Tensor, torch.Tensor]:
     """Return a Conv branch's kernel and bias with its BatchNorm folded in, in float32.
@@ -52,20 +54,23 @@ class RepVGGBlock(RepConv):
         act (nn.Module): Activation after the branch sum.
     """
 
-    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, p: int | None = None, g: int = 1, d: int = 1,
-                 act: bool | nn.Module = True):
-        """Initialize the block; arguments follow Ultralytics' ``Conv``.
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, act: Act = True, g: int = 1, *,
+                 p: int | None = None, d: int = 1):
+        """Initialize the block; arguments follow Ultralytics' ``Conv`` up to the stride, then the activation.
+
+        The activation comes fourth so that a YAML row can name it (``[c2, 3, 2, relu]``): padding and dilation have one
+        valid value each here and are keyword-only.
 
         Args:
             c1 (int): Input channels.
             c2 (int): Output channels.
             k (int): Kernel size; must be 3.
             s (int): Stride, 1 or 2.
-            p (int, optional): Padding; must be 1 (or None for automatic).
+            act (bool | str | nn.Module): True for ``Conv.default_act`` (the model YAML's ``activation:``), a name
+                such as ``"relu"`` or ``"silu"`` (see ``activations.ACTIVATIONS``), a module, or False for none.
             g (int): Groups; must divide ``c1`` and ``c2``.
+            p (int, optional): Padding; must be 1 (or None for automatic).
             d (int): Dilation; must be 1.
-            act (bool | nn.Module): True for ``Conv.default_act`` (the model YAML's ``activation:``), a module to
-                use it, False for none.
         """
         name = f"{type(self).__name__}(c1={c1}, c2={c2}, k={k}, s={s})"
         if k != 3 or p not in (None, 1) or d != 1:
@@ -75,12 +80,10 @@ class RepVGGBlock(RepConv):
             raise ValueError(f"{name}: stride must be 1 or 2, got {s}")
         if not all(isinstance(v, int) and v > 0 for v in (c1, c2, g)) or c1 % g or c2 % g:
             raise ValueError(f"{name}: channels and groups must be positive integers with c1 and c2 divisible by g={g}")
-        if not isinstance(act, (bool, nn.Module)):
-            raise TypeError(f"{name}: act must be True, False or an nn.Module, got {act!r}; set the activation for "
-                            f"a whole model with the YAML's 'activation:' key")
+        activation = resolve_act(act, name)
         super().__init__(c1, c2, k=3, s=s, p=1, g=g, act=False, bn=c1 == c2 and s == 1)
-        # RepConv.default_act ignores the YAML's `activation:`; Conv.default_act carries it while parse_model runs
-        self.act = Conv.default_act if act is True else act if isinstance(act, nn.Module) else nn.Identity()
+        # RepConv.default_act ignores the YAML's `activation:`; resolve_act reads Conv.default_act, which carries it
+        self.act = activation
 
     def get_equivalent_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the 3x3 kernel and bias equal to the sum of the three branches (float32, BN statistics folded)."""
@@ -134,10 +137,10 @@ class QARepVGGBlock(RepVGGBlock):
         act (nn.Module): Activation after the BN.
     """
 
-    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, p: int | None = None, g: int = 1, d: int = 1,
-                 act: bool | nn.Module = True):
-        """Initialize the block; arguments follow Ultralytics' ``Conv`` (see ``RepVGGBlock``)."""
-        super().__init__(c1, c2, k, s, p, g, d, act)
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, act: Act = True, g: int = 1, *,
+                 p: int | None = None, d: int = 1):
+        """Initialize the block; arguments and their checks are ``RepVGGBlock``'s."""
+        super().__init__(c1, c2, k, s, act, g, p=p, d=d)
         self.has_identity = c1 == c2 and s == 1
         self.conv2 = nn.Conv2d(c1, c2, 1, s, 0, groups=g, bias=False)
         self.bn = nn.BatchNorm2d(c2)
@@ -169,7 +172,8 @@ class BottleRep(nn.Module):
             shortcut is used, else 1.
     """
 
-    def __init__(self, c1: int, c2: int, block: str | type[nn.Module] = "RepVGGBlock", weight: bool = True):
+    def __init__(self, c1: int, c2: int, block: str | type[nn.Module] = "RepVGGBlock", weight: bool = True,
+                 act: Act = True):
         """Initialize the unit.
 
         Args:
@@ -177,13 +181,16 @@ class BottleRep(nn.Module):
             c2 (int): Output channels.
             block (str | type): The two inner units: ``RepVGGBlock`` or ``QARepVGGBlock``, by class or by name.
             weight (bool): Learn the shortcut's weight (YOLOv6 does, in every stage); False fixes it at 1.
+            act (bool | str | nn.Module): The units' activation, as ``RepVGGBlock``'s ``act``.
         """
         super().__init__()
-        unit = _resolve_unit(block, BASIC_UNITS, f"BottleRep(c1={c1}, c2={c2})")
+        owner = f"BottleRep(c1={c1}, c2={c2})"
+        unit = _resolve_unit(block, BASIC_UNITS, owner)
         if not isinstance(weight, bool):
-            raise TypeError(f"BottleRep(c1={c1}, c2={c2}): weight must be True or False, got {weight!r}")
-        self.cv1 = unit(c1, c2)
-        self.cv2 = unit(c2, c2)
+            raise TypeError(f"{owner}: weight must be True or False, got {weight!r}")
+        activation = resolve_act(act, owner)
+        self.cv1 = unit(c1, c2, act=activation)
+        self.cv2 = unit(c2, c2, act=activation)
         self.add = c1 == c2
         # no parameter without a shortcut to weight: an unused one would break DDP without find_unused_parameters
         self.alpha = nn.Parameter(torch.ones(1)) if weight and self.add else 1.0
@@ -203,6 +210,9 @@ REP_UNITS: dict[str, type[nn.Module]] = {**BASIC_UNITS, "BottleRep": BottleRep}
 def _resolve_unit(block: str | type[nn.Module], choices: dict[str, type[nn.Module]], owner: str) -> type[nn.Module]:
     """Return the unit class named by ``block`` (a key of ``choices``), or ``block`` itself if it is a module class."""
     unit = choices.get(block) if isinstance(block, str) else block
+    if is_activation_name(block):
+        raise ValueError(f"{owner}: {block!r} is an activation, not a block; name the block first, then the "
+                         f"activation (e.g. [c2, RepVGGBlock, {block}])")
     if not (isinstance(unit, type) and issubclass(unit, nn.Module)):
         raise ValueError(f"{owner}: unknown block {block!r}; choose one of {', '.join(choices)}")
     return unit
@@ -218,8 +228,8 @@ class RepBlock(nn.Module):
         m (nn.Sequential): The units.
     """
 
-    def __init__(self, c1: int, c2: int, n: int = 1, block: str | type[nn.Module] | bool = "RepVGGBlock", *,
-                 basic_block: str | type[nn.Module] = "RepVGGBlock"):
+    def __init__(self, c1: int, c2: int, n: int = 1, block: str | type[nn.Module] | bool = "RepVGGBlock",
+                 act: Act = True, *, basic_block: str | type[nn.Module] = "RepVGGBlock"):
         """Initialize the stage.
 
         Args:
@@ -229,6 +239,7 @@ class RepBlock(nn.Module):
             block (str | type): The unit, by class or by name (a key of ``REP_UNITS``). A bool here is C2f's
                 ``shortcut`` flag from a row copied off a C2f line; it is accepted and has no effect, because every
                 ``c2 -> c2`` RepVGG unit already carries an identity branch.
+            act (bool | str | nn.Module): Every unit's activation, as ``RepVGGBlock``'s ``act``.
             basic_block (str | type): The inner units of ``BottleRep`` (a key of ``BASIC_UNITS``); ``BepC3`` sets it.
         """
         super().__init__()
@@ -236,14 +247,16 @@ class RepBlock(nn.Module):
             _warn_once(f"RepBlock(c1={c1}, c2={c2}, n={n}, {block}): C2f's 'shortcut' argument has no effect on "
                        f"RepBlock (its RepVGG units already carry identity branches); remove it to silence this")
             block = "RepVGGBlock"
-        unit = _resolve_unit(block, REP_UNITS, f"RepBlock(c1={c1}, c2={c2}, n={n})")
+        owner = f"RepBlock(c1={c1}, c2={c2}, n={n})"
+        unit = _resolve_unit(block, REP_UNITS, owner)
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"RepBlock(c1={c1}, c2={c2}): repeats n must be a positive integer, got {n!r}")
+        activation = resolve_act(act, owner)
         if unit is BottleRep:
-            make = functools.partial(BottleRep, block=basic_block, weight=True)
+            make = functools.partial(BottleRep, block=basic_block, weight=True, act=activation)
             self.m = nn.Sequential(*(make(c1 if i == 0 else c2, c2) for i in range(max(n // 2, 1))))
         else:
-            self.m = nn.Sequential(*(unit(c1 if i == 0 else c2, c2) for i in range(n)))
+            self.m = nn.Sequential(*(unit(c1 if i == 0 else c2, c2, act=activation) for i in range(n)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the units in sequence."""

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from ultralytics.nn.modules import Conv
 
+from .activations import Act, resolve_act
 from .blocks import BASIC_UNITS, RepBlock
 
 
@@ -30,7 +31,8 @@ class BepC3(nn.Module):
         m (RepBlock): ``max(n // 2, 1)`` BottleRep units (``n`` Rep layers, as YOLOv6 counts them).
     """
 
-    def __init__(self, c1: int, c2: int, n: int = 1, e: float = 0.5, block: str | type[nn.Module] = "RepVGGBlock"):
+    def __init__(self, c1: int, c2: int, n: int = 1, e: float = 0.5, block: str | type[nn.Module] = "RepVGGBlock",
+                 act: Act = True):
         """Initialize the stage.
 
         Args:
@@ -40,17 +42,20 @@ class BepC3(nn.Module):
             e (float): Hidden channels as a fraction of ``c2`` (YOLOv6: 2/3 for M, 1/2 for L).
             block (str | type): Layers inside BottleRep, ``RepVGGBlock`` or ``QARepVGGBlock`` (a key of
                 ``BASIC_UNITS``).
+            act (bool | str | nn.Module): Activation of the 1x1 convolutions and the Rep layers, as
+                ``RepVGGBlock``'s ``act``.
         """
         super().__init__()
         owner = f"BepC3(c1={c1}, c2={c2}, n={n}, e={e})"
         _check_expansion(owner, e)
         if isinstance(block, str) and block not in BASIC_UNITS:
             raise ValueError(f"{owner}: unknown block {block!r}; choose one of {', '.join(BASIC_UNITS)}")
+        activation = resolve_act(act, owner)
         c_ = max(int(c2 * e), 1)
-        self.cv1 = Conv(c1, c_, 1, 1)
-        self.cv2 = Conv(c1, c_, 1, 1)
-        self.cv3 = Conv(2 * c_, c2, 1, 1)
-        self.m = RepBlock(c_, c_, n, "BottleRep", basic_block=block)
+        self.cv1 = Conv(c1, c_, 1, 1, act=activation)
+        self.cv2 = Conv(c1, c_, 1, 1, act=activation)
+        self.cv3 = Conv(2 * c_, c2, 1, 1, act=activation)
+        self.m = RepBlock(c_, c_, n, "BottleRep", activation, basic_block=block)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Concatenate the BottleRep path with the bypass path and mix them."""
@@ -58,7 +63,7 @@ class BepC3(nn.Module):
 
 
 class SimSPPF(nn.Module):
-    """YOLOv6's SimSPPF: SPPF with ReLU activations whatever the model's ``activation:``.
+    """YOLOv6's SimSPPF: SPPF with ReLU activations whatever the model's ``activation:`` (unless ``act`` says otherwise).
 
     Attributes:
         cv1 (Conv): 1x1 convolution to ``c1 // 2`` channels.
@@ -66,18 +71,20 @@ class SimSPPF(nn.Module):
         m (nn.MaxPool2d): The max pooling applied three times in sequence.
     """
 
-    def __init__(self, c1: int, c2: int, k: int = 5):
+    def __init__(self, c1: int, c2: int, k: int = 5, act: Act = "relu"):
         """Initialize the layer.
 
         Args:
             c1 (int): Input channels.
             c2 (int): Output channels.
             k (int): Max-pooling kernel size (5 gives the receptive fields of SPP's 5, 9 and 13).
+            act (bool | str | nn.Module): Activation of both convolutions, as ``RepVGGBlock``'s ``act``; ReLU by default.
         """
         super().__init__()
+        activation = resolve_act(act, f"SimSPPF(c1={c1}, c2={c2}, k={k})")
         c_ = c1 // 2
-        self.cv1 = Conv(c1, c_, 1, 1, act=nn.ReLU())
-        self.cv2 = Conv(c_ * 4, c2, 1, 1, act=nn.ReLU())
+        self.cv1 = Conv(c1, c_, 1, 1, act=activation)
+        self.cv2 = Conv(c_ * 4, c2, 1, 1, act=activation)
         self.m = nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +108,7 @@ class CSPSPPF(nn.Module):
         cv7 (Conv): 1x1 convolution of the concatenated paths to ``c2``.
     """
 
-    def __init__(self, c1: int, c2: int, k: int = 5, e: float = 0.5, act: bool | nn.Module = True):
+    def __init__(self, c1: int, c2: int, k: int = 5, e: float = 0.5, act: Act = True):
         """Initialize the layer.
 
         Args:
@@ -109,10 +116,13 @@ class CSPSPPF(nn.Module):
             c2 (int): Output channels.
             k (int): Max-pooling kernel size.
             e (float): Hidden channels as a fraction of ``c2``.
-            act (bool | nn.Module): Activation of every convolution; True for the model's ``activation:``.
+            act (bool | str | nn.Module): Activation of every convolution, as ``RepVGGBlock``'s ``act``; True for the
+                model's ``activation:``.
         """
         super().__init__()
-        _check_expansion(f"{type(self).__name__}(c1={c1}, c2={c2}, k={k}, e={e})", e)
+        owner = f"{type(self).__name__}(c1={c1}, c2={c2}, k={k}, e={e})"
+        _check_expansion(owner, e)
+        act = resolve_act(act, owner)
         c_ = max(int(c2 * e), 1)
         self.cv1 = Conv(c1, c_, 1, 1, act=act)
         self.cv2 = Conv(c1, c_, 1, 1, act=act)
@@ -133,6 +143,6 @@ class CSPSPPF(nn.Module):
 class SimCSPSPPF(CSPSPPF):
     """YOLOv6 3.0's SimCSPSPPF: ``CSPSPPF`` with ReLU activations whatever the model's ``activation:``."""
 
-    def __init__(self, c1: int, c2: int, k: int = 5, e: float = 0.5):
-        """Initialize the layer; arguments as ``CSPSPPF``'s, without ``act``."""
-        super().__init__(c1, c2, k, e, act=nn.ReLU())
+    def __init__(self, c1: int, c2: int, k: int = 5, e: float = 0.5, act: Act = "relu"):
+        """Initialize the layer; arguments as ``CSPSPPF``'s, with ReLU as the default activation."""
+        super().__init__(c1, c2, k, e, act)

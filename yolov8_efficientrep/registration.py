@@ -45,11 +45,12 @@ def _plugin_blocks() -> dict[str, tuple[type[nn.Module], bool]]:
 
 
 # A plugin row's args as the YAML writes them (the parser adds c1, and n for repeat rows), for error messages.
-_ROW_ARGS = {"RepVGGBlock": "[c2, k=3, s=1]", "QARepVGGBlock": "[c2, k=3, s=1]", "RepConv": "[c2, k=3, s=1]",
-             "RepBlock": "[c2, block=RepVGGBlock|QARepVGGBlock|BottleRep]",
-             "BottleRep": "[c2, block=RepVGGBlock|QARepVGGBlock, weight=True]",
-             "BepC3": "[c2, e=0.5, block=RepVGGBlock|QARepVGGBlock]", "SimSPPF": "[c2, k=5]",
-             "CSPSPPF": "[c2, k=5, e=0.5]", "SimCSPSPPF": "[c2, k=5, e=0.5]"}
+# act: an activation name (relu, silu, ...; see activations.py), default the YAML's `activation:`.
+_ROW_ARGS = {"RepVGGBlock": "[c2, k=3, s=1, act]", "QARepVGGBlock": "[c2, k=3, s=1, act]",
+             "RepConv": "[c2, k=3, s=1]", "RepBlock": "[c2, block=RepVGGBlock|QARepVGGBlock|BottleRep, act]",
+             "BottleRep": "[c2, block=RepVGGBlock|QARepVGGBlock, weight=True, act]",
+             "BepC3": "[c2, e=0.5, block=RepVGGBlock|QARepVGGBlock, act]", "SimSPPF": "[c2, k=5, act=relu]",
+             "CSPSPPF": "[c2, k=5, e=0.5, act]", "SimCSPSPPF": "[c2, k=5, e=0.5, act=relu]"}
 
 
 def ultralytics_version() -> tuple[int, ...]:
