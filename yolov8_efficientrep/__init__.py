@@ -5,11 +5,12 @@ from .checkpoints import allow_restricted_loading
 from .csp_blocks import BepC3, CSPSPPF, SimCSPSPPF, SimSPPF
 from .export import register_callbacks
 from .fusion import FusionCheckError, fuse_checkpoint, fuse_model
-from .registration import YAMLRowError, register
+from .registration import register
+from .row_errors import UnknownModuleError, YAMLRowError
 
 __version__ = "0.1.0"
 __all__ = ("BepC3", "BottleRep", "CSPSPPF", "FusionCheckError", "QARepVGGBlock", "RepBlock", "RepVGGBlock",
-           "SimCSPSPPF", "SimSPPF", "YAMLRowError", "fuse_checkpoint", "fuse_model", "register")
+           "SimCSPSPPF", "SimSPPF", "UnknownModuleError", "YAMLRowError", "fuse_checkpoint", "fuse_model", "register")
 
 register()
 allow_restricted_loading()  # ULTRALYTICS_SAFE_LOAD=1 may then load checkpoints with plugin blocks

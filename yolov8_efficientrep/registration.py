@@ -10,24 +10,21 @@ to those two collections, and executes it in ``tasks``' namespace so ``globals()
 from __future__ import annotations
 
 import ast
-import functools
 import importlib
 import inspect
 import re
 import textwrap
-from types import CodeType, ModuleType, TracebackType
-from typing import Any, Callable
+from types import ModuleType
+from typing import Callable
 
 from torch import nn
+
+from .row_errors import with_row_context
 
 SUPPORTED_ULTRALYTICS = ">=8.1.0,<8.5"
 _MIN_VERSION, _MAX_VERSION = (8, 1, 0), (8, 5, 0)  # inclusive, exclusive; keep in step with setup.cfg
 _PATCHED = "__yolov8_efficientrep__"  # marks the installed parse_model, making register() idempotent
 NATIVE = "YOLOV8_EFFICIENTREP_NATIVE"  # set in tasks.py by the fork patch (patches/): the parser knows the blocks
-
-
-class YAMLRowError(ValueError):
-    """A model YAML row that names a plugin block could not be built."""
 
 
 def _plugin_blocks() -> dict[str, tuple[type[nn.Module], bool]]:
@@ -94,7 +91,8 @@ def register() -> None:
 
     conv_like = list(blocks)
     repeating = [name for name, (_, repeats) in blocks.items() if repeats]
-    parse_model = _with_row_context(_recompile_parse_model(tasks, conv_like, repeating), blocks)
+    parse_model = with_row_context(_recompile_parse_model(tasks, conv_like, repeating), blocks, _ROW_ARGS)
+    setattr(parse_model, _PATCHED, True)
     tasks.parse_model = parse_model
     nn_package = importlib.import_module("ultralytics.nn")
     if hasattr(nn_package, "parse_model"):  # `from ultralytics.nn import parse_model` re-export
@@ -145,36 +143,3 @@ def _recompile_parse_model(tasks: ModuleType, conv_like: list[str], repeating: l
 
     exec(compile(tree, tasks.__file__, "exec"), tasks.__dict__)  # rebinds tasks.parse_model; register() wraps it
     return tasks.parse_model
-
-
-def _with_row_context(parse_model: Callable, blocks: dict[str, tuple[type[nn.Module], bool]]) -> Callable:
-    """Wrap ``parse_model`` so a failing plugin row is reported with its YAML file, index and text."""
-    plugin_classes = {cls for cls, _ in blocks.values()}
-
-    @functools.wraps(parse_model)
-    def parse_model_with_plugin_rows(d: dict, ch: Any, verbose: bool = True):
-        try:
-            return parse_model(d, ch, verbose)
-        except Exception as error:
-            row = _failing_row(error.__traceback__, parse_model.__code__)
-            if row is None or row.get("m") not in plugin_classes:
-                raise
-            index, rows = row["i"], d.get("backbone", []) + d.get("head", [])
-            section = "backbone" if index < len(d.get("backbone", [])) else "head"
-            name = rows[index][2]
-            raise YAMLRowError(
-                f"{d.get('yaml_file', 'model YAML')}, {section} row {index} {rows[index]}: {error}. "
-                f"Plugin rows read [from, repeats, module, args]; {name} args are {_ROW_ARGS[name]}."
-            ) from error
-
-    setattr(parse_model_with_plugin_rows, _PATCHED, True)
-    return parse_model_with_plugin_rows
-
-
-def _failing_row(traceback: TracebackType | None, code: CodeType) -> dict | None:
-    """Return the local variables of the ``parse_model`` frame an exception passed through, if any."""
-    while traceback is not None:
-        if traceback.tb_frame.f_code is code:
-            return traceback.tb_frame.f_locals
-        traceback = traceback.tb_next
-    return None

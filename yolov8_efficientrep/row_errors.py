@@ -1,0 +1,140 @@
+"""Name the model YAML row that failed to build, and say in plain words what is wrong with it.
+
+Ultralytics' ``parse_model`` stops on a bad row with whatever Python raised on the way: ``KeyError: 'RepVGGBlok'``,
+``list index out of range``, ``not enough values to unpack``, naming neither the file nor the row. ``with_row_context``
+wraps it. When a row fails, it reads the failing row's index from the ``parse_model`` frame the error came through and
+explains three kinds of failure:
+
+- a row that is not ``[from, repeats, module, args]`` (any row; such a row fails in Ultralytics too);
+- a module name that nothing defines (any row), with the closest names from the plugin, Ultralytics and ``torch.nn``;
+- any failure while building a plugin block, with the block's arguments.
+
+Errors of Ultralytics' own modules in well-formed rows stay Ultralytics' own, and a YAML that builds never reaches this
+code, so Ultralytics' models are unaffected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from types import CodeType, TracebackType
+from typing import Any, Callable
+
+from torch import nn
+
+ROW_FORMAT = "rows read [from, repeats, module, args], e.g. [-1, 1, Conv, [64, 3, 2]]"
+
+
+class YAMLRowError(ValueError):
+    """A model YAML row could not be built; the message names the file, the row and what to change."""
+
+
+class UnknownModuleError(KeyError, AttributeError):
+    """A model YAML row names a module that neither Ultralytics, torch nor the plugin defines.
+
+    A ``KeyError`` like the one Ultralytics raises for an unknown bare name, and an ``AttributeError`` like its error
+    for an unknown ``nn.`` name, so code that caught either keeps working.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0])  # KeyError would print the message as a quoted repr
+
+
+def with_row_context(parse_model: Callable, blocks: dict[str, tuple[type[nn.Module], bool]],
+                     row_args: dict[str, str]) -> Callable:
+    """Wrap ``parse_model`` so that a failing row is reported with its YAML file, section, index, text and cause.
+
+    Args:
+        parse_model (Callable): The parser, as compiled in ``ultralytics.nn.tasks``' namespace.
+        blocks (dict): ``{row name: (class, takes repeats)}`` of the plugin's blocks.
+        row_args (dict): ``{row name: its args as a YAML writes them}``, for the plugin's blocks.
+
+    Returns:
+        (Callable): The wrapped parser; it raises ``YAMLRowError`` or ``UnknownModuleError`` from the original error.
+    """
+    plugin_classes = {cls: name for name, (cls, _) in blocks.items()}
+
+    @functools.wraps(parse_model)
+    def parse_model_with_row_context(d: dict, ch: Any, verbose: bool = True):
+        try:
+            return parse_model(d, ch, verbose)
+        except Exception as error:
+            local = _frame_locals(error.__traceback__, parse_model.__code__)
+            if local is None or "i" not in local:  # not inside the row loop (e.g. a missing 'head:'): Ultralytics' words
+                raise
+            rows = d["backbone"] + d["head"]
+            index, row = local["i"], rows[local["i"]]
+            section = "backbone" if index < len(d["backbone"]) else "head"
+            where = f"{d.get('yaml_file', 'model YAML')}, {section} row {index} {row}"
+            if malformed := _malformed(row):
+                raise YAMLRowError(f"{where}: {malformed}; {ROW_FORMAT}") from error
+            if isinstance(local.get("m"), str):  # the name lookup itself failed: m is resolved to a class right after
+                known = _known_modules(parse_model.__globals__)
+                raise UnknownModuleError(f"{where}: unknown module {row[2]!r}; {_suggest(row[2], known)} Module names "
+                                         f"are case-sensitive: the plugin's ({', '.join(blocks)}), Ultralytics' (Conv, "
+                                         f"C2f, SPPF, Detect, ...) and torch's as nn.Name") from error
+            name = plugin_classes.get(local.get("m"))
+            if name is None:
+                raise
+            raise YAMLRowError(f"{where}: {_cause(error, row)}. Plugin {ROW_FORMAT}; {name} args are "
+                               f"{row_args[name]}.") from error
+
+    return parse_model_with_row_context
+
+
+def _frame_locals(traceback: TracebackType | None, code: CodeType) -> dict | None:
+    """Return the local variables of the ``parse_model`` frame an exception passed through, if any."""
+    while traceback is not None:
+        if traceback.tb_frame.f_code is code:
+            return traceback.tb_frame.f_locals
+        traceback = traceback.tb_next
+    return None
+
+
+def _malformed(row: Any) -> str:
+    """Say what is wrong with a row's shape or field types; empty if it has the shape of a row."""
+    if not isinstance(row, list):
+        return f"the row is {type(row).__name__} {row!r}, not a list"
+    if len(row) != 4:
+        missing = " (no args list: write [] for a module without arguments)" if len(row) == 3 else ""
+        return f"the row has {len(row)} items, not 4{missing}"
+    source, repeats, module, args = row
+    if not (_is_int(source) or (isinstance(source, list) and source and all(map(_is_int, source)))):
+        return f"from is {source!r}: use a layer index (-1: the previous layer) or a list of indices"
+    if not _is_int(repeats):
+        return f"repeats is {repeats!r}: use a whole number"
+    if not isinstance(module, str):
+        return f"module is {module!r}: use a module name such as Conv or RepVGGBlock"
+    if not isinstance(args, list):
+        return f"args is {args!r}: use a list, e.g. [{args!r}] (or [] for none)"
+    return ""
+
+
+def _is_int(value: Any) -> bool:
+    """Return True for an integer that is not a bool (YAML's ``true`` is a bool, never an index)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _known_modules(namespace: dict) -> list[str]:
+    """Return every module name a row may use: classes in the parser's namespace, and ``nn.`` names of ``torch.nn``."""
+    names = [name for name, obj in namespace.items() if isinstance(obj, type) and issubclass(obj, nn.Module)]
+    return names + [f"nn.{name}" for name, obj in vars(nn).items() if isinstance(obj, type) and issubclass(obj, nn.Module)]
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    """Return "did you mean X, Y or Z?" with the known names closest to ``name``, ignoring case."""
+    lowered = {candidate.lower(): candidate for candidate in known}
+    close = [lowered[match] for match in difflib.get_close_matches(name.lower(), lowered, n=3, cutoff=0.7)]
+    if not close:
+        return "no known module has a similar name."
+    return f"did you mean {', '.join(close[:-1])} or {close[-1]}?" if len(close) > 1 else f"did you mean {close[0]}?"
+
+
+def _cause(error: Exception, row: list) -> str:
+    """Say why a plugin row failed, in plain words where the error is a Python internal rather than the block's own."""
+    args = row[3]
+    if isinstance(error, IndexError) and not args:
+        return f"args is empty; {row[2]} needs at least c2, its number of output channels"
+    if isinstance(error, TypeError) and args and not isinstance(args[0], (int, float)):
+        return f"c2 (the first arg, output channels) is {args[0]!r}; use a number such as 64"
+    return str(error)
