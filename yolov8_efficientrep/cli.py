@@ -28,9 +28,15 @@ def _add_fuse(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_fuse(args: argparse.Namespace) -> None:
-    """Fuse ``args.checkpoint`` and print what was written."""
-    from .fusion import fuse_checkpoint
+    """Fuse ``args.checkpoint`` and print what was written; the output path is checked before any work."""
+    from .fusion import fuse_checkpoint, fused_path
 
+    target = fused_path(args.checkpoint, args.output)
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"{target}: the folder {target.parent} does not exist; create it, or pass -o with a "
+                                f"path in an existing folder")
+    if target.exists() and not args.force:
+        raise FileExistsError(f"{target} exists; add --force to replace it, or write elsewhere with -o PATH.pt")
     result = fuse_checkpoint(args.checkpoint, args.output, overwrite=args.force, half=args.half, imgsz=args.imgsz)
     (params, fused_params), (size, fused_size) = result.params, result.sizes
     check = result.check
@@ -64,9 +70,20 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run(args.epochs, args.imgsz, args.scale, args.device, args.out, args.data)
 
 
+def _version() -> str:
+    """Return this package's version with the Ultralytics and torch it runs on, the three a bug report needs."""
+    import torch
+    import ultralytics
+
+    from . import __version__
+
+    return f"yolov8-efficientrep {__version__} (ultralytics {ultralytics.__version__}, torch {torch.__version__})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every sub-command."""
     parser = argparse.ArgumentParser(prog="yolov8-efficientrep", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_fuse(commands)
     _add_demo(commands)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -233,6 +234,30 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     return loader(str(path))
 
 
+def _load_source(path: Path) -> tuple[nn.Module, dict]:
+    """``load_checkpoint``, with a one-line ``ValueError`` naming the file when it cannot be loaded.
+
+    Ultralytics reports such files differently from release to release (a 40-line traceback, or a bare ``invalid
+    literal for int()`` from the unpickler); whatever it raises, the user needs the file and the fix.
+    """
+    try:
+        return load_checkpoint(path)
+    except Exception as error:
+        fix = "pass a .pt that Ultralytics training wrote, e.g. runs/detect/train/weights/best.pt"
+        if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
+            raise ValueError(f"{path} is not a PyTorch checkpoint (not the zip archive torch.save writes: it is empty, "
+                             f"cut short or another kind of file); {fix}, copied whole") from error
+        cause = (str(error).strip().splitlines() or [""])[0]
+        raise ValueError(f"{path} could not be loaded as an Ultralytics checkpoint ({type(error).__name__}: {cause}); "
+                         f"{fix}") from error
+
+
+def fused_path(source: str | Path, target: str | Path | None = None) -> Path:
+    """Return where ``fuse_checkpoint`` writes: ``target``, by default ``<source stem>-fused.pt`` next to the source."""
+    source = Path(source)
+    return source.with_name(f"{source.stem}-fused.pt") if target is None else Path(target)
+
+
 class FusedCheckpoint(NamedTuple):
     """What ``fuse_checkpoint`` wrote."""
 
@@ -259,18 +284,26 @@ def fuse_checkpoint(source: str | Path, target: str | Path | None = None, overwr
 
     Returns:
         (FusedCheckpoint): The written path, parameter counts, file sizes and the check's result.
+
+    Raises:
+        FileNotFoundError: ``source`` or the folder of ``target`` does not exist.
+        FileExistsError: ``target`` exists and ``overwrite`` is False.
+        ValueError: ``target`` is not a ``.pt`` or is the source; ``source`` is not a loadable checkpoint, or has
+            nothing to fuse.
     """
-    source = Path(source)
-    target = source.with_name(f"{source.stem}-fused.pt") if target is None else Path(target)
+    source, target = Path(source), fused_path(source, target)
     if not source.is_file():
         raise FileNotFoundError(f"{source}: no such checkpoint")
     if target.suffix != ".pt":
         raise ValueError(f"{target}: the output must end in .pt, the only checkpoint suffix Ultralytics loads")
     if target.resolve() == source.resolve():
         raise ValueError(f"{target}: refusing to overwrite the source checkpoint; choose another output path")
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"{target}: the folder {target.parent} does not exist; create it or choose another "
+                                f"output path")
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; remove it, choose another output path, or allow overwriting it")
-    model, ckpt = load_checkpoint(source)
+        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it, or choose another output path")
+    model, ckpt = _load_source(source)
     blocks = rep_blocks(model)
     if not blocks or all(is_fused(b) for b in blocks):
         raise ValueError(f"{source}: {'already fused' if blocks else 'has no Rep blocks to fuse'}; nothing to do")
@@ -280,9 +313,9 @@ def fuse_checkpoint(source: str | Path, target: str | Path | None = None, overwr
     params = tuple(sum(p.numel() for p in m.parameters()) for m in (model, fused))
 
     partial = target.with_name(f".{target.stem}.partial.pt")  # Ultralytics loads only *.pt
-    torch.save({**ckpt, "model": fused, "ema": None, "optimizer": None, "updates": None,
-                "efficientrep": {"fused_from": str(source), "half": half}}, partial)
     try:
+        torch.save({**ckpt, "model": fused, "ema": None, "optimizer": None, "updates": None,
+                    "efficientrep": {"fused_from": str(source), "half": half}}, partial)
         written, _ = load_checkpoint(partial)  # float32, as yolo loads it; float16 weights get float16's tolerance
         image = sample_image(*image_size(imgsz, model), model.yaml.get("channels", 3))
         tolerance = TOLERANCE[torch.float16] if half else None
