@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import onnxruntime
 import pytest
+import torch
 
 from yolov8_efficientrep import cli, demo
 from yolov8_efficientrep.fusion import onnx_unfused_nodes
@@ -36,7 +37,8 @@ def test_demo_runs_offline_with_private_settings(demo_run):
     assert summary["ultralytics"]["online"] is False and summary["ultralytics"]["autoinstall"] is False
     assert CONFIG_DIR not in Path(summary["ultralytics"]["settings"]).parents
     assert after == before  # no settings written, no fonts seeded in the user's config dir
-    assert "Ultralytics offline (settings: " in log
+    assert "Ultralytics offline with temporary settings (removed after the run)" in log
+    assert summary["ultralytics"]["settings"] not in log  # the summary names no file that is already gone
 
 
 def test_demo_scores_the_unfused_and_the_fused_network(demo_run):
@@ -86,6 +88,18 @@ def test_demo_refuses_an_output_folder_with_files(tmp_path, capsys):
     assert cli.main(["demo", "--out", str(tmp_path)]) == 1
     assert "exists and is not an empty folder" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+
+
+def test_demo_on_a_gpu_torch_does_not_see_stops_in_one_line_before_starting(run_fresh, tmp_path):
+    device = str(torch.cuda.device_count())  # one past the last GPU: 0 on a machine without one
+    result = run_fresh(sys.executable, "-m", "yolov8_efficientrep", "demo", "--device", device, "--out",
+                       tmp_path / "out", check=False)
+    seen = "no CUDA GPU" if device == "0" else f"only {device} CUDA GPU"
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(f"yolov8-efficientrep demo: error: --device {device}: torch "
+                                            f"{torch.__version__} sees {seen}")
+    assert len(result.stderr.strip().splitlines()) == 1 and "use --device cpu" in result.stderr
+    assert not (tmp_path / "out").exists()  # stopped before the output folder and the child process
 
 
 def test_demo_names_missing_packages_before_starting(tmp_path, capsys, monkeypatch):

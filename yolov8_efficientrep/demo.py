@@ -72,6 +72,23 @@ def check_requirements() -> None:
                                   f"pip install 'yolov8-efficientrep[demo]' (or pip install {' '.join(missing)})")
 
 
+def check_device(device: str) -> None:
+    """Raise a one-line ``ValueError`` if ``device`` names CUDA GPUs or MPS that torch does not see here.
+
+    Ultralytics would only find out in the child process, after start-up, with a multi-line traceback. Other device
+    strings are left for Ultralytics to judge.
+    """
+    spec = device.lower().replace("cuda:", "").replace(" ", "")
+    if spec in {"mps", "mps:0"} and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device}: torch {torch.__version__} sees no Apple MPS device here; use --device cpu")
+    indices = spec.split(",")
+    if all(index.isdigit() for index in indices) and max(map(int, indices)) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        seen = f"only {count} CUDA GPU{'s' * (count != 1)} (0-{count - 1})" if count else "no CUDA GPU"
+        raise ValueError(f"--device {device}: torch {torch.__version__} sees {seen} on this machine; use --device cpu"
+                         f"{' or a GPU index it sees' if count else ''}")
+
+
 @contextlib.contextmanager
 def offline_config_dir(datasets_dir: Path):
     """Yield a temporary ``YOLO_CONFIG_DIR`` whose settings put data sets in ``datasets_dir``; removed afterwards.
@@ -110,7 +127,7 @@ def run(epochs: int, imgsz: int, scale: str, device: str, out: str | Path | None
         data (str | Path, optional): Data YAML; by default the generated shapes set of ``cfg/shapes.yaml``.
 
     Raises:
-        ValueError: ``epochs`` or ``imgsz`` is too small.
+        ValueError: ``epochs`` or ``imgsz`` is too small, or ``device`` names a GPU that torch does not see.
         FileExistsError: ``out`` holds files.
         FileNotFoundError: ``data`` does not exist.
         ModuleNotFoundError: ONNX or ONNX Runtime is not installed.
@@ -120,6 +137,7 @@ def run(epochs: int, imgsz: int, scale: str, device: str, out: str | Path | None
     if epochs < 1 or imgsz < 32:
         raise ValueError(f"--epochs {epochs} --imgsz {imgsz}: train at least 1 epoch on images of at least 32 pixels "
                          f"(the model's largest stride)")
+    check_device(device)
     data = Path(data).resolve() if data else DEFAULT_DATA
     if not data.is_file():
         raise FileNotFoundError(f"--data {data}: no such data YAML")
@@ -276,7 +294,7 @@ def format_summary(summary: dict) -> str:
     predicted = summary["prediction"]
     lines = [
         f"{summary['model']}: {summary['epochs']} epoch{'s' * (summary['epochs'] != 1)} at imgsz {summary['imgsz']} "
-        f"on {summary['device']}, Ultralytics {network} (settings: {summary['ultralytics']['settings']})",
+        f"on {summary['device']}, Ultralytics {network} with temporary settings (removed after the run)",
         f"  mAP50-95  unfused {maps['unfused']:.3f}  fused {maps['fused']:.3f}  "
         f"(|difference| {abs(maps['unfused'] - maps['fused']):.1e})",
         f"  mAP50     unfused {map50['unfused']:.3f}  fused {map50['fused']:.3f}",
