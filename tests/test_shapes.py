@@ -1,41 +1,64 @@
-"""The shipped data YAML ``cfg/shapes.yaml``: its ``download:`` script generates the data set on first use.
+"""The shipped data YAMLs (``cfg/shapes*.yaml``), by bare name from any directory: the data set is generated on first use.
 
-``yolo train`` runs in a fresh process with its own Ultralytics settings (a private ``datasets_dir``), so the generated
-set never lands in the user's or the repository's data set folders.
+``yolo train`` runs in a fresh process, in an empty directory, with its own Ultralytics settings (a private
+``datasets_dir``), so the generated set never lands in the user's or the repository's data set folders.
 """
 
 import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import ultralytics
 import yaml
+from ultralytics.data.augment import RandomFlip
+from ultralytics.utils.instance import Instances
 
-from yolov8_efficientrep.shapes import generate_for_data_yaml, make_shapes_dataset
+from yolov8_efficientrep.shapes import generate_for_data_yaml, make_shapes_dataset, make_task_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "cfg" / "shapes.yaml"
+TASK_DATA = {  # every other shipped data YAML: the model it trains, and what Ultralytics must find in its folder
+    "shapes-seg.yaml": ("yolov8n-efficientrep-seg.yaml", "images/val"),
+    "shapes-pose.yaml": ("yolov8n-efficientrep-pose.yaml", "images/val"),
+    "shapes-obb.yaml": ("yolov8n-efficientrep-obb.yaml", "images/val"),
+    "shapes-cls.yaml": ("yolov8n-efficientrep-cls.yaml", "val/triangle"),
+}
 
 
-@pytest.fixture
-def private_settings(run_fresh, tmp_path) -> dict:
-    """A new Ultralytics config dir whose settings put data sets in ``tmp_path/datasets``, fonts seeded; its env."""
-    env = {"YOLO_CONFIG_DIR": str(tmp_path / "config")}
-    code = (f"from ultralytics.utils import SETTINGS; SETTINGS.update(datasets_dir={str(tmp_path / 'datasets')!r}); "
+@pytest.fixture(scope="module")
+def private_settings(run_fresh, tmp_path_factory) -> tuple[dict, Path]:
+    """A new Ultralytics config dir whose settings put data sets in a new folder, fonts seeded: (its env, the folder).
+
+    Shared by this module's tests: each data YAML generates its own sub-folder.
+    """
+    root = tmp_path_factory.mktemp("settings")
+    env = {"YOLO_CONFIG_DIR": str(root / "config")}
+    code = (f"from ultralytics.utils import SETTINGS; SETTINGS.update(datasets_dir={str(root / 'datasets')!r}); "
             "from yolov8_efficientrep.offline import seed_fonts; seed_fonts()")
     run_fresh(sys.executable, "-c", code, env=env)
-    return env
+    return env, root / "datasets"
+
+
+def yolo_train(run_fresh, env: dict, tmp_path: Path, model: str, data: str):
+    """``yolo train model=<model> data=<data>`` at tiny settings in a new empty directory; checks that it stays empty."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_fresh("yolo", "train", f"model={model}", f"data={data}", "epochs=1", "imgsz=64", "fraction=0.0625",
+                       "batch=16", "workers=0", "plots=False", f"project={tmp_path / 'runs'}", "name=train", cwd=empty,
+                       env=env)
+    assert (tmp_path / "runs" / "train" / "weights" / "best.pt").is_file()
+    assert list(empty.iterdir()) == []  # nothing lands in the working directory
+    return result
 
 
 def test_yolo_train_with_the_shipped_data_yaml_generates_the_set_on_first_use(run_fresh, private_settings, tmp_path):
+    env, datasets = private_settings
     spec = yaml.safe_load(SHIPPED.read_text())
-    root = tmp_path / "datasets" / spec["path"]
-    result = run_fresh("yolo", "train", "model=cfg/yolov8n-efficientrep.yaml", f"data={SHIPPED.relative_to(REPO)}",
-                       "epochs=1", "imgsz=64", "fraction=0.0625", "batch=16", "workers=0", "plots=False",
-                       f"project={tmp_path / 'runs'}", "name=train", cwd=REPO, env=private_settings)
+    root = datasets / spec["path"]
+    result = yolo_train(run_fresh, env, tmp_path, "yolov8n-efficientrep.yaml", "shapes.yaml")
     assert "Dataset download success" in result.stdout + result.stderr
-    assert (tmp_path / "runs" / "train" / "weights" / "best.pt").is_file()
-    assert not (REPO / spec["path"]).exists()
 
     counts = {split: len(list((root / "images" / split).glob("*.png"))) for split in ("train", "val")}
     assert counts == {"train": spec["generate"]["train"], "val": spec["generate"]["val"]}
@@ -47,13 +70,50 @@ def test_yolo_train_with_the_shipped_data_yaml_generates_the_set_on_first_use(ru
         assert (root / relative).read_bytes() == (direct / relative).read_bytes(), relative
 
 
+@pytest.mark.parametrize("data", list(TASK_DATA))
+def test_yolo_trains_every_task_on_its_shipped_data_yaml_by_bare_name(run_fresh, private_settings, tmp_path, data):
+    (env, datasets), (model, expected) = private_settings, TASK_DATA[data]
+    yolo_train(run_fresh, env, tmp_path, model, data)
+    spec = yaml.safe_load((REPO / "cfg" / data).read_text())
+    assert (datasets / spec["path"] / expected).is_dir()
+
+
+def test_every_shipped_data_yaml_is_covered_and_no_ultralytics_file_has_its_name():
+    shipped = {p.name for p in (REPO / "cfg").glob("shapes*.yaml")}
+    assert shipped == {SHIPPED.name, *TASK_DATA}
+    names = {p.name for p in (REPO / "cfg").glob("*.yaml")}  # model and data YAMLs alike are looked up by bare name
+    assert not [p for p in Path(ultralytics.__file__).parent.rglob("*.y*ml") if p.name in names]
+
+
+def clockwise(keypoints: np.ndarray) -> bool:
+    """Return True if the labelled keypoints, in index order, go clockwise on the image (y down: positive area)."""
+    x, y = keypoints[keypoints[:, 2] > 0, :2].T
+    return float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y)) > 0
+
+
+@pytest.mark.parametrize("direction", ["horizontal", "vertical"])
+def test_pose_keypoints_keep_their_order_through_ultralytics_flips(tmp_path, direction):
+    data = yaml.safe_load(make_task_dataset(tmp_path, "pose", train=8, val=1, imgsz=64).read_text())
+    shipped = yaml.safe_load((REPO / "cfg" / "shapes-pose.yaml").read_text())
+    assert (data["kpt_shape"], data["flip_idx"]) == (shipped["kpt_shape"], shipped["flip_idx"]) == ([4, 3], [0, 3, 2, 1])
+    flip = RandomFlip(p=1.0, direction=direction, flip_idx=data["flip_idx"])  # as Ultralytics' pose training applies it
+    rows = np.concatenate([np.loadtxt(f, ndmin=2) for f in sorted((tmp_path / "labels" / "train").glob("*.txt"))])
+    keypoints = rows[:, 5:].reshape(-1, 4, 3)
+    instances = Instances(rows[:, 1:5].copy(), keypoints=keypoints.copy(), normalized=True)
+    flipped = flip({"img": np.zeros((64, 64, 3), np.uint8), "instances": instances})["instances"].keypoints
+    assert len(keypoints) > 20 and all(map(clockwise, keypoints)) and all(map(clockwise, flipped))
+    triangles = rows[:, 0] == 2
+    assert triangles.any() and (keypoints[triangles, 2, 2] == 0).all() and (flipped[triangles, 2, 2] == 0).all()
+
+
 def data_spec(tmp_path, **generate) -> dict:
     """A parsed data YAML as Ultralytics hands it to the ``download:`` script."""
     return {"yaml_file": str(tmp_path / "my-shapes.yaml"), "path": tmp_path / "set", "generate": generate}
 
 
 @pytest.mark.parametrize("generate, message", [
-    ({"images": 10}, "'generate:' accepts only train, val, imgsz, seed"),
+    ({"images": 10}, "'generate:' accepts only task, train, val, imgsz, seed"),
+    ({"task": "depth"}, "generate: task: 'depth' must be one of detect, segment, pose, obb, classify"),
     ({"train": 0}, "generate: train: 0 must be an integer >= 1"),
     ({"imgsz": "160"}, "generate: imgsz: '160' must be an integer >= 1"),
     ({"seed": -1}, "generate: seed: -1 must be an integer >= 0"),

@@ -69,19 +69,28 @@ class Shape(NamedTuple):
     cls: int
     box: tuple[float, float, float, float]  # x1, y1, x2, y2, clipped to the image
     outline: np.ndarray  # (points, 2) polygon; a circle's is sampled every 10 degrees
-    keypoints: np.ndarray  # (4, 3) x, y, visibility (2 visible, 1 covered by a later shape, 0 none: a triangle's 4th)
+    keypoints: np.ndarray  # (4, 3) x, y, visibility (2 visible, 1 covered by a later shape, 0 none: a triangle's 3rd)
 
 
 def _keypoints(kind: str, cx: float, cy: float, radius: float, outline: np.ndarray) -> np.ndarray:
-    """Return a shape's four keypoints: corners, a triangle's three vertices, a cross's arm tips, a circle's N/E/S/W."""
+    """Return a shape's four keypoints, top, right, bottom, left of the unrotated shape, so clockwise on the image.
+
+    A circle's N/E/S/W points, a square's corners from top-left, a cross's arm tips; a triangle's apex, right and left
+    vertices, its "bottom" unlabeled. A mirror image turns the order counter-clockwise; ``FLIP_IDX`` swaps right and
+    left back.
+    """
     points = np.zeros((4, 3))
     if kind == "circle":
         points[:, :2] = [(cx, cy - radius), (cx + radius, cy), (cx, cy + radius), (cx - radius, cy)]
     elif kind == "cross":  # each arm's tip is the midpoint of its two outer corners
         points[:, :2] = [(outline[i] + outline[i + 1]) / 2 for i in (0, 3, 6, 9)]
+    elif kind == "triangle":
+        points[[0, 1, 3], :2] = outline
     else:
-        points[: len(outline), :2] = outline
-    points[: 3 if kind == "triangle" else 4, 2] = 2
+        points[:, :2] = outline
+    points[:, 2] = 2
+    if kind == "triangle":
+        points[2] = 0
     return points
 
 
@@ -158,36 +167,11 @@ def make_shapes_dataset(root: str | Path, train: int = 64, val: int = 16, imgsz:
     return data_yaml
 
 
-def generate_for_data_yaml(data: dict) -> Path:
-    """Write the data set of a data YAML such as ``cfg/shapes.yaml``; called by that YAML's ``download:`` script.
-
-    Ultralytics runs the script when the YAML's val images are missing, with ``yaml`` bound to the parsed YAML whose
-    ``path`` it has resolved (a relative ``path:`` lies under its ``datasets_dir``). The YAML's ``generate:`` mapping
-    holds ``make_shapes_dataset``'s keyword arguments.
-
-    Raises:
-        ValueError: ``generate:`` has an unknown key or a value that is not a positive integer (``seed``: >= 0).
-        FileExistsError: ``path`` is a folder holding files this generator does not write (it would mix them in).
-    """
-    source = data.get("yaml_file", "the data YAML")
-    settings = data.get("generate") or {}
-    allowed = tuple(inspect.signature(make_shapes_dataset).parameters)[1:]  # all but root
-    if not isinstance(settings, dict) or set(settings) - set(allowed):
-        raise ValueError(f"{source}: 'generate:' accepts only {', '.join(allowed)} (got {settings!r}); fix the YAML")
-    for key, value in settings.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
-            raise ValueError(f"{source}: generate: {key}: {value!r} must be an integer >= {int(key != 'seed')}; "
-                             f"fix the YAML")
-    root = Path(data["path"])
-    foreign = sorted(p.name for p in root.iterdir() if p.name not in {"images", "labels", "shapes.yaml"}) \
-        if root.is_dir() else []
-    if foreign:
-        raise FileExistsError(f"{source}: its path {root} holds files the shapes generator does not write "
-                              f"({', '.join(foreign[:5])}); change 'path:' in the YAML or move that folder")
-    return make_shapes_dataset(root, **settings)
-
-
 TASKS = ("detect", "segment", "pose", "obb", "classify")
+KPT_SHAPE = [4, 3]  # pose: four keypoints of x, y, visibility
+# Ultralytics' fliplr mirrors the keypoints and then reorders them as keypoints[flip_idx]: right and left trade places,
+# so that the order stays top, right, bottom, left (clockwise) on the flipped image.
+FLIP_IDX = [0, 3, 2, 1]
 
 
 def _task_label(task: str, shape: Shape, size: int) -> str:
@@ -223,9 +207,10 @@ def make_task_dataset(root: str | Path, task: str, train: int = 64, val: int = 1
 
     - ``detect``: exactly ``make_shapes_dataset``.
     - ``segment``: each shape's outline polygon (a shape drawn later may cover part of it).
-    - ``pose``: the box and four keypoints per shape (``kpt_shape: [4, 3]``): a square's corners, a triangle's three
-      vertices (the fourth unlabeled), a cross's arm tips, a circle's top/right/bottom/left points; a keypoint covered
-      by a later shape is marked occluded (visibility 1).
+    - ``pose``: the box and four keypoints per shape (``kpt_shape: [4, 3]``, ``flip_idx: [0, 3, 2, 1]``), top, right,
+      bottom and left of the unrotated shape: a circle's N/E/S/W points, a square's corners, a cross's arm tips, a
+      triangle's apex, right and left vertices (the bottom unlabeled); a keypoint covered by a later shape is marked
+      occluded (visibility 1).
     - ``obb``: the smallest rotated rectangle around each outline.
     - ``classify``: a crop around every shape, in ``train/<class>/`` and ``val/<class>/`` folders.
 
@@ -269,7 +254,74 @@ def make_task_dataset(root: str | Path, task: str, train: int = 64, val: int = 1
         return root
     spec = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))}
     if task == "pose":
-        spec.update(kpt_shape=[4, 3], flip_idx=[0, 1, 2, 3])  # keypoints have no left/right: a flip keeps each index
+        spec.update(kpt_shape=KPT_SHAPE, flip_idx=FLIP_IDX)
     data_yaml = root / f"shapes-{task}.yaml"
     data_yaml.write_text(yaml.safe_dump(spec, sort_keys=False))
     return data_yaml
+
+
+def _data_yaml_name(task: str) -> str:
+    """The data YAML ``make_task_dataset`` writes into its root for ``task`` (none for classification)."""
+    return "shapes.yaml" if task == "detect" else f"shapes-{task}.yaml"
+
+
+def generate_for_data_yaml(data: dict) -> Path:
+    """Write the data set of a data YAML such as ``cfg/shapes.yaml``; called by that YAML's ``download:`` script.
+
+    Ultralytics runs the script when the YAML's val images are missing, with ``yaml`` bound to the parsed YAML whose
+    ``path`` it has resolved (a relative ``path:`` lies under its ``datasets_dir``). The YAML's ``generate:`` mapping
+    holds ``make_task_dataset``'s keyword arguments; ``task`` defaults to ``detect``.
+
+    Returns:
+        (Path): What ``make_task_dataset`` returns.
+
+    Raises:
+        ValueError: ``generate:`` has an unknown key, an unknown task, or a count, size or seed that is not a positive
+            integer (``seed``: >= 0).
+        FileExistsError: ``path`` is a folder holding files this generator does not write (it would mix them in).
+    """
+    source = data.get("yaml_file", "the data YAML")
+    settings = data.get("generate") or {}
+    allowed = tuple(inspect.signature(make_task_dataset).parameters)[1:]  # all but root
+    if not isinstance(settings, dict) or set(settings) - set(allowed):
+        raise ValueError(f"{source}: 'generate:' accepts only {', '.join(allowed)} (got {settings!r}); fix the YAML")
+    settings = dict(settings)
+    task = settings.pop("task", "detect")
+    if task not in TASKS:
+        raise ValueError(f"{source}: generate: task: {task!r} must be one of {', '.join(TASKS)}; fix the YAML")
+    for key, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
+            raise ValueError(f"{source}: generate: {key}: {value!r} must be an integer >= {int(key != 'seed')}; "
+                             f"fix the YAML")
+    root = Path(data["path"])
+    written = {"train", "val"} if task == "classify" else {"images", "labels", _data_yaml_name(task)}
+    # Ultralytics' label caches: classification writes train.cache and val.cache next to the split folders
+    foreign = sorted(p.name for p in root.iterdir() if p.name not in written and p.suffix != ".cache") \
+        if root.is_dir() else []
+    if foreign:
+        raise FileExistsError(f"{source}: its path {root} holds files the shapes generator does not write "
+                              f"({', '.join(foreign[:5])}); change 'path:' in the YAML or move that folder")
+    return make_task_dataset(root, task, **settings)
+
+
+def classification_folder(data_yaml: str | Path) -> Path | None:
+    """Return the folder of a generated classification data YAML (``generate: {task: classify}``), made on first use.
+
+    Ultralytics' classification trainer, validator and exporter take a folder of ``train/<class>/`` and
+    ``val/<class>/`` images, not a data YAML, and never run a ``download:`` script; the plugin hands them this folder
+    for such a YAML (``data=shapes-cls.yaml``). ``path:`` is resolved as Ultralytics resolves it for detection YAMLs:
+    relative to its ``datasets_dir`` unless it exists. Returns None for every other YAML.
+    """
+    data = yaml.safe_load(Path(data_yaml).read_text())
+    generate = data.get("generate") if isinstance(data, dict) else None
+    if not isinstance(generate, dict) or generate.get("task") != "classify":
+        return None
+    from ultralytics.utils import DATASETS_DIR, LOGGER
+
+    root = Path(data.get("path") or Path(data_yaml).parent)
+    if not root.exists() and not root.is_absolute():
+        root = (DATASETS_DIR / root).resolve()
+    if not (root / "val").is_dir():
+        LOGGER.info(f"{data_yaml}: generating the data set in {root} (first use, offline)")
+        generate_for_data_yaml({**data, "path": root, "yaml_file": str(data_yaml)})
+    return root
