@@ -4,6 +4,7 @@ with equal outputs and exports to ONNX that ONNX Runtime runs to the same number
 import copy
 import csv
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,15 @@ CONFIGS = {  # every model YAML in cfg/: the task Ultralytics must recognise
     "yolov8-efficientrep-pose": "pose",
     "yolov8-efficientrep-obb": "obb",
     "yolov8-efficientrep-cls": "classify",
+    "yolo11-efficientrep": "detect",
+    "yolo26-efficientrep": "detect",
+    "yolo26-efficientrep-seg": "segment",
 }
+
+
+def scale_n(stem: str) -> str:
+    """Return the file name that picks scale n of a unified config: ``yolo26-efficientrep`` -> ``yolo26n-efficientrep.yaml``."""
+    return re.sub(r"^(yolov?\d+)", r"\1n", stem) + ".yaml"
 
 
 def relative_difference(fused: torch.Tensor, unfused: torch.Tensor) -> float:
@@ -217,9 +226,11 @@ def test_ultralytics_fuse_reparameterizes_every_new_row_exactly(tmp_path, random
 @pytest.mark.parametrize(
     "row, message",
     [
-        ([-1, 3, "BepC3", [64, True]], "BepC3 args are [c2, e=0.5, block=RepVGGBlock|QARepVGGBlock, act]"),
+        ([-1, 3, "BepC3", [64, True]],
+         "BepC3 args are [c2, e=0.5, block=RepVGGBlock|QARepVGGBlock|QARepVGGBlockV2|ConvBNAct, act]"),
         ([-1, 2, "RepBlock", [64, "QARepVGG"]], "unknown block 'QARepVGG'"),
-        ([-1, 1, "BottleRep", [64, "BottleRep"]], "BottleRep args are [c2, block=RepVGGBlock|QARepVGGBlock, weight"),
+        ([-1, 1, "BottleRep", [64, "BottleRep"]],
+         "BottleRep args are [c2, block=RepVGGBlock|QARepVGGBlock|QARepVGGBlockV2|ConvBNAct, weight"),
         ([-1, 1, "SimCSPSPPF", [64, 5, 2.0]], "expansion e must be a number in (0, 1]"),
     ],
 )
@@ -297,7 +308,7 @@ def test_config_reproduces_yolov6_layer_shapes(cfg, rows, expected):
 
 @pytest.mark.parametrize("stem", list(CONFIGS))
 def test_config_builds_as_its_task_and_ultralytics_fuse_keeps_its_outputs(stem, randomize_bn):
-    yolo = YOLO(f"yolov8n-{stem[len('yolov8-'):]}.yaml")  # the scale letter picks scale n of the shipped file
+    yolo = YOLO(scale_n(stem))  # the scale letter picks scale n of the shipped file
     assert yolo.task == CONFIGS[stem] and yolo.model.yaml["scale"] == "n"
     model = randomize_bn(yolo.model)
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
@@ -305,7 +316,7 @@ def test_config_builds_as_its_task_and_ultralytics_fuse_keeps_its_outputs(stem, 
         unfused = first_tensor(model(x))
         fused_model = copy.deepcopy(model).fuse(verbose=False)
         difference = relative_difference(first_tensor(fused_model(x)), unfused)
-    print(f"yolov8n-{stem[7:]} fused vs unfused: max relative |diff| = {difference:.2e}")
+    print(f"{scale_n(stem)} fused vs unfused: max relative |diff| = {difference:.2e}")
     assert difference < RTOL
     assert not any(isinstance(m, nn.BatchNorm2d) or hasattr(m, "conv1") for m in fused_model.modules())
 
@@ -328,7 +339,7 @@ def task_data(tmp_path_factory):
 def test_config_trains_one_batch_and_exports_to_onnx_that_onnxruntime_agrees_with(stem, task_data, tmp_path):
     task = CONFIGS[stem]
     data = task_data(task)
-    model = YOLO(REPO / "cfg" / f"yolov8n-{stem[len('yolov8-'):]}.yaml")
+    model = YOLO(REPO / "cfg" / scale_n(stem))
     model.train(data=str(data), epochs=1, imgsz=64, batch=32, workers=0, device="cpu", plots=False, val=False,
                 project=str(tmp_path), name="run", exist_ok=True, seed=0, deterministic=True)
     run = tmp_path / "run"
@@ -351,7 +362,7 @@ def test_config_trains_one_batch_and_exports_to_onnx_that_onnxruntime_agrees_wit
         expected = first_tensor(trained(torch.from_numpy(x))).numpy()
     assert exported.shape == expected.shape
     difference = np.abs(exported - expected).max() / np.abs(expected).max()
-    print(f"yolov8n-{stem[7:]} ONNX Runtime vs the trained PyTorch model: max relative |diff| = {difference:.2e}")
+    print(f"{scale_n(stem)} ONNX Runtime vs the trained PyTorch model: max relative |diff| = {difference:.2e}")
     assert difference < RTOL
     fused_model = trained.fuse(verbose=False)
     graph = onnx.load(onnx_file).graph  # exported re-parameterized: one Conv node per conv of the fused model

@@ -1,0 +1,94 @@
+"""Models trained once with the side-by-side's recipe on the generated shapes set, shared by every accuracy benchmark.
+
+The ablation (``ablation.py``) and the INT8 accuracy table (``int8_accuracy.py``) need the same trained models; each
+costs minutes of CPU. ``trained()`` trains a model YAML with ``RECIPE`` once and keeps its ``best.pt``, results.csv and
+the seconds of each training epoch in a cache folder keyed by everything that decides the result (the YAML's text,
+the recipe, epochs, seed and the library versions). Training is deterministic, so a cached model is the model a rerun
+would train; the key makes any change train anew. Delete the folder (``--zoo``, default ``~/.cache/yolov8-efficientrep/
+zoo``) to start over.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import ultralytics
+import yaml
+
+import yolov8_efficientrep
+from yolov8_efficientrep.demo import DEFAULT_DATA
+from yolov8_efficientrep.shapes import make_shapes_dataset
+
+DEFAULT_ZOO = Path.home() / ".cache" / "yolov8-efficientrep" / "zoo"
+GENERATE = yaml.safe_load(DEFAULT_DATA.read_text())["generate"]  # the shipped data YAML's sizes
+# The side-by-side's recipe: one optimizer step per batch of 8, deterministic, CPU; everything else Ultralytics' default.
+RECIPE = {"imgsz": GENERATE["imgsz"], "batch": 8, "nbs": 8, "deterministic": True, "device": "cpu", "plots": False}
+
+
+@dataclass
+class TrainedModel:
+    """One cached training run."""
+
+    cfg: str
+    best: Path  # best.pt
+    results_csv: Path
+    epoch_seconds: list[float]  # training time of each epoch, validation excluded (as measured when it trained)
+
+    def final(self, column: str) -> float:
+        """Return a results.csv column at the last epoch, e.g. ``metrics/mAP50-95(B)``."""
+        with self.results_csv.open() as file:
+            rows = [{key.strip(): value for key, value in row.items()} for row in csv.DictReader(file)]
+        return float(rows[-1][column])
+
+
+def dataset(zoo: Path = DEFAULT_ZOO) -> Path:
+    """Return the data YAML of the generated set the recipe trains on (written once, deterministic)."""
+    folder = zoo / f"shapes-{GENERATE['train']}-{GENERATE['val']}-{GENERATE['imgsz']}"
+    data = folder / "shapes.yaml"
+    return data if data.is_file() else make_shapes_dataset(folder, GENERATE["train"], GENERATE["val"],
+                                                           GENERATE["imgsz"])
+
+
+def _yaml_text(cfg: str) -> str:
+    """Return the text of the model YAML ``cfg`` resolves to (a bare name of Ultralytics or of this package)."""
+    from ultralytics.nn.tasks import yaml_model_load
+
+    spec = yaml_model_load(cfg)
+    return json.dumps(spec, sort_keys=True, default=str)
+
+
+def key(cfg: str, epochs: int, seed: int, overrides: dict) -> str:
+    """Return the cache key: a hash of everything that decides what training produces."""
+    parts = {"yaml": _yaml_text(cfg), "recipe": RECIPE, "epochs": epochs, "seed": seed, "overrides": overrides,
+             "versions": [torch.__version__, ultralytics.__version__, yolov8_efficientrep.__version__],
+             "data": GENERATE}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def trained(cfg: str, epochs: int, seed: int = 0, zoo: Path = DEFAULT_ZOO, log=print, **overrides) -> TrainedModel:
+    """Return ``cfg`` trained with ``RECIPE`` for ``epochs`` (and any training ``overrides``), training it if needed."""
+    from ultralytics import YOLO
+
+    folder = zoo / f"{Path(cfg).stem}-e{epochs}-s{seed}-{key(cfg, epochs, seed, overrides)}"
+    record = folder / "trained.json"
+    if record.is_file():
+        saved = json.loads(record.read_text())
+        return TrainedModel(cfg, folder / "weights" / "best.pt", folder / "results.csv", saved["epoch_seconds"])
+    log(f"training {cfg} for {epochs} epochs (seed {seed}{', ' if overrides else ''}"
+        f"{', '.join(f'{k}={v}' for k, v in overrides.items())}) into {folder}")
+    model = YOLO(cfg)
+    started: list[float] = []
+    seconds: list[float] = []
+    model.add_callback("on_train_epoch_start", lambda trainer: started.append(time.perf_counter()))
+    model.add_callback("on_train_epoch_end", lambda trainer: seconds.append(time.perf_counter() - started[-1]))
+    model.train(data=str(dataset(zoo)), epochs=epochs, seed=seed, project=str(folder.parent), name=folder.name,
+                exist_ok=True, **{**RECIPE, **overrides})
+    record.write_text(json.dumps({"cfg": cfg, "epochs": epochs, "seed": seed, "overrides": overrides,
+                                  "epoch_seconds": seconds}, indent=1))  # written last: marks the run complete
+    return TrainedModel(cfg, folder / "weights" / "best.pt", folder / "results.csv", seconds)
