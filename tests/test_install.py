@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -21,7 +22,7 @@ from ultralytics import YOLO
 
 REPO = Path(__file__).resolve().parents[1]
 PTH = "yolov8_efficientrep_hook.pth"
-SOURCES = ("setup.py", "setup.cfg", "pyproject.toml", "README.md", "cfg", "yolov8_efficientrep",
+SOURCES = ("setup.py", "setup.cfg", "pyproject.toml", "README.md", "LICENSE", "cfg", "yolov8_efficientrep",
            "yolov8_efficientrep_hook.py", PTH)
 
 
@@ -94,6 +95,8 @@ def test_wheels_carry_the_hook_at_their_root(kind, request):
     assert PTH in names  # site-packages root: only there does Python run a .pth
     if kind == "wheel":
         assert "yolov8_efficientrep_hook.py" in names and "yolov8_efficientrep/cfg/yolov8-efficientrep.yaml" in names
+        assert "yolov8_efficientrep/cfg/shapes-cls.yaml" in names  # every data YAML, found by bare name
+        assert [n for n in names if re.fullmatch(r"yolov8_efficientrep-[^/]+\.dist-info/(licenses/)?LICENSE", n)]
 
 
 @pytest.mark.parametrize("kind", ["wheel", "editable_wheel"])

@@ -1,0 +1,48 @@
+"""What the package declares: its license file, an extra for every export format the README shows, the hook's comment."""
+
+import configparser
+import re
+from pathlib import Path
+
+import yolov8_efficientrep_hook
+
+REPO = Path(__file__).resolve().parents[1]
+SETUP = configparser.ConfigParser()
+SETUP.read(REPO / "setup.cfg")
+# What Ultralytics 8.4.190's exporter asks check_requirements for (engine/exporter.py), by the README's export lines:
+# ONNX with its default simplify=True; OpenVINO; OpenVINO INT8 through NNCF. TorchScript needs nothing.
+EXPORT_NEEDS = {"onnx": {"onnx", "onnxslim", "onnxruntime"}, "torchscript": set(), "openvino": {"openvino"},
+                "openvino quantize=8": {"openvino", "nncf"}}
+
+
+def extra(name: str) -> set[str]:
+    """The distribution names an extra of setup.cfg installs."""
+    lines = SETUP["options.extras_require"][name].strip().splitlines()
+    return {re.split(r"[<>=!~;\[ ]", line.strip())[0] for line in lines if line.strip() and not line.startswith("#")}
+
+
+def test_license_file_is_the_agpl_v3_that_setup_cfg_declares():
+    assert SETUP["metadata"]["license"] == "AGPL-3.0-only" and SETUP["metadata"]["license_files"] == "LICENSE"
+    text = (REPO / "LICENSE").read_text()
+    assert text.split()[:6] == ["GNU", "AFFERO", "GENERAL", "PUBLIC", "LICENSE", "Version"]
+    assert "Version 3, 19 November 2007" in text and text.rstrip().endswith("<https://www.gnu.org/licenses/>.")
+
+
+def test_every_export_format_the_readme_shows_names_an_extra_that_installs_what_ultralytics_asks_for():
+    readme = (REPO / "README.md").read_text()
+    lines = re.findall(r"^yolo export model=\S+ (format=\w+(?: quantize=8)?).*?#\s*(.*)$", readme, re.MULTILINE)
+    shown = {fmt.replace("format=", ""): comment for fmt, comment in lines}
+    assert set(EXPORT_NEEDS) <= set(shown), shown
+    for fmt, needs in EXPORT_NEEDS.items():
+        named = re.findall(r"\[(\w+)\]", shown[fmt])
+        if not needs:
+            assert not named and "no extra" in shown[fmt]
+            continue
+        assert len(named) == 1 and needs <= extra(named[0]), (fmt, shown[fmt])
+        assert f"| `{named[0]}` |" in readme  # the README's table of extras lists it
+
+
+def test_start_up_hook_comment_says_what_the_hook_waits_for():
+    comment = (REPO / "yolov8_efficientrep_hook.pth").read_text().splitlines()[0]
+    assert f"once the {yolov8_efficientrep_hook.TRIGGER} package is imported" in comment
+    assert "parser" not in comment
