@@ -71,8 +71,8 @@ def with_row_context(parse_model: Callable, blocks: dict[str, tuple[type[nn.Modu
             if isinstance(local.get("m"), str):  # the name lookup itself failed: m is resolved to a class right after
                 known = _known_modules(parse_model.__globals__)
                 raise UnknownModuleError(f"{where}: unknown module {row[2]!r}; {_suggest(row[2], known)} Module names "
-                                         f"are case-sensitive: the plugin's ({', '.join(blocks)}), Ultralytics' (Conv, "
-                                         f"C2f, SPPF, Detect, ...) and torch's as nn.Name") from error
+                                         f"are case-sensitive: the plugin's ({', '.join(list(blocks)[:3])}, ...), "
+                                         f"Ultralytics' (Conv, C2f, SPPF, Detect, ...) and torch's as nn.Name") from error
             name = plugin_classes.get(local.get("m"))
             if name is None:
                 raise
