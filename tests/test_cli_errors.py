@@ -1,4 +1,4 @@
-"""The ``yolov8-efficientrep`` console script in a fresh process: one-line errors naming the file and the fix, ``--version``."""
+"""The ``yolov8-efficientrep`` console script in a fresh process: one-line errors naming file and fix; ``--version``."""
 
 import sys
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""What the package declares: its license file, an extra for every export format the README shows, the hook's comment."""
+"""What the package declares: its license file, an extra for each export format the README shows, the hook's comment."""
 
 import configparser
 import re

@@ -41,7 +41,8 @@ def test_unknown_module_from_the_plain_yolo_cli_ends_in_one_line_naming_the_file
     row = [-1, 1, "RepVGGBlok", [64, 3, 2]]
     spec = {"nc": 2, "backbone": [[-1, 1, "Conv", [16, 3, 2]], row], "head": [[[1], 1, "Detect", ["nc"]]]}
     (tmp_path / "my-model.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    result = run_fresh("yolo", "train", "model=my-model.yaml", f"data={shapes_data}", "epochs=1", cwd=tmp_path, check=False)
+    result = run_fresh("yolo", "train", "model=my-model.yaml", f"data={shapes_data}", "epochs=1", cwd=tmp_path,
+                       check=False)
     last = result.stderr.strip().splitlines()[-1]
     assert result.returncode != 0
     assert last.startswith("yolov8_efficientrep.row_errors.UnknownModuleError: my-model.yaml, backbone row 1 "), last

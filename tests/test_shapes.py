@@ -1,4 +1,4 @@
-"""The shipped data YAMLs (``cfg/shapes*.yaml``), by bare name from any directory: the data set is generated on first use.
+"""The shipped data YAMLs (``cfg/shapes*.yaml``) by bare name from any directory: each generates its set on first use.
 
 ``yolo train`` runs in a fresh process, in an empty directory, with its own Ultralytics settings (a private
 ``datasets_dir``), so the generated set never lands in the user's or the repository's data set folders.
@@ -42,7 +42,7 @@ def private_settings(run_fresh, tmp_path_factory) -> tuple[dict, Path]:
 
 
 def yolo_train(run_fresh, env: dict, tmp_path: Path, model: str, data: str):
-    """``yolo train model=<model> data=<data>`` at tiny settings in a new empty directory; checks that it stays empty."""
+    """``yolo train model=<model> data=<data>`` at tiny settings in a new empty directory, which must stay empty."""
     empty = tmp_path / "empty"
     empty.mkdir()
     result = run_fresh("yolo", "train", f"model={model}", f"data={data}", "epochs=1", "imgsz=64", "fraction=0.0625",
@@ -95,7 +95,8 @@ def clockwise(keypoints: np.ndarray) -> bool:
 def test_pose_keypoints_keep_their_order_through_ultralytics_flips(tmp_path, direction):
     data = yaml.safe_load(make_task_dataset(tmp_path, "pose", train=8, val=1, imgsz=64).read_text())
     shipped = yaml.safe_load((REPO / "cfg" / "shapes-pose.yaml").read_text())
-    assert (data["kpt_shape"], data["flip_idx"]) == (shipped["kpt_shape"], shipped["flip_idx"]) == ([4, 3], [0, 3, 2, 1])
+    for spec in (data, shipped):
+        assert (spec["kpt_shape"], spec["flip_idx"]) == ([4, 3], [0, 3, 2, 1])
     flip = RandomFlip(p=1.0, direction=direction, flip_idx=data["flip_idx"])  # as Ultralytics' pose training applies it
     rows = np.concatenate([np.loadtxt(f, ndmin=2) for f in sorted((tmp_path / "labels" / "train").glob("*.txt"))])
     keypoints = rows[:, 5:].reshape(-1, 4, 3)

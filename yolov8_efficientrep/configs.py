@@ -60,7 +60,7 @@ def _accepting_generated_yamls(check_cls_dataset: Callable) -> Callable:
 
 
 def install_bundled_lookup(tasks: ModuleType) -> None:
-    """Let Ultralytics find the shipped model and data YAMLs by bare name, and train classifiers from ``shapes-cls.yaml``.
+    """Let Ultralytics find the shipped model and data YAMLs by bare name, and take ``shapes-cls.yaml`` for classify.
 
     Wraps ``tasks.check_yaml`` (model YAMLs), ``ultralytics.data.utils.check_file`` (data YAMLs) and
     ``check_cls_dataset`` wherever Ultralytics has bound it. Called once, by ``register()``.

@@ -80,7 +80,7 @@ def check_device(device: str) -> None:
     """
     spec = device.lower().replace("cuda:", "").replace(" ", "")
     if spec in {"mps", "mps:0"} and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {device}: torch {torch.__version__} sees no Apple MPS device here; use --device cpu")
+        raise ValueError(f"--device {device}: torch {torch.__version__} sees no Apple MPS device; use --device cpu")
     indices = spec.split(",")
     if all(index.isdigit() for index in indices) and max(map(int, indices)) >= torch.cuda.device_count():
         count = torch.cuda.device_count()

@@ -60,7 +60,7 @@ def with_row_context(parse_model: Callable, blocks: dict[str, tuple[type[nn.Modu
             return parse_model(d, ch, verbose)
         except Exception as error:
             local = _frame_locals(error.__traceback__, parse_model.__code__)
-            if local is None or "i" not in local:  # not inside the row loop (e.g. a missing 'head:'): Ultralytics' words
+            if local is None or "i" not in local:  # outside the row loop (e.g. no 'head:'): Ultralytics' message
                 raise
             rows = d["backbone"] + d["head"]
             index, row = local["i"], rows[local["i"]]
@@ -70,9 +70,10 @@ def with_row_context(parse_model: Callable, blocks: dict[str, tuple[type[nn.Modu
                 raise YAMLRowError(f"{where}: {malformed}; {ROW_FORMAT}") from error
             if isinstance(local.get("m"), str):  # the name lookup itself failed: m is resolved to a class right after
                 known = _known_modules(parse_model.__globals__)
+                examples = ", ".join(list(blocks)[:3])
                 raise UnknownModuleError(f"{where}: unknown module {row[2]!r}; {_suggest(row[2], known)} Module names "
-                                         f"are case-sensitive: the plugin's ({', '.join(list(blocks)[:3])}, ...), "
-                                         f"Ultralytics' (Conv, C2f, SPPF, Detect, ...) and torch's as nn.Name") from error
+                                         f"are case-sensitive: the plugin's ({examples}, ...), Ultralytics' (Conv, "
+                                         f"C2f, SPPF, Detect, ...) and torch's as nn.Name") from error
             name = plugin_classes.get(local.get("m"))
             if name is None:
                 raise
@@ -118,7 +119,8 @@ def _is_int(value: Any) -> bool:
 def _known_modules(namespace: dict) -> list[str]:
     """Return every module name a row may use: classes in the parser's namespace, and ``nn.`` names of ``torch.nn``."""
     names = [name for name, obj in namespace.items() if isinstance(obj, type) and issubclass(obj, nn.Module)]
-    return names + [f"nn.{name}" for name, obj in vars(nn).items() if isinstance(obj, type) and issubclass(obj, nn.Module)]
+    torch_names = [name for name, obj in vars(nn).items() if isinstance(obj, type) and issubclass(obj, nn.Module)]
+    return names + [f"nn.{name}" for name in torch_names]
 
 
 def _suggest(name: str, known: list[str]) -> str:
