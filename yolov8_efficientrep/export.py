@@ -10,21 +10,31 @@ float32 copy of it. Ultralytics 8.1-8.3 run ``on_export_start`` before the expor
 callback fuses and checks a float32 copy of that same source, the algebra the exporter's ``model.fuse()`` then
 applies to its own copy in float32 (its ``half()`` comes after), and stops the export if Ultralytics' ``fuse()``
 would leave a Rep block unfused.
+
+INT8: fusion and its check run in ``on_export_start``, before either quantizer calibrates. Ultralytics'
+``onnx_int8_quantize`` (8.4's ``format=onnx quantize=8``) is wrapped, where the exporter looks it up, so that models
+with plugin layers get the plugin's ONNX Runtime settings (see ``quantize``); every other model gets Ultralytics' own
+call unchanged. After an INT8 ONNX or OpenVINO export of a plugin model the quantized graph is checked and logged.
 """
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import functools
+import inspect
 from pathlib import Path
 
 from torch import nn
 from ultralytics.utils import LOGGER, colorstr
 
 from .fusion import check_fusion, fuse_rep_blocks, image_size, is_fused, load_checkpoint, rep_blocks, sample_image
+from .quantize import ROUTE_VARIABLE, onnx_int8_graph, openvino_int8_graph, ort_int8_route, quantize_onnx_int8
 
 PREFIX = colorstr("EfficientRep:")
 _SOURCE = "efficientrep_source_model"  # Exporter attribute holding the model the export was called with
+# the model being exported, for the INT8 quantizer hook, which is called without the exporter
+_EXPORTING: contextvars.ContextVar[nn.Module | None] = contextvars.ContextVar("efficientrep_exporting", default=None)
 
 
 class FusedCheckpointError(ValueError):
@@ -99,16 +109,81 @@ def refuse_fused_checkpoint(trainer) -> None:
             )
 
 
+def check_int8_export(exporter, exported: str | list[str] | None) -> None:
+    """After an INT8 ONNX or OpenVINO export of a plugin model: check the quantized graph and log what it holds.
+
+    Logs the number of convs, how many are quantized in the file and run in INT8 by the runtime, and warns if the
+    graph has another number of convs than the fused model, a BatchNorm or a Rep branch left, or quantized convs that
+    the runtime runs in float between quantize and dequantize nodes.
+    """
+    args = exporter.args
+    int8 = getattr(args, "quantize", None) == 8 or getattr(args, "int8", False)  # 8.4.x; 8.1-8.4.0 say int8=True
+    source = getattr(exporter, _SOURCE, None)
+    if not (int8 and exported and args.format in {"onnx", "openvino"} and isinstance(source, nn.Module)
+            and _uses_plugin(source)) or getattr(exporter, "qat", False):  # QAT graphs keep their Rep blocks
+        return
+    path = Path(exported[-1] if isinstance(exported, (list, tuple)) else exported)  # 8.1 returns a list
+    graph = onnx_int8_graph(path) if args.format == "onnx" else openvino_int8_graph(next(path.glob("*.xml")))
+    expected = sum(isinstance(m, nn.Conv2d) for m in _export_model(exporter).modules())
+    runtime = "ONNX Runtime" if args.format == "onnx" else "OpenVINO's CPU plugin"
+    LOGGER.info(f"{PREFIX} INT8 {path.name} in {runtime}: {graph.summary()} (the fused model has {expected} convs)")
+    problems = [f"{graph.convs} convs where the fused model has {expected}"] if graph.convs != expected else []
+    problems += [f"unfused layers {graph.leftovers}"] if graph.leftovers else []
+    if graph.runtime_quantized < graph.quantized:
+        problems.append(f"{graph.quantized - graph.runtime_quantized} quantized convs run in float32 between quantize "
+                        f"and dequantize nodes, paying for the conversions without the INT8 speed "
+                        f"({ROUTE_VARIABLE}={ort_int8_route(True)})")
+    if problems:
+        LOGGER.warning(f"{PREFIX} INT8 export {path}: {'; '.join(problems)}")
+
+
 def _record_source(call):
-    """Wrap ``Exporter.__call__`` so the exporter keeps a reference to the model it was called with."""
+    """Wrap ``Exporter.__call__``: keep the model the export was called with, and check an INT8 result."""
 
     @functools.wraps(call)
     def __call__(self, model=None, *args, **kwargs):
         setattr(self, _SOURCE, model)
-        return call(self, model, *args, **kwargs)
+        token = _EXPORTING.set(model)
+        try:
+            exported = call(self, model, *args, **kwargs)
+        finally:
+            _EXPORTING.reset(token)
+        check_int8_export(self, exported)
+        return exported
 
     __call__.records_source = True
     return __call__
+
+
+def _route_int8(quantize):
+    """Wrap Ultralytics' ``onnx_int8_quantize``: the plugin's settings for plugin models, Ultralytics' for others."""
+
+    @functools.wraps(quantize)
+    def onnx_int8_quantize(*args, **kwargs):
+        model = _EXPORTING.get()
+        if ort_int8_route(isinstance(model, nn.Module) and _uses_plugin(model)) == "plugin":
+            return quantize_onnx_int8(*args, **kwargs)
+        return quantize(*args, **kwargs)
+
+    onnx_int8_quantize.routes_int8 = True
+    return onnx_int8_quantize
+
+
+def _hook_onnx_int8() -> None:
+    """Route ONNX INT8 exports through ``_route_int8`` where Ultralytics has them (8.4 releases with quantize=8).
+
+    Left alone where the function is missing (8.1-8.3 and early 8.4 have no ONNX INT8 export) or takes other
+    parameters than the plugin's route.
+    """
+    try:
+        from ultralytics.utils.export import onnx as onnx_export
+    except ImportError:
+        return
+    quantize = getattr(onnx_export, "onnx_int8_quantize", None)
+    if quantize is None or getattr(quantize, "routes_int8", False):
+        return
+    if list(inspect.signature(quantize).parameters) == list(inspect.signature(quantize_onnx_int8).parameters):
+        onnx_export.onnx_int8_quantize = _route_int8(quantize)
 
 
 def register_callbacks() -> None:
@@ -122,3 +197,4 @@ def register_callbacks() -> None:
             default_callbacks[event].append(callback)
     if not getattr(Exporter.__call__, "records_source", False):
         Exporter.__call__ = _record_source(Exporter.__call__)
+    _hook_onnx_int8()
