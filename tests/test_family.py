@@ -158,7 +158,8 @@ def test_sppf_variants_keep_shapes_and_their_activations():
         (lambda: BepC3(8, 8, 2, 0.5, "BottleRep"), "unknown block 'BottleRep'; choose one of RepVGGBlock, QARep"),
         (lambda: CSPSPPF(8, 8, 5, 1.5), "expansion e must be a number in (0, 1]"),
         (lambda: BottleRep(8, 8, "RepConv"), "unknown block 'RepConv'"),
-        (lambda: RepBlock(8, 8, 2, "Bottle"), "choose one of RepVGGBlock, QARepVGGBlock, BottleRep"),
+        (lambda: RepBlock(8, 8, 2, "Bottle"),
+         "choose one of RepVGGBlock, QARepVGGBlock, QARepVGGBlockV2, ConvBNAct, BottleRep"),
         (lambda: QARepVGGBlock(8, 8, 5), "QARepVGGBlock(c1=8, c2=8, k=5, s=1): only a 3x3 kernel"),
     ],
 )

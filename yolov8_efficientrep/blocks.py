@@ -159,6 +159,66 @@ class QARepVGGBlock(RepVGGBlock):
         return _fold_bn(kernel, self.bn, bias)
 
 
+class QARepVGGBlockV2(QARepVGGBlock):
+    """QARepVGG block as YOLOv6 0.4 trains it (``training_mode='qarepvggv2'``): QARepVGGBlock plus average pooling.
+
+    Where the identity branch exists (``c1 == c2`` and ``s == 1``), the input's 3x3 average (stride 1, zero padding
+    counted) joins the branch sum before the BN. That pooling is a fixed 3x3 convolution of 1/9 per channel, so the
+    block still fuses into one 3x3 convolution with bias. Arguments and their checks are ``RepVGGBlock``'s.
+
+    Attributes:
+        avg (nn.AvgPool2d | None): The average-pooling branch, present with the identity branch.
+    """
+
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, act: Act = True, g: int = 1, *,
+                 p: int | None = None, d: int = 1):
+        """Initialize the block; arguments and their checks are ``RepVGGBlock``'s."""
+        super().__init__(c1, c2, k, s, act, g, p=p, d=d)
+        self.avg = nn.AvgPool2d(3, 1, 1) if self.has_identity else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum the 3x3+BN, 1x1, identity and average-pooling branches, then apply BN and the activation."""
+        y = self.conv1(x) + self.conv2(x)
+        return self.act(self.bn(y + x + self.avg(x) if self.has_identity else y))
+
+    def get_equivalent_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the 3x3 kernel and bias equal to the whole block before its activation (float32)."""
+        kernel, bias = super().get_equivalent_kernel_bias()
+        if self.has_identity:  # the pooling kernel passes through the same BN scale as the other branches
+            average = self._identity_kernel()[:, :, 1:2, 1:2].expand(-1, -1, 3, 3) / 9
+            kernel = kernel + _fold_bn(average, self.bn)[0]
+        return kernel, bias
+
+    def fuse_convs(self) -> None:
+        """Fuse like ``QARepVGGBlock`` and drop the pooling branch, which the fused convolution now includes."""
+        super().fuse_convs()
+        self.avg = None
+
+
+class ConvBNAct(Conv):
+    """Plain convolution + BN + activation with the activation chosen per row: YOLOv6's non-Rep unit.
+
+    YOLOv6-L trains plain 3x3 Conv+BN+SiLU layers where the smaller models train RepVGG blocks
+    (``training_mode='conv_silu'``), beside ReLU convolutions in its neck. Ultralytics' ``Conv`` takes its activation
+    from the model YAML only; this is that ``Conv`` with a 3x3 default kernel and an ``act`` argument, so it can stand
+    wherever a Rep unit does (a row of its own, ``BottleRep``, ``BepC3``, ``RepBlock``). Ultralytics' ``fuse()`` folds
+    its BN like any ``Conv``'s.
+    """
+
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, act: Act = True, g: int = 1):
+        """Initialize the unit.
+
+        Args:
+            c1 (int): Input channels.
+            c2 (int): Output channels.
+            k (int): Kernel size (padding keeps the size at stride 1).
+            s (int): Stride.
+            act (bool | str | nn.Module): Activation, as ``RepVGGBlock``'s ``act``.
+            g (int): Groups.
+        """
+        super().__init__(c1, c2, k, s, g=g, act=resolve_act(act, f"ConvBNAct(c1={c1}, c2={c2}, k={k}, s={s})"))
+
+
 class BottleRep(nn.Module):
     """YOLOv6's BottleRep: two Rep units in sequence, plus the input scaled by a learnable ``alpha`` when shapes match.
 
@@ -179,7 +239,7 @@ class BottleRep(nn.Module):
         Args:
             c1 (int): Input channels.
             c2 (int): Output channels.
-            block (str | type): The two inner units: ``RepVGGBlock`` or ``QARepVGGBlock``, by class or by name.
+            block (str | type): The two inner units, by class or by name (a key of ``BASIC_UNITS``).
             weight (bool): Learn the shortcut's weight (YOLOv6 does, in every stage); False fixes it at 1.
             act (bool | str | nn.Module): The units' activation, as ``RepVGGBlock``'s ``act``.
         """
@@ -201,8 +261,9 @@ class BottleRep(nn.Module):
         return y + self.alpha * x if self.add else y
 
 
-# Units that stack one 3x3 re-parameterizable layer; BottleRep and BepC3 name one for their inner layers.
-BASIC_UNITS: dict[str, type[nn.Module]] = {"RepVGGBlock": RepVGGBlock, "QARepVGGBlock": QARepVGGBlock}
+# Units of one 3x3 layer (Rep, or plain as in YOLOv6-L); BottleRep and BepC3 name one for their inner layers.
+BASIC_UNITS: dict[str, type[nn.Module]] = {"RepVGGBlock": RepVGGBlock, "QARepVGGBlock": QARepVGGBlock,
+                                       "QARepVGGBlockV2": QARepVGGBlockV2, "ConvBNAct": ConvBNAct}
 # Units a RepBlock row may name in its `block` argument.
 REP_UNITS: dict[str, type[nn.Module]] = {**BASIC_UNITS, "BottleRep": BottleRep}
 

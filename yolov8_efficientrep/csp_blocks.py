@@ -40,8 +40,8 @@ class BepC3(nn.Module):
             c2 (int): Output channels.
             n (int): Rep layers in the BottleRep path (depth-scaled by the parser like C3's repeats).
             e (float): Hidden channels as a fraction of ``c2`` (YOLOv6: 2/3 for M, 1/2 for L).
-            block (str | type): Layers inside BottleRep, ``RepVGGBlock`` or ``QARepVGGBlock`` (a key of
-                ``BASIC_UNITS``).
+            block (str | type): Layers inside BottleRep, a key of ``BASIC_UNITS`` (``RepVGGBlock``,
+                ``QARepVGGBlock``, ``QARepVGGBlockV2``, or ``ConvBNAct`` for YOLOv6-L's plain layers).
             act (bool | str | nn.Module): Activation of the 1x1 convolutions and the Rep layers, as
                 ``RepVGGBlock``'s ``act``.
         """

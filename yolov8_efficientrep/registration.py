@@ -31,23 +31,26 @@ def _plugin_blocks() -> dict[str, tuple[type[nn.Module], bool]]:
     """Return ``{row name: (class, takes repeats)}`` for every block a YAML row may name."""
     from ultralytics.nn.modules import RepConv
 
-    from .blocks import BottleRep, QARepVGGBlock, RepBlock, RepVGGBlock
+    from .blocks import BottleRep, ConvBNAct, QARepVGGBlock, QARepVGGBlockV2, RepBlock, RepVGGBlock
     from .csp_blocks import BepC3, CSPSPPF, SimCSPSPPF, SimSPPF
 
     # Ultralytics' own RepConv is listed so "RepConv" rows (as the design card words the stride-2 rows) get Conv-like
     # channels too; no stock YAML names it, so no stock model changes.
     return {"RepVGGBlock": (RepVGGBlock, False), "RepConv": (RepConv, False), "RepBlock": (RepBlock, True),
             "QARepVGGBlock": (QARepVGGBlock, False), "BottleRep": (BottleRep, False), "BepC3": (BepC3, True),
-            "SimSPPF": (SimSPPF, False), "CSPSPPF": (CSPSPPF, False), "SimCSPSPPF": (SimCSPSPPF, False)}
+            "SimSPPF": (SimSPPF, False), "CSPSPPF": (CSPSPPF, False), "SimCSPSPPF": (SimCSPSPPF, False),
+            "QARepVGGBlockV2": (QARepVGGBlockV2, False), "ConvBNAct": (ConvBNAct, False)}
 
 
 # A plugin row's args as the YAML writes them (the parser adds c1, and n for repeat rows), for error messages.
 # act: an activation name (relu, silu, ...; see activations.py), default the YAML's `activation:`.
 _ROW_ARGS = {"RepVGGBlock": "[c2, k=3, s=1, act]", "QARepVGGBlock": "[c2, k=3, s=1, act]",
              "RepConv": "[c2, k=3, s=1]", "RepBlock": "[c2, block=RepVGGBlock|QARepVGGBlock|BottleRep, act]",
-             "BottleRep": "[c2, block=RepVGGBlock|QARepVGGBlock, weight=True, act]",
-             "BepC3": "[c2, e=0.5, block=RepVGGBlock|QARepVGGBlock, act]", "SimSPPF": "[c2, k=5, act=relu]",
-             "CSPSPPF": "[c2, k=5, e=0.5, act]", "SimCSPSPPF": "[c2, k=5, e=0.5, act=relu]"}
+             "BottleRep": "[c2, block=RepVGGBlock|QARepVGGBlock|QARepVGGBlockV2|ConvBNAct, weight=True, act]",
+             "BepC3": "[c2, e=0.5, block=RepVGGBlock|QARepVGGBlock|QARepVGGBlockV2|ConvBNAct, act]",
+             "SimSPPF": "[c2, k=5, act=relu]", "CSPSPPF": "[c2, k=5, e=0.5, act]",
+             "SimCSPSPPF": "[c2, k=5, e=0.5, act=relu]", "QARepVGGBlockV2": "[c2, k=3, s=1, act]",
+             "ConvBNAct": "[c2, k=3, s=1, act]"}
 
 
 def ultralytics_version() -> tuple[int, ...]:
