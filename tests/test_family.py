@@ -30,6 +30,7 @@ from yolov8_efficientrep import (
     SimSPPF,
     YAMLRowError,
 )
+from yolov8_efficientrep.fusion import rep_blocks
 from yolov8_efficientrep.shapes import make_task_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +47,10 @@ CONFIGS = {  # every model YAML in cfg/: the task Ultralytics must recognise
     "yolo11-efficientrep": "detect",
     "yolo26-efficientrep": "detect",
     "yolo26-efficientrep-seg": "segment",
+    "yolov8-repbifpan": "detect",
+    "yolov8-cspbifpan": "detect",
+    "yolov8-cspbifpan-silu": "detect",
+    "yolov8-cspbep-silu": "detect",
 }
 
 
@@ -357,8 +362,9 @@ def test_config_trains_one_batch_and_exports_to_onnx_that_onnxruntime_agrees_wit
     x = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
     session = onnxruntime.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
     exported = session.run(None, {"images": x})[0]
-    trained = YOLO(run / "weights" / "best.pt").model.float().eval()  # saved in training form: three branches
-    assert any(hasattr(m, "conv1") for m in trained.modules())
+    trained = YOLO(run / "weights" / "best.pt").model.float().eval()  # saved in training form: Rep blocks' branches
+    assert all(hasattr(b, "conv1") for b in rep_blocks(trained))  # (YOLOv6-L's -silu configs have none) and BNs
+    assert any(isinstance(m, nn.BatchNorm2d) for m in trained.modules())
     with torch.no_grad():
         expected = first_tensor(trained(torch.from_numpy(x))).numpy()
     assert exported.shape == expected.shape
