@@ -23,6 +23,7 @@ import yaml
 
 import yolov8_efficientrep
 from yolov8_efficientrep.demo import DEFAULT_DATA
+from yolov8_efficientrep.offline import seed_fonts
 from yolov8_efficientrep.shapes import make_shapes_dataset
 
 DEFAULT_ZOO = Path.home() / ".cache" / "yolov8-efficientrep" / "zoo"
@@ -56,10 +57,10 @@ def dataset(zoo: Path = DEFAULT_ZOO) -> Path:
 
 
 def _yaml_text(cfg: str) -> str:
-    """Return the text of the model YAML ``cfg`` resolves to (a bare name of Ultralytics or of this package)."""
+    """Return the model YAML ``cfg`` resolves to (a bare name of Ultralytics or of this package), as canonical text."""
     from ultralytics.nn.tasks import yaml_model_load
 
-    spec = yaml_model_load(cfg)
+    spec = {k: v for k, v in yaml_model_load(cfg).items() if k != "yaml_file"}  # the network, not where it was read
     return json.dumps(spec, sort_keys=True, default=str)
 
 
@@ -75,13 +76,16 @@ def trained(cfg: str, epochs: int, seed: int = 0, zoo: Path = DEFAULT_ZOO, log=p
     """Return ``cfg`` trained with ``RECIPE`` for ``epochs`` (and any training ``overrides``), training it if needed."""
     from ultralytics import YOLO
 
-    folder = zoo / f"{Path(cfg).stem}-e{epochs}-s{seed}-{key(cfg, epochs, seed, overrides)}"
+    # named by content, not by file name: the same network under another name (a variant that became a shipped
+    # config's default) is the same cached run
+    folder = zoo / f"e{epochs}-s{seed}-{key(cfg, epochs, seed, overrides)}"
     record = folder / "trained.json"
     if record.is_file():
         saved = json.loads(record.read_text())
         return TrainedModel(cfg, folder / "weights" / "best.pt", folder / "results.csv", saved["epoch_seconds"])
     log(f"training {cfg} for {epochs} epochs (seed {seed}{', ' if overrides else ''}"
         f"{', '.join(f'{k}={v}' for k, v in overrides.items())}) into {folder}")
+    seed_fonts()  # Ultralytics checks its plot font even with plots=False; offline it must find it locally
     model = YOLO(cfg)
     started: list[float] = []
     seconds: list[float] = []
