@@ -70,6 +70,33 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run(args.epochs, args.imgsz, args.scale, args.device, args.out, args.data)
 
 
+def _add_import_yolov6(commands: argparse._SubParsersAction) -> None:
+    """``import-yolov6``: turn a YOLOv6 checkpoint into an Ultralytics checkpoint with the same backbone and neck."""
+    parser = commands.add_parser(
+        "import-yolov6", help="turn a YOLOv6 checkpoint into an EfficientRep YOLOv8 checkpoint to fine-tune",
+        description="Read a YOLOv6 detection checkpoint (yolov6n/t/s/m/l.pt and the _qa models of YOLOv6's 0.2.0 and "
+                    "0.3.0 releases, or one trained with YOLOv6 0.2-0.4 code) without YOLOv6 and without running "
+                    "pickled code, pick the shipped config with exactly its backbone and neck, copy every backbone "
+                    "and neck tensor, give it YOLOv8's Detect head for NC classes, check it on a real photo and write "
+                    "an Ultralytics checkpoint in training form: 'yolo train model=OUT.pt data=...' fine-tunes it. "
+                    "See docs/yolov6-import.md.")
+    parser.add_argument("source", help="the YOLOv6 .pt, e.g. yolov6s.pt")
+    parser.add_argument("-o", "--output", required=True, help="the Ultralytics .pt to write")
+    parser.add_argument("--nc", type=int, help="classes of the new Detect head (default: the YOLOv6 model's)")
+    parser.add_argument("--force", action="store_true", help="replace the output file if it exists")
+    parser.set_defaults(run=_run_import_yolov6)
+
+
+def _run_import_yolov6(args: argparse.Namespace) -> None:
+    """Import ``args.source`` and print what was detected, moved and written."""
+    from .importer import import_yolov6
+
+    result = import_yolov6(args.source, args.output, nc=args.nc, force=args.force)
+    check = result.check
+    print(f"{result.summary()}\n{result.output}: {result.architecture.naming} names; fused vs unfused on a photo: "
+          f"max |diff| = {check.max_abs:.2e} ({check.max_rel:.2e} relative, tolerance {check.tolerance:.0e})")
+
+
 def _version() -> str:
     """Return this package's version with the Ultralytics and torch it runs on, the three a bug report needs."""
     import torch
@@ -87,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_fuse(commands)
     _add_demo(commands)
+    _add_import_yolov6(commands)
     return parser
 
 

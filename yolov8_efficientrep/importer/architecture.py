@@ -1,0 +1,229 @@
+"""Read a YOLOv6 network's architecture from its checkpoint: block types, widths, repeats, P2 fusion, SPPF, head.
+
+Everything comes from the module tree a checkpoint pickles (class names, tensor shapes, a few attributes), never from
+a config file: YOLOv6 keeps its config outside the checkpoint. The result says what the network is; ``forms.py``
+decides which shipped config takes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from .reader import YOLOv6Checkpoint, YOLOv6ImportError
+
+# YOLOv6 unit classes (the `block` of its backbone and neck stages) -> the unit's name in this package's terms.
+# 0.2.x/0.3.x wrap plain units as ConvWrapper / SimConvWrapper, 0.4.x as ConvBNSiLU / ConvBNReLU.
+UNITS = {"RepVGGBlock": "RepVGGBlock", "QARepVGGBlock": "QARepVGGBlock", "QARepVGGBlockV2": "QARepVGGBlockV2",
+         "ConvWrapper": "Conv+BN+SiLU", "ConvBNSiLU": "Conv+BN+SiLU",
+         "SimConvWrapper": "Conv+BN+ReLU", "ConvBNReLU": "Conv+BN+ReLU",
+         "RealVGGBlock": "RealVGGBlock (RepOpt)", "LinearAddBlock": "LinearAddBlock (RepOpt hyper-search)"}
+NAMES_04 = {"ConvModule", "ConvBNReLU", "ConvBNSiLU", "ConvBN", "SPPFModule", "CSPSPPFModule"}  # 0.4.x classes only
+CSP_RATIOS = {"2/3": 2 / 3, "1/2": 1 / 2}  # BepC3 hidden ratios of YOLOv6's configs (M, L)
+P6 = {"EfficientRep6", "CSPBepBackbone_P6", "RepPANNeck6", "RepBiFPANNeck6", "CSPRepPANNeck_P6", "CSPRepBiFPANNeck_P6"}
+HEAD_BRANCHES = ("stems", "cls_convs", "reg_convs", "cls_preds", "reg_preds", "reg_preds_lrtb", "cls_preds_af",
+                 "reg_preds_af", "cls_preds_ab", "reg_preds_ab")
+
+
+@dataclass(frozen=True)
+class HeadLayout:
+    """YOLOv6's detection head as stored, for importing it later (this importer gives YOLOv8's Detect a fresh start).
+
+    Attributes:
+        yolov6_class (str): The head's class path, e.g. ``yolov6.models.heads.effidehead_distill_ns.Detect``.
+        nc (int): Number of classes.
+        names (tuple[str, ...] | None): Class names, when the training run stored them on the model.
+        reg_max (int | None): YOLOv6's ``reg_max`` (0: plain ltrb distances; 16: 17 bins per side).
+        use_dfl (bool | None): Whether the head regresses with distribution focal loss bins.
+        branches (dict[str, tuple[tuple[int, ...], ...]]): Per ``ModuleList`` of the head (``stems``, ``cls_convs``,
+            ``reg_preds``, ``reg_preds_lrtb``, ``cls_preds_af``, ...), the weight shape of each level's convolution.
+    """
+
+    yolov6_class: str
+    nc: int
+    names: tuple[str, ...] | None
+    reg_max: int | None
+    use_dfl: bool | None
+    branches: dict[str, tuple[tuple[int, ...], ...]]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What a YOLOv6 checkpoint's network is, in YOLOv6's own terms.
+
+    Attributes:
+        backbone (str): ``EfficientRep`` or ``CSPBepBackbone``.
+        neck (str): ``RepPANNeck``, ``RepBiFPANNeck``, ``CSPRepPANNeck`` or ``CSPRepBiFPANNeck``.
+        unit (str): The stages' layer: ``RepVGGBlock``, ``QARepVGGBlock``, ``QARepVGGBlockV2`` or ``Conv+BN+SiLU``
+            (YOLOv6-L's ``conv_silu``); see ``UNITS``.
+        sppf (str): The backbone's last layer: ``SimSPPF``, ``SPPF``, ``SimCSPSPPF`` or ``CSPSPPF``.
+        csp_e (str | None): BepC3's hidden ratio (``2/3``, ``1/2``), None without BepC3 stages.
+        fuse_p2 (bool): The neck also takes the backbone's P2 stage (YOLOv6 3.0's BiFusion).
+        channels (tuple[int, ...]): YOLOv6's ``channels_list`` after width scaling: 5 backbone, 6 neck.
+        units (tuple[int, ...]): Units per stage after depth scaling: 4 backbone, 4 neck (layers of a RepBlock,
+            BottleRep units of a BepC3).
+        naming (str): ``0.2.x/0.3.x`` (SimConv, Conv_C3) or ``0.4.x`` (ConvModule inside ConvBNReLU / ConvBNSiLU).
+        head (HeadLayout): The detection head.
+    """
+
+    backbone: str
+    neck: str
+    unit: str
+    sppf: str
+    csp_e: str | None
+    fuse_p2: bool
+    channels: tuple[int, ...]
+    units: tuple[int, ...]
+    naming: str
+    head: HeadLayout
+
+    def describe(self) -> str:
+        """Return a one-line description, e.g. ``EfficientRep + RepBiFPANNeck, RepVGGBlock units, SimCSPSPPF, ...``."""
+        csp = f", BepC3 e={self.csp_e}" if self.csp_e else ""
+        return (f"{self.backbone} + {self.neck}, {self.unit} units{csp}, {self.sppf}, "
+                f"{'P2-P5' if self.fuse_p2 else 'P3-P5'} into the neck, channels {list(self.channels)}, units per "
+                f"stage {list(self.units)}, {self.naming} names")
+
+
+def _name(module: nn.Module | None) -> str:
+    """Return a module's YOLOv6 (stand-in) or torch class name."""
+    return type(module).__name__
+
+
+def _first_conv(module: nn.Module) -> nn.Conv2d:
+    """Return the first ``Conv2d`` in a module: a Rep unit's 3x3 branch, a conv unit's convolution."""
+    return next(m for m in module.modules() if isinstance(m, nn.Conv2d))
+
+
+def out_channels(module: nn.Module) -> int:
+    """Return the output channels of a YOLOv6 layer or stage."""
+    name = _name(module)
+    if name in ("RepBlock", "BottleRep"):
+        return out_channels(module.conv1)
+    if name == "BepC3":
+        return out_channels(module.cv3)
+    if name in ("SimSPPF", "SPPF"):
+        return out_channels(getattr(module, "sppf", module).cv2)  # 0.4.x wraps the layers in `sppf`
+    if name in ("SimCSPSPPF", "CSPSPPF"):
+        return out_channels(getattr(module, "cspsppf", module).cv7)
+    return _first_conv(module).out_channels
+
+
+def stage_units(stage: nn.Module) -> list[nn.Module]:
+    """Return the units of a RepBlock (its layers, or its BottleRep units) or of a BepC3's RepBlock."""
+    if _name(stage) == "BepC3":
+        return stage_units(stage.m)
+    return [stage.conv1, *(stage.block if stage.block is not None else [])]
+
+
+def layer_units(stage: nn.Module) -> list[nn.Module]:
+    """Return every single layer of a stage, looking inside BottleRep units."""
+    return [layer for unit in stage_units(stage)
+            for layer in ((unit.conv1, unit.conv2) if _name(unit) == "BottleRep" else (unit,))]
+
+
+def refuse_model_families(path: object, classes: frozenset[str]) -> None:
+    """Raise ``YOLOv6ImportError`` for YOLOv6 model families this importer does not take, from the classes a file
+    pickles (``YOLOv6Checkpoint.classes``), so that ``read_checkpoint`` can refuse them before unpickling anything.
+    """
+    names = {path_.rpartition(".")[2] for path_ in classes}
+    seg = sorted(path_ for path_ in classes if "seg" in path_.rpartition(".")[0])
+    p6 = sorted(names & P6)
+    refusals = [
+        (any("Lite_Effi" in name for name in names) or any(".yolo_lite." in path_ for path_ in classes),
+         "a YOLOv6-Lite model (Lite_EffiBackbone: depthwise stages with Hardswish)"),
+        (bool(seg), f"a YOLOv6 segmentation model ({', '.join(seg)})"),
+        (bool(p6), f"a P6 model ({' + '.join(p6)}: four detection levels up to stride 64, YOLOv6-N6/S6/M6/L6)"),
+        (bool({"MBLABlock", "BottleRep3"} & names), "an MBLA model (MBLABlock stages, YOLOv6's _mbla configs)"),
+    ]
+    for refused, what in refusals:
+        if refused:
+            raise YOLOv6ImportError(f"{path} is {what}; only YOLOv6's P5 detection models import (N/T/S/M/L of "
+                                    f"releases 0.2-0.4, RepVGG / QARepVGG / conv_silu layers)")
+
+
+def _refuse_unsupported(checkpoint: YOLOv6Checkpoint) -> None:
+    """Raise ``YOLOv6ImportError`` for the YOLOv6 models this importer does not take, naming what the file is."""
+    path, model = checkpoint.path, checkpoint.model
+    refuse_model_families(path, checkpoint.classes)
+    fused = [name for name, m in model.named_modules() if name.endswith("rbr_reparam") or "forward" in vars(m)]
+    if fused:
+        raise YOLOv6ImportError(
+            f"{path} is a fused (deploy) YOLOv6 checkpoint: its Rep blocks were re-parameterized ({fused[0]}) and "
+            f"their branches and BN statistics are gone; import the training checkpoint it came from (a release .pt, "
+            f"or best_ckpt.pt of a YOLOv6 run)")
+    if any(getattr(model, part, None) is None for part in ("backbone", "neck", "detect")):
+        raise YOLOv6ImportError(f"{path}: the pickled {_name(model)} has no backbone, neck and detect parts, so it is "
+                                f"not a YOLOv6 detection model; pass one trained with YOLOv6's tools/train.py")
+
+
+def _unit(checkpoint: YOLOv6Checkpoint) -> str:
+    """Return the name (a value of ``UNITS``) of the one unit class every backbone and neck stage is built of."""
+    model = checkpoint.model
+    backbone = model.backbone
+    stages = [getattr(backbone, f"ERBlock_{k}")[1] for k in range(2, 6)]
+    stages += [getattr(model.neck, name) for name in ("Rep_p4", "Rep_p3", "Rep_n3", "Rep_n4")]
+    layers = [backbone.stem, *(getattr(backbone, f"ERBlock_{k}")[0] for k in range(2, 6))]
+    layers += [layer for stage in stages for layer in layer_units(stage)]
+    found = sorted({_name(layer) for layer in layers})
+    if len(found) != 1 or found[0] not in UNITS:
+        raise YOLOv6ImportError(f"{checkpoint.path}: the backbone and neck are built of {', '.join(found)}, not of one "
+                                f"of YOLOv6's units ({', '.join(UNITS)}); this importer cannot read that network")
+    return UNITS[found[0]]
+
+
+def _csp_ratio(checkpoint: YOLOv6Checkpoint) -> str | None:
+    """Return BepC3's hidden ratio as YOLOv6's configs write it (``2/3`` or ``1/2``), None without BepC3 stages."""
+    stages = [m for m in checkpoint.model.modules() if _name(m) == "BepC3"]
+    if not stages:
+        return None
+    hidden = [(out_channels(stage.cv1), out_channels(stage)) for stage in stages]
+    for label, ratio in CSP_RATIOS.items():
+        if all(c_ == int(c2 * ratio) for c_, c2 in hidden):
+            return label
+    raise YOLOv6ImportError(f"{checkpoint.path}: BepC3 stages with hidden/output channels {hidden}, which match "
+                            f"neither of YOLOv6's ratios ({', '.join(CSP_RATIOS)}); no shipped config has them")
+
+
+def _head(detect: nn.Module, model: nn.Module) -> HeadLayout:
+    """Return the layout of YOLOv6's detection head."""
+    branches = {}
+    for name in HEAD_BRANCHES:
+        levels = getattr(detect, name, None)
+        if isinstance(levels, nn.ModuleList):
+            branches[name] = tuple(tuple(next(t for t in level.state_dict().values() if t.dim() == 4).shape)
+                                   for level in levels)
+    names = getattr(model, "names", None)
+    reg_max, use_dfl = getattr(detect, "reg_max", None), getattr(detect, "use_dfl", None)
+    return HeadLayout(getattr(detect, "yolov6_class", _name(detect)), int(getattr(detect, "nc", 0)),
+                      tuple(str(n) for n in names) if isinstance(names, (list, tuple)) else None,
+                      reg_max if isinstance(reg_max, int) else None, use_dfl if isinstance(use_dfl, bool) else None,
+                      branches)
+
+
+def detect_architecture(checkpoint: YOLOv6Checkpoint) -> Architecture:
+    """Return the architecture of a YOLOv6 checkpoint's network, read from its module tree.
+
+    Raises:
+        YOLOv6ImportError: The network is fused, a Lite, segmentation, P6 or MBLA model, or built of other units.
+    """
+    _refuse_unsupported(checkpoint)
+    model = checkpoint.model
+    backbone, neck = model.backbone, model.neck
+    supported = {"EfficientRep", "CSPBepBackbone"}, {"RepPANNeck", "RepBiFPANNeck", "CSPRepPANNeck", "CSPRepBiFPANNeck"}
+    if _name(backbone) not in supported[0] or _name(neck) not in supported[1]:
+        raise YOLOv6ImportError(f"{checkpoint.path}: a {_name(backbone)} backbone with a {_name(neck)} neck, which no "
+                                f"shipped config reproduces; supported: {' / '.join(sorted(supported[0]))} with "
+                                f"{' / '.join(sorted(supported[1]))}")
+    stages = [getattr(backbone, f"ERBlock_{k}") for k in range(2, 6)]
+    neck_stages = [getattr(neck, name) for name in ("Rep_p4", "Rep_p3", "Rep_n3", "Rep_n4")]
+    channels = [out_channels(backbone.stem), *(out_channels(stage[0]) for stage in stages)]
+    channels += [out_channels(getattr(neck, name)) for name in ("reduce_layer0", "reduce_layer1", "downsample2",
+                                                                "Rep_n3", "downsample1", "Rep_n4")]
+    classes = {name.rpartition(".")[2] for name in checkpoint.classes}
+    return Architecture(
+        backbone=_name(backbone), neck=_name(neck), unit=_unit(checkpoint), sppf=_name(stages[-1][2]),
+        csp_e=_csp_ratio(checkpoint), fuse_p2="BiFPAN" in _name(neck), channels=tuple(channels),
+        units=tuple(len(stage_units(stage)) for stage in [s[1] for s in stages] + neck_stages),
+        naming="0.4.x" if classes & NAMES_04 else "0.2.x/0.3.x", head=_head(model.detect, model))

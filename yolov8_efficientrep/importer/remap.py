@@ -1,0 +1,237 @@
+"""Move a YOLOv6 network's backbone and neck tensors into the matching Ultralytics model, by structure.
+
+``remap(source, target, form)`` is pure: it reads YOLOv6's module tree (stand-ins from ``reader.py``) and the built
+Ultralytics model and returns the target's new state dict, in the style of timm's ``checkpoint_filter_fn``. The form's
+table pairs YOLOv6's modules with the config's rows; below each pair, modules are matched by what they are, layer by
+layer, YOLOv6 name to plugin name:
+
+    RepVGGBlock       rbr_dense.{conv,bn} -> conv1.{conv,bn}, rbr_1x1 -> conv2, rbr_identity -> bn
+    QARepVGGBlock(V2) rbr_dense -> conv1, rbr_1x1 (bare conv) -> conv2, bn -> bn (V2: rbr_avg <-> avg, no tensors)
+    conv units        SimConv / Conv / Conv_C3 / ConvWrapper.block / 0.4.x ConvBN*.block (ConvModule): conv, bn
+    RepBlock          conv1, block.0, block.1, ... -> m.0, m.1, m.2, ...
+    BottleRep         conv1, conv2, alpha -> cv1, cv2, alpha
+    BepC3             cv1, cv2, cv3, m -> cv1, cv2, cv3, m
+    SimSPPF / SPPF    cv1, cv2 (0.4.x: sppf.cv1, sppf.cv2) -> cv1, cv2
+    (Sim)CSPSPPF      cv1..cv7 (0.4.x: cspsppf.cv1..) -> cv1..cv7
+    Transpose         upsample_transpose -> the nn.ConvTranspose2d row itself
+
+Every pair is checked: class, convolution shape, stride, padding, groups, BN ``eps``, activation, identity and
+shortcut presence; any mismatch is an error naming both sides. YOLOv6 0.2.x/0.3.x ``ConvWrapper`` layers (YOLOv6-L)
+carry a conv bias before their BN; a bias before BN shifts the BN's input by a constant that the BN subtracts again,
+so it is folded exactly into the BN's running mean (the target's convolutions have no bias).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from ultralytics.nn.modules import Conv
+
+from ..blocks import BottleRep, QARepVGGBlock, QARepVGGBlockV2, RepBlock, RepVGGBlock
+from ..csp_blocks import CSPSPPF, BepC3, SimSPPF
+from .forms import Form
+from .reader import YOLOv6ImportError
+
+WRAPPERS = {"ConvWrapper", "SimConvWrapper", "ConvBNReLU", "ConvBNSiLU", "ConvBN"}  # hold their layer as `.block`
+CONV_UNITS = {"SimConv", "Conv", "Conv_C3", "ConvModule", *WRAPPERS}  # Conv+BN(+activation) layers of every release
+BN_TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+@dataclass
+class Transfer:
+    """The target's new backbone and neck tensors and where each came from.
+
+    Attributes:
+        state (dict[str, torch.Tensor]): Target state-dict key -> float32 tensor (``num_batches_tracked`` stays int).
+        origin (dict[str, str]): Target key -> the YOLOv6 key(s) it was made from.
+        used (set[str]): YOLOv6 state-dict keys consumed.
+    """
+
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)
+
+
+class _Pairing:
+    """One remapping run: walks paired modules and fills a ``Transfer``."""
+
+    def __init__(self, target: nn.Module):
+        self.target_state = target.state_dict()
+        self.transfer = Transfer()
+
+    def fail(self, src: str, dst: str, problem: str) -> YOLOv6ImportError:
+        """Return the error for a YOLOv6 module that does not fit its target layer."""
+        return YOLOv6ImportError(f"YOLOv6 {src} does not fit {dst}: {problem}")
+
+    def put(self, dst: str, value: torch.Tensor, *src: str) -> None:
+        """Write one target tensor from YOLOv6 tensors ``src``, checking its shape and that nothing is written twice."""
+        expected = self.target_state.get(dst)
+        if expected is None or dst in self.transfer.state:
+            raise self.fail(" + ".join(src), dst, "no such target tensor" if expected is None else "written twice")
+        if tuple(value.shape) != tuple(expected.shape):
+            raise self.fail(" + ".join(src), dst, f"shape {tuple(value.shape)} vs {tuple(expected.shape)}")
+        self.transfer.state[dst] = value.detach().to(torch.float32 if value.is_floating_point() else value.dtype,
+                                                     copy=True)
+        self.transfer.origin[dst] = " + ".join(src)
+        self.transfer.used.update(src)
+
+    # --- leaves ---------------------------------------------------------------------------------------------------
+
+    def conv(self, src: nn.Module, dst: nn.Module, s: str, d: str, bias_into: str | None = None) -> None:
+        """Pair two convolutions (``Conv2d``, ``ConvTranspose2d``); a bias the target lacks is for ``bias_into``."""
+        settings = ("kernel_size", "stride", "padding", "dilation", "groups")
+        if type(src) is not type(dst) or any(getattr(src, k) != getattr(dst, k) for k in settings):
+            raise self.fail(s, d, f"{src} vs {dst}")
+        self.put(f"{d}.weight", src.weight, f"{s}.weight")
+        if dst.bias is not None and src.bias is not None:
+            self.put(f"{d}.bias", src.bias, f"{s}.bias")
+        elif dst.bias is not None or (src.bias is not None and bias_into is None):
+            raise self.fail(s, d, "a bias on one side only")
+
+    def bn(self, src: nn.Module, dst: nn.Module, s: str, d: str, bias: tuple[torch.Tensor, str] | None = None) -> None:
+        """Pair two BatchNorms; ``bias`` is a preceding conv bias to fold into the running mean."""
+        if not (isinstance(src, nn.BatchNorm2d) and isinstance(dst, nn.BatchNorm2d)) or src.eps != dst.eps:
+            raise self.fail(s, d, f"{src} vs {dst}")
+        for name in BN_TENSORS:
+            if name == "running_mean" and bias is not None:  # BN(conv(x) + b) == BN'(conv(x)), mean' = mean - b
+                self.put(f"{d}.running_mean", src.running_mean.float() - bias[0].float(), f"{s}.running_mean", bias[1])
+            else:
+                self.put(f"{d}.{name}", getattr(src, name), f"{s}.{name}")
+
+    def act(self, src: nn.Module | None, dst: nn.Module, s: str, d: str) -> None:
+        """Check that two activations are the same function (an absent one is the identity)."""
+        if type(src if src is not None else nn.Identity()) is not type(dst):
+            raise self.fail(s, d, f"activation {src} vs {dst}")
+
+    # --- layers ---------------------------------------------------------------------------------------------------
+
+    def conv_unit(self, src: nn.Module, dst: nn.Module, s: str, d: str) -> None:
+        """Pair a YOLOv6 Conv+BN(+activation) layer with an Ultralytics ``Conv``."""
+        if type(src).__name__ in WRAPPERS:
+            src, s = src.block, f"{s}.block"
+        if not isinstance(dst, Conv) or not hasattr(dst, "bn"):
+            raise self.fail(s, d, f"a Conv+BN layer vs {type(dst).__name__}")
+        self.conv(src.conv, dst.conv, f"{s}.conv", f"{d}.conv", bias_into=f"{d}.bn")
+        bias = (src.conv.bias, f"{s}.conv.bias") if src.conv.bias is not None else None
+        self.bn(src.bn, dst.bn, f"{s}.bn", f"{d}.bn", bias)
+        self.act(getattr(src, "act", None), dst.act, s, d)
+
+    def repvgg(self, src: nn.Module, dst: nn.Module, s: str, d: str) -> None:
+        """Pair YOLOv6's RepVGGBlock with the plugin's."""
+        if type(dst) is not RepVGGBlock or (src.rbr_identity is None) != (dst.bn is None):
+            raise self.fail(s, d, f"RepVGGBlock (identity: {src.rbr_identity is not None}) vs {dst}")
+        for src_branch, dst_branch in (("rbr_dense", "conv1"), ("rbr_1x1", "conv2")):
+            branch = getattr(src, src_branch)
+            self.conv(branch.conv, getattr(dst, dst_branch).conv, f"{s}.{src_branch}.conv", f"{d}.{dst_branch}.conv")
+            self.bn(branch.bn, getattr(dst, dst_branch).bn, f"{s}.{src_branch}.bn", f"{d}.{dst_branch}.bn")
+        if src.rbr_identity is not None:
+            self.bn(src.rbr_identity, dst.bn, f"{s}.rbr_identity", f"{d}.bn")
+        self.act(src.nonlinearity, dst.act, s, d)
+
+    def qarepvgg(self, src: nn.Module, dst: nn.Module, s: str, d: str) -> None:
+        """Pair YOLOv6's QARepVGGBlock or QARepVGGBlockV2 with the plugin's block of the same name."""
+        expected = QARepVGGBlockV2 if type(src).__name__ == "QARepVGGBlockV2" else QARepVGGBlock
+        identity = src.rbr_identity is not None
+        average = getattr(src, "rbr_avg", None)
+        if type(dst) is not expected or identity != dst.has_identity or (average is not None) != (
+                getattr(dst, "avg", None) is not None):
+            raise self.fail(s, d, f"{type(src).__name__} (identity: {identity}) vs {dst}")
+        if average is not None and (average.kernel_size, average.stride, average.padding, average.count_include_pad) \
+                != (dst.avg.kernel_size, dst.avg.stride, dst.avg.padding, dst.avg.count_include_pad):
+            raise self.fail(f"{s}.rbr_avg", f"{d}.avg", f"{average} vs {dst.avg}")
+        self.conv(src.rbr_dense.conv, dst.conv1.conv, f"{s}.rbr_dense.conv", f"{d}.conv1.conv")
+        self.bn(src.rbr_dense.bn, dst.conv1.bn, f"{s}.rbr_dense.bn", f"{d}.conv1.bn")
+        self.conv(src.rbr_1x1, dst.conv2, f"{s}.rbr_1x1", f"{d}.conv2")
+        self.bn(src.bn, dst.bn, f"{s}.bn", f"{d}.bn")
+        self.act(src.nonlinearity, dst.act, s, d)
+
+    def rep_block(self, src: nn.Module, dst: nn.Module, s: str, d: str) -> None:
+        """Pair YOLOv6's RepBlock (``conv1`` then ``block``) with the plugin's (``m``)."""
+        units = [(src.conv1, f"{s}.conv1")]
+        units += [(unit, f"{s}.block.{i}") for i, unit in enumerate(src.block if src.block is not None else [])]
+        if type(dst) is not RepBlock or len(units) != len(dst.m):
+            raise self.fail(s, d, f"{len(units)} units vs {dst if type(dst) is not RepBlock else len(dst.m)}")
+        for i, (unit, name) in enumerate(units):
+            self.layer(unit, dst.m[i], name, f"{d}.m.{i}")
+
+    def bottle_rep(self, src: nn.Module, dst: nn.Module, s: str, d: str) -> None:
+        """Pair YOLOv6's BottleRep (``conv1``, ``conv2``, ``alpha``) with the plugin's (``cv1``, ``cv2``, ``alpha``)."""
+        weighted = src.shortcut and isinstance(src.alpha, torch.Tensor)  # YOLOv6 never reads alpha without shortcut
+        if type(dst) is not BottleRep or src.shortcut != dst.add or weighted != isinstance(dst.alpha, torch.Tensor):
+            raise self.fail(s, d, f"BottleRep (shortcut {src.shortcut}, learned alpha {weighted}) vs {dst}")
+        self.layer(src.conv1, dst.cv1, f"{s}.conv1", f"{d}.cv1")
+        self.layer(src.conv2, dst.cv2, f"{s}.conv2", f"{d}.cv2")
+        if weighted:
+            self.put(f"{d}.alpha", src.alpha, f"{s}.alpha")
+
+    def bep_c3(self, src: nn.Module, dst: nn.Module, s: str, d: str) -> None:
+        """Pair YOLOv6's BepC3 with the plugin's."""
+        if type(dst) is not BepC3 or getattr(src, "concat", True) is not True:
+            raise self.fail(s, d, f"BepC3 vs {type(dst).__name__}")
+        for name in ("cv1", "cv2", "cv3"):
+            self.conv_unit(getattr(src, name), getattr(dst, name), f"{s}.{name}", f"{d}.{name}")
+        self.rep_block(src.m, dst.m, f"{s}.m", f"{d}.m")
+
+    def sppf(self, src: nn.Module, dst: nn.Module, s: str, d: str) -> None:
+        """Pair YOLOv6's SPPF variants with the plugin's (0.4.x holds the layers in ``sppf`` / ``cspsppf``)."""
+        csp = type(src).__name__.endswith("CSPSPPF")
+        inner = "cspsppf" if csp else "sppf"
+        if hasattr(src, inner):
+            src, s = getattr(src, inner), f"{s}.{inner}"
+        if not isinstance(dst, CSPSPPF if csp else SimSPPF) or src.m.kernel_size != dst.m.kernel_size:
+            raise self.fail(s, d, f"{type(src).__name__} vs {type(dst).__name__}")
+        for name in [f"cv{i}" for i in range(1, 8 if csp else 3)]:
+            self.conv_unit(getattr(src, name), getattr(dst, name), f"{s}.{name}", f"{d}.{name}")
+
+    def layer(self, src: nn.Module, dst: nn.Module, s: str, d: str) -> None:
+        """Pair any YOLOv6 layer with its target by the layer's YOLOv6 class."""
+        name = type(src).__name__
+        if name == "RepVGGBlock":
+            self.repvgg(src, dst, s, d)
+        elif name in ("QARepVGGBlock", "QARepVGGBlockV2"):
+            self.qarepvgg(src, dst, s, d)
+        elif name in CONV_UNITS:
+            self.conv_unit(src, dst, s, d)
+        elif name == "RepBlock":
+            self.rep_block(src, dst, s, d)
+        elif name == "BottleRep":
+            self.bottle_rep(src, dst, s, d)
+        elif name == "BepC3":
+            self.bep_c3(src, dst, s, d)
+        elif name in ("SimSPPF", "SPPF", "SimCSPSPPF", "CSPSPPF"):
+            self.sppf(src, dst, s, d)
+        elif name == "Transpose":
+            self.conv(src.upsample_transpose, dst, f"{s}.upsample_transpose", d)
+        else:
+            raise self.fail(s, d, f"no rule for YOLOv6's {name}")
+
+
+def remap(source: nn.Module, target: nn.Module, form: Form) -> Transfer:
+    """Return the target's backbone and neck tensors made from YOLOv6's, and check that every one is accounted for.
+
+    Args:
+        source (nn.Module): YOLOv6's network as ``reader.read_checkpoint`` returns it.
+        target (nn.Module): The Ultralytics model built from ``form.config``.
+        form (Form): The form the architecture was matched to.
+
+    Returns:
+        (Transfer): New tensors for every target backbone and neck tensor, each from YOLOv6 tensors.
+
+    Raises:
+        YOLOv6ImportError: A module does not fit its target, or a tensor on either side would be left out.
+    """
+    pairing = _Pairing(target)
+    modules = dict(source.named_modules())
+    for path, index in form.layers.items():
+        pairing.layer(modules[path], target.model[index], path, f"model.{index}")
+    transfer = pairing.transfer
+    left = sorted(k for k in source.state_dict() if k.startswith(("backbone.", "neck.")) and k not in transfer.used)
+    head = f"model.{len(target.model) - 1}."
+    missing = sorted(k for k in pairing.target_state if not k.startswith(head) and k not in transfer.state)
+    if left or missing:
+        raise YOLOv6ImportError(f"{len(left)} YOLOv6 backbone/neck tensors have no place in {form.config} "
+                                f"({', '.join(left[:3])}) and {len(missing)} of its tensors no source "
+                                f"({', '.join(missing[:3])})")
+    return transfer
