@@ -3,15 +3,16 @@
 Ultralytics 8.4's ``format=onnx quantize=8`` quantizes with ONNX Runtime's ``quantize_static`` defaults: int8
 activations and per-tensor int8 weights, on Conv/Gemm/MatMul nodes only. On x86, ONNX Runtime turns a
 ``DequantizeLinear -> Conv -> QuantizeLinear`` group into a ``QLinearConv`` only for uint8 activations
-(``QDQIsInt8Allowed()`` is false outside ARM builds), so most convs of such a graph run in float32 between quantize
-and dequantize nodes: 44 of 58 become ``QLinearConv`` in the fused yolov8n-efficientrep at 640, 7 of 64 in yolov8n,
-and the INT8 model is slower than the FP32 one.
+(``QDQIsInt8Allowed()`` is false outside ARM builds), so a conv whose int8 pairs ONNX Runtime does not rewrite to
+uint8 itself runs in float32 between quantize and dequantize nodes: 44 of 58 convs become ``QLinearConv`` in the
+fused yolov8n-efficientrep at 640 (13 with ``simplify=False``), 7 of 64 in yolov8n, whose INT8 file is then slower
+than its FP32 one.
 
 The plugin's route (``quantize_onnx_int8``), for its own models (measured on the fused yolov8n-efficientrep: convs
 at 640 px; mAP50-95 of a 10-epoch model on the generated shapes set, 0.2966 in FP32 ONNX):
 
 - ``quant_pre_process`` (ONNX Runtime's shape inference and graph pre-optimization) first: on an export that was not
-  simplified (``simplify=False``) only 18 of the 58 convs become ``QLinearConv`` without it, all with it;
+  simplified (``simplify=False``) only 17 of the 57 quantized convs become ``QLinearConv`` without it, all with it;
 - uint8 activations, so that ONNX Runtime's x86 kernels take every conv;
 - per-channel int8 weights: a fused RepVGG kernel sums three branches, each scaled per output channel by its own
   BatchNorm, so the channels' ranges differ widely and one scale per tensor leaves the small channels few levels
@@ -19,7 +20,8 @@ at 640 px; mAP50-95 of a 10-epoch model on the generated shapes set, 0.2966 in F
 - 7-bit weights (``reduce_range``): on x86 CPUs without VNNI, ONNX Runtime's ``QLinearConv`` multiplies uint8 by
   int8 with an instruction that adds pairs of products in 16 bits, and full-range weights make those sums saturate
   (class scores off by up to 0.41 from ONNX Runtime's own unfused QDQ arithmetic on a Xeon without VNNI; mAP50-95
-  0.2940). Half the weight range keeps every pair below 2^15: 0.2962. An exported file may run on any x86 CPU;
+  0.2940). Half the weight range keeps every pair below 2^15: 0.2962 (Ultralytics' settings: 0.2937). An exported
+  file may run on any x86 CPU;
 - the DFL's expectation conv (the 1x1 conv after the box head's Softmax) stays float, as Ultralytics' OpenVINO INT8
   export keeps it and as its ONNX code means to keep the box decode; 0.01% of the work.
 
