@@ -60,15 +60,15 @@ LINEUP = (
 BASELINE = "yolov8n"
 
 
-def select(names: list[str] | None) -> tuple[Entry, ...]:
-    """Return the line-up entries whose YAML stem (e.g. ``yolov8n-efficientrep``) is in ``names``; all if None."""
+def select(names: list[str] | None, lineup: tuple[Entry, ...] = LINEUP) -> tuple[Entry, ...]:
+    """Return the ``lineup`` entries whose YAML stem (e.g. ``yolov8n-efficientrep``) is in ``names``; all if None."""
     if not names:
-        return LINEUP
-    stems = {entry.stem for entry in LINEUP}
+        return lineup
+    stems = {entry.stem for entry in lineup}
     unknown = sorted(set(names) - stems)
     if unknown:
         raise SystemExit(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(sorted(stems))}")
-    return tuple(entry for entry in LINEUP if entry.stem in names)
+    return tuple(entry for entry in lineup if entry.stem in names)
 
 
 def build(entry: Entry) -> nn.Module:
