@@ -165,7 +165,12 @@ def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None,
         target = DetectionModel(cfg, nc=nc, verbose=False)
     if arch.head.names and nc == arch.head.nc:
         target.names = dict(enumerate(arch.head.names))
-    transfer = remap(checkpoint.model, target, selection.form)
+    try:
+        transfer = remap(checkpoint.model, target, selection.form)
+    except YOLOv6ImportError as error:
+        raise YOLOv6ImportError(f"{source}: {error}; the network differs from YOLOv6's design that "
+                                f"{selection.form.config} reproduces, so it cannot be imported (please report it with "
+                                f"the YOLOv6 version it was trained with)") from error
     target.load_state_dict(transfer.state, strict=False)
     check = _write(target.float().eval(), output, force, sample_image(imgsz, imgsz),
                    {**target.yaml["yolov6_import"], "yolov6_class": checkpoint.model.yolov6_class})

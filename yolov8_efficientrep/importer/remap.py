@@ -41,16 +41,14 @@ BN_TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_trac
 
 @dataclass
 class Transfer:
-    """The target's new backbone and neck tensors and where each came from.
+    """The target's new backbone and neck tensors, and the YOLOv6 tensors they were made from.
 
     Attributes:
         state (dict[str, torch.Tensor]): Target state-dict key -> float32 tensor (``num_batches_tracked`` stays int).
-        origin (dict[str, str]): Target key -> the YOLOv6 key(s) it was made from.
         used (set[str]): YOLOv6 state-dict keys consumed.
     """
 
     state: dict[str, torch.Tensor] = field(default_factory=dict)
-    origin: dict[str, str] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)
 
 
@@ -74,7 +72,6 @@ class _Pairing:
             raise self.fail(" + ".join(src), dst, f"shape {tuple(value.shape)} vs {tuple(expected.shape)}")
         self.transfer.state[dst] = value.detach().to(torch.float32 if value.is_floating_point() else value.dtype,
                                                      copy=True)
-        self.transfer.origin[dst] = " + ".join(src)
         self.transfer.used.update(src)
 
     # --- leaves ---------------------------------------------------------------------------------------------------
