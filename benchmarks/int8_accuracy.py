@@ -156,10 +156,16 @@ def main(argv: list[str] | None = None) -> None:
             results[entry.stem] = measure(entry, args, Path(tmp))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     plot(results, args)
+    import nncf
+    import openvino
+
     info = common.machine_info(torch.get_num_threads())
     info.pop("threads")
+    info["versions"] += f", openvino {openvino.__version__}, nncf {nncf.__version__}"
     rows = [[key, value] for key, value in info.items()]
     rows.append(["training", f"{args.epochs} epochs, zoo {args.zoo}"])
+    rows.append(["INT8 calibration", f"{args.calibration_fraction:.0%} of the training split"])
+    rows.append(["speed-ups", f"{args.latency} ({args.speed_shape})"])
     if args.epochs < 30:
         rows.append(["note", f"**{args.epochs} epochs: a smoke test of the script, not the measurement (30)**"])
     chart = args.chart.name if args.chart.parent == args.out.parent else str(args.chart)
