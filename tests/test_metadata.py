@@ -31,15 +31,17 @@ def test_license_file_is_the_agpl_v3_that_setup_cfg_declares():
 def test_every_export_format_the_readme_shows_names_an_extra_that_installs_what_ultralytics_asks_for():
     readme = (REPO / "README.md").read_text()
     lines = re.findall(r"^yolo export model=\S+ (format=\w+(?: quantize=8)?).*?#\s*(.*)$", readme, re.MULTILINE)
-    shown = {fmt.replace("format=", ""): comment for fmt, comment in lines}
+    shown: dict[str, list[str]] = {}  # format: the comments of every README line that exports it
+    for fmt, comment in lines:
+        shown.setdefault(fmt.replace("format=", ""), []).append(comment)
     assert set(EXPORT_NEEDS) <= set(shown), shown
     for fmt, needs in EXPORT_NEEDS.items():
-        named = re.findall(r"\[(\w+)\]", shown[fmt])
+        named = [name for comment in shown[fmt] for name in re.findall(r"\[(\w+)\]", comment)]
         if not needs:
-            assert not named and "no extra" in shown[fmt]
+            assert not named and any("no extra" in comment for comment in shown[fmt]), (fmt, shown[fmt])
             continue
-        assert len(named) == 1 and needs <= extra(named[0]), (fmt, shown[fmt])
-        assert f"| `{named[0]}` |" in readme  # the README's table of extras lists it
+        assert named and all(needs <= extra(name) for name in named), (fmt, shown[fmt])
+        assert all(f"| `{name}` |" in readme for name in named)  # the README's table of extras lists them
 
 
 def test_start_up_hook_comment_says_what_the_hook_waits_for():
