@@ -139,7 +139,8 @@ def test_blog_style_rows_copied_from_c2f_lines_build(tmp_path):
         ([-1, 1, "RepVGGBlock", [64, 3, 3]], "stride must be 1 or 2"),
         ([-1, 1, "RepVGGBlock", []], "args is empty; RepVGGBlock needs at least c2"),
         ([-1, 2, "RepBlock", [64, "RepVGG"]], "unknown block 'RepVGG'"),
-        ([-1, 2, "RepBlock", [64, "RepVGGBlock", 0.5]], "positional argument"),
+        ([-1, 2, "RepBlock", [64, "RepVGGBlock", 0.5]], "act must be an activation name"),
+        ([-1, 2, "RepBlock", [64, "RepVGGBlock", "relu", 1]], "positional argument"),
     ],
 )
 def test_bad_plugin_rows_name_the_file_row_and_fix(tmp_path, row, message):
@@ -148,7 +149,7 @@ def test_bad_plugin_rows_name_the_file_row_and_fix(tmp_path, row, message):
         build(spec, tmp_path, "broken.yaml")
     text = str(error.value)
     assert "broken.yaml" in text and f"backbone row 1 {row}" in text and message in text
-    usage = {"RepVGGBlock": "[c2, k=3, s=1]", "RepBlock": "[c2, block=RepVGGBlock|QARepVGGBlock|BottleRep]"}
+    usage = {"RepVGGBlock": "[c2, k=3, s=1, act]", "RepBlock": "[c2, block=RepVGGBlock|QARepVGGBlock|BottleRep, act]"}
     assert f"{row[2]} args are {usage[row[2]]}" in text
 
 
