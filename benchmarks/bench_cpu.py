@@ -18,7 +18,7 @@ import common  # noqa: F401  before Ultralytics: offline environment
 import torch
 
 import report
-from common import LINEUP, log, machine_info, select, timed_interleaved
+from common import LINEUP, add_latency_args, check_sizes, log, machine_info, select, timed_interleaved
 from latency import EAGER, ORT, check_branches_kept, conv_peak_calls, prepare_model
 from training_cost import measure_in_fresh_process
 from yolov8_efficientrep.shapes import make_shapes_dataset
@@ -33,12 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chart", type=Path, help="PNG chart to write (default: latency_vs_gflops.png beside --out)")
     parser.add_argument("--models", nargs="+", metavar="STEM",
                         help=f"subset of the line-up by YAML stem ({', '.join(sorted({e.stem for e in LINEUP}))})")
-    parser.add_argument("--imgsz", type=int, nargs="+", default=[320, 640], help="batch-1 image sizes")
-    parser.add_argument("--batch", type=int, default=4, help="batch for the throughput measurement (1: none)")
-    parser.add_argument("--batch-imgsz", type=int, default=320, help="image size for the throughput measurement")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="threads in both runtimes")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--runs", type=int, default=20, help="timed runs per cell (20 or more for a measurement)")
+    add_latency_args(parser, "both runtimes")
     parser.add_argument("--train-models", nargs="+", metavar="STEM", default=["yolov8n", "yolov6n",
                         "yolov8n-efficientrep"], help="models whose training step is measured (default: the n scale)")
     parser.add_argument("--train-batch", type=int, default=4)
@@ -46,10 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-warmup", type=int, default=3)
     parser.add_argument("--train-runs", type=int, default=20)
     args = parser.parse_args(argv)
-    sizes = [*args.imgsz, args.batch_imgsz, args.train_imgsz]
-    if any(s <= 0 or s % 32 for s in sizes) or min(args.batch, args.runs, args.train_batch, args.train_runs) < 1:
-        parser.error(f"image sizes must be positive multiples of 32 (the models' largest stride), got {sizes}; "
-                     f"batches and runs must be at least 1")
+    check_sizes(parser, [*args.imgsz, args.batch_imgsz, args.train_imgsz],
+                [args.batch, args.runs, args.train_batch, args.train_runs])
     args.entries, args.train_cfgs = select(args.models), [e.cfg for e in select(args.train_models)]
     args.train_cfgs = list(dict.fromkeys(args.train_cfgs))  # unique, in line-up order
     args.chart = args.chart or args.out.with_name("latency_vs_gflops.png")

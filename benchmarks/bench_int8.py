@@ -22,7 +22,7 @@ import torch
 
 import int8_report
 import report
-from common import Entry, Timing, log, select, timed_interleaved
+from common import Entry, Timing, add_latency_args, check_sizes, log, select, timed_interleaved
 from int8_runtimes import (ORT, OPENVINO, PYTORCH, VARIANTS, ModelRun, Shape, export, peak_calls, profile_ort, runner,
                            seeded_yolo)
 from latency import count_gflops, eager_forward, reference_input
@@ -52,20 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS_INT8.md", help="markdown report to write")
     parser.add_argument("--models", nargs="+", metavar="STEM", default=DEFAULT_MODELS,
                         help=f"YAML stems (default: the n scale; also {', '.join(e.stem for e in LINEUP[5:])})")
-    parser.add_argument("--imgsz", type=int, nargs="+", default=[320, 640], help="batch-1 image sizes")
-    parser.add_argument("--batch", type=int, default=4, help="batch for the throughput measurement (1: none)")
-    parser.add_argument("--batch-imgsz", type=int, default=320, help="image size for the throughput measurement")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="threads in every runtime")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--runs", type=int, default=20, help="timed runs per cell (20 or more for a measurement)")
+    add_latency_args(parser)
     parser.add_argument("--calibration-images", type=int, default=16,
                         help="generated images INT8 exports calibrate on (the ranges do not change the speed)")
     parser.add_argument("--profile-runs", type=int, default=10, help="runs in ONNX Runtime's kernel profile")
     args = parser.parse_args(argv)
-    sizes = [*args.imgsz, args.batch_imgsz]
-    if any(s <= 0 or s % 32 for s in sizes) or min(args.batch, args.runs, args.profile_runs) < 1:
-        parser.error(f"image sizes must be positive multiples of 32 (the models' largest stride), got {sizes}; "
-                     f"batches and runs must be at least 1")
+    check_sizes(parser, [*args.imgsz, args.batch_imgsz], [args.batch, args.runs, args.profile_runs])
     args.entries = select(args.models, LINEUP)
     args.shapes = [(1, s) for s in args.imgsz] + ([(args.batch, args.batch_imgsz)] if args.batch > 1 else [])
     args.chart, args.json = args.out.with_suffix(".png"), args.out.with_suffix(".json")

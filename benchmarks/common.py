@@ -60,6 +60,24 @@ LINEUP = (
 BASELINE = "yolov8n"
 
 
+def add_latency_args(parser, runtimes: str = "every runtime", batch: bool = True) -> None:
+    """Add the timing options every latency benchmark shares: image sizes, throughput batch, threads, runs."""
+    parser.add_argument("--imgsz", type=int, nargs="+", default=[320, 640], help="batch-1 image sizes")
+    if batch:
+        parser.add_argument("--batch", type=int, default=4, help="batch for the throughput measurement (1: none)")
+        parser.add_argument("--batch-imgsz", type=int, default=320, help="image size for the throughput measurement")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help=f"threads in {runtimes}")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=20, help="timed runs per cell (20 or more for a measurement)")
+
+
+def check_sizes(parser, sizes: list[int], counts: list[int]) -> None:
+    """Stop with a usage error unless image sizes are positive multiples of 32 and batches and runs at least 1."""
+    if any(s <= 0 or s % 32 for s in sizes) or min(counts) < 1:
+        parser.error(f"image sizes must be positive multiples of 32 (the models' largest stride), got {sizes}; "
+                     f"batches and runs must be at least 1")
+
+
 def select(names: list[str] | None, lineup: tuple[Entry, ...] = LINEUP) -> tuple[Entry, ...]:
     """Return the ``lineup`` entries whose YAML stem (e.g. ``yolov8n-efficientrep``) is in ``names``; all if None."""
     if not names:

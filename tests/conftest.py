@@ -38,6 +38,19 @@ def shapes_data(tmp_path_factory) -> Path:
     return make_shapes_dataset(tmp_path_factory.mktemp("shapes"), train=16, val=8, imgsz=64)
 
 
+@pytest.fixture(scope="session")
+def trained_checkpoint(shapes_data, tmp_path_factory) -> Path:
+    """A yolov8n-efficientrep trained for one epoch on the shapes data (64 px), as Ultralytics saves it; never modified
+    (tests that write next to it take a copy)."""
+    from ultralytics import YOLO
+
+    project = tmp_path_factory.mktemp("train")
+    YOLO("yolov8n-efficientrep.yaml").train(data=str(shapes_data), epochs=1, imgsz=64, batch=8, workers=0,
+                                            device="cpu", plots=False, project=str(project), name="run", seed=0,
+                                            deterministic=True)
+    return project / "run" / "weights" / "best.pt"
+
+
 @pytest.fixture
 def randomize_bn():
     """Return a function giving every BatchNorm in a module random statistics, so fusion has real work to do."""

@@ -82,3 +82,11 @@ def test_unknown_activation_names_the_row(tmp_path, row, message):
 def test_resolve_act_spellings():
     assert type(resolve_act("ReLU", "x")) is nn.ReLU and type(resolve_act("nn.SiLU()", "x")) is nn.SiLU
     assert type(resolve_act(False, "x")) is nn.Identity and resolve_act(True, "x") is Conv.default_act
+
+
+def test_a_yaml_that_fails_leaves_the_default_activation_as_it_was(tmp_path):
+    before = Conv.default_act
+    with pytest.raises(YAMLRowError):
+        build(tmp_path, [[-1, 1, "RepVGGBlock", [32, 3, 2, "rleu"]]], activation="nn.Hardswish()", name="failsn.yaml")
+    assert Conv.default_act is before
+    assert type(YOLO("yolov8n.yaml").model.model[0].act) is nn.SiLU  # the next model is built as without the failure

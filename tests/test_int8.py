@@ -31,20 +31,10 @@ FUSED_LOG = re.compile(r"fused (\d+) blocks, max \|diff\| = \S+ \((\S+) relative
 CALIBRATION_LOG = "collecting INT8 calibration images"
 
 
-@pytest.fixture(scope="module")
-def checkpoint(shapes_data, tmp_path_factory):
-    """A yolov8n-efficientrep trained for one epoch on the shapes data (64 px), as Ultralytics saves it."""
-    project = tmp_path_factory.mktemp("train")
-    YOLO("yolov8n-efficientrep.yaml").train(data=str(shapes_data), epochs=1, imgsz=64, batch=8, workers=0,
-                                            device="cpu", plots=False, project=str(project), name="run", seed=0,
-                                            deterministic=True)
-    return project / "run" / "weights" / "best.pt"
-
-
 @pytest.fixture
-def model_copy(checkpoint, tmp_path, installed_hook):
+def model_copy(trained_checkpoint, tmp_path, installed_hook):
     """The trained checkpoint in this test's own directory; the stock ``yolo`` script gets the plugin from the hook."""
-    return shutil.copy(checkpoint, tmp_path / "best.pt")
+    return shutil.copy(trained_checkpoint, tmp_path / "best.pt")
 
 
 def export_int8(run_fresh, model_path, data, fmt: str, env: dict | None = None) -> tuple[Path, str]:

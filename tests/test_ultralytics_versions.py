@@ -28,9 +28,14 @@ RELEASES = [line.split()[0] for line in (REPO / ".ci" / "ultralytics-versions.tx
             if line.strip() and not line.startswith("#")]
 
 
+def version(release: str) -> tuple[int, ...]:
+    """Return a release as an integer tuple, e.g. ``(8, 3, 64)``."""
+    return tuple(int(part) for part in re.findall(r"\d+", release)[:3])
+
+
 def supported(release: str) -> bool:
     """Return whether a release is inside the plugin's declared range."""
-    return _MIN_VERSION <= tuple(int(part) for part in re.findall(r"\d+", release)[:3]) < _MAX_VERSION
+    return _MIN_VERSION <= version(release) < _MAX_VERSION
 
 
 SUPPORTED = [release for release in RELEASES if supported(release)]
@@ -101,8 +106,12 @@ def test_supported_release_registers_builds_trains_and_fuses(release, route, che
     assert "import_error" not in result and "check_error" not in result, result
     assert result["registered"] and result["hook_failure"] is None
     assert result["stock_yolov8n_params"] == 3_157_200  # Ultralytics' own models are untouched
-    if route == "hook":  # every shipped model YAML builds exactly as with the suite's Ultralytics
-        assert result["models"] == reference
+    if route == "hook":  # every shipped model YAML builds exactly as with the suite's Ultralytics, or says it needs newer
+        needs = {name: model for name, model in result["models"].items() if "needs" in model}
+        assert {name: reference[name] for name in result["models"] if name not in needs} == {
+            name: model for name, model in result["models"].items() if name not in needs}
+        assert set(result["models"]) == set(reference) and all(version(m["needs"]) > version(release)
+                                                                for m in needs.values())
     train = result["train_forward"]
     assert train["rep_params"] > 0 and train["rep_params_with_grad"] == train["rep_params"]
     fuse = result["fuse"]

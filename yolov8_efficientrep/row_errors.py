@@ -56,9 +56,15 @@ def with_row_context(parse_model: Callable, blocks: dict[str, tuple[type[nn.Modu
 
     @functools.wraps(parse_model)
     def parse_model_with_row_context(d: dict, ch: Any, verbose: bool = True):
+        from ultralytics.nn.modules import Conv
+
+        default_act = Conv.default_act
         try:
             return parse_model(d, ch, verbose)
         except Exception as error:
+            # parse_model sets the process-wide default from `activation:` and restores it only when it returns: a
+            # failed YAML would otherwise hand its activation to every model built after it
+            Conv.default_act = default_act
             local = _frame_locals(error.__traceback__, parse_model.__code__)
             if local is None or "i" not in local:  # outside the row loop (e.g. no 'head:'): Ultralytics' message
                 raise
