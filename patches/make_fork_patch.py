@@ -2,8 +2,8 @@
 
 The patch edits one file, ``ultralytics/nn/tasks.py``, in two places:
 
-1. ``parse_model``'s Conv-like and repeat collections list the plugin's row names, found the way ``register()`` finds
-   them at run time, so plugin rows get Ultralytics' channel, width and repeat handling natively;
+1. ``parse_model``'s Conv-like, repeat and Detect collections list the plugin's row names, found the way
+   ``register()`` finds them at run time, so plugin rows get Ultralytics' channel, width and repeat handling natively;
 2. the end of the file sets ``YOLOV8_EFFICIENTREP_NATIVE = True`` and imports the blocks from the installed
    ``yolov8_efficientrep`` package. The marker tells the package not to patch the parser again at run time; importing
    from the package keeps checkpoints interchangeable with plugin installs (they pickle the same class paths).
@@ -25,7 +25,7 @@ import difflib
 import sys
 from pathlib import Path
 
-from yolov8_efficientrep.registration import NATIVE, _names, _plugin_blocks, module_collections
+from yolov8_efficientrep.registration import NATIVE, _names, _plugin_blocks, module_collections, row_kinds
 
 TARGET = "ultralytics/nn/tasks.py"  # the path inside an Ultralytics checkout, for `git apply` / `patch -p1`
 
@@ -63,8 +63,7 @@ def patched_source(source: str, path: Path) -> str:
     if f"{NATIVE} = True" in source:
         raise SystemExit(f"{path} is already patched for yolov8-efficientrep")
     tree = ast.parse(source)
-    blocks = _plugin_blocks()
-    wanted = (list(blocks), [name for name, (_, repeats) in blocks.items() if repeats])
+    wanted = row_kinds(_plugin_blocks())
     try:
         collections = module_collections(_parse_model(tree, path))
     except ImportError as error:

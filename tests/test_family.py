@@ -51,6 +51,12 @@ CONFIGS = {  # every model YAML in cfg/: the task Ultralytics must recognise
     "yolov8-cspbifpan": "detect",
     "yolov8-cspbifpan-silu": "detect",
     "yolov8-cspbep-silu": "detect",
+    "yolov6-reppan": "detect",  # the YOLOv6 configs: the rows above them, with YOLOv6's EffiDeHead
+    "yolov6-cspbep": "detect",
+    "yolov6-cspbep-silu": "detect",
+    "yolov6-repbifpan": "detect",
+    "yolov6-cspbifpan": "detect",
+    "yolov6-cspbifpan-silu": "detect",
 }
 
 

@@ -49,11 +49,13 @@ def _config(value):
     return Config({k: _config(v) for k, v in value.items()}) if isinstance(value, dict) else value
 
 
-def yolov6_config(generation: str, design: str, size: str, mode: str = "repvgg") -> Config:
+def yolov6_config(generation: str, design: str, size: str, mode: str = "repvgg", dfl: bool | None = None) -> Config:
     """Return a YOLOv6 config of ``generation`` ("v2" or "v3") for the ``design`` of one of its sizes at ``size``.
 
     ``design``: "n" (EfficientRep + RepPAN/RepBiFPAN, as N/T/S), "m" (CSPBep e=2/3, as M) or "l" (CSPBep e=1/2 with
-    conv_silu layers, as L); ``size`` sets depth and width. ``mode`` is YOLOv6's ``training_mode``.
+    conv_silu layers, as L); ``size`` sets depth and width. ``mode`` is YOLOv6's ``training_mode``. ``dfl`` sets the
+    head's ``use_dfl`` (with ``reg_max`` 16, else 0); by default the design's (N: no DFL; M, L: DFL). The configs of
+    YOLOv6 3.0 N/S say to set it for distillation, the runs that made the released N/S weights.
     """
     depth, width = SIZES[size]
     v3 = generation == "v3"
@@ -66,8 +68,10 @@ def yolov6_config(generation: str, design: str, size: str, mode: str = "repvgg")
         backbone.update(type="CSPBepBackbone", csp_e=e, fuse_P2=v3)
         neck.update(type="CSPRepBiFPANNeck" if v3 else "CSPRepPANNeck", csp_e=e)
         mode = "conv_silu" if design == "l" else mode
+    dfl = design != "n" if dfl is None else dfl
     head = dict(type="EffiDeHead", in_channels=[128, 256, 512], num_layers=3, anchors=1, strides=[8, 16, 32],
-                use_dfl=design != "n", reg_max=0 if design == "n" else 16)
+                use_dfl=dfl, reg_max=16 if dfl else 0,
+                anchors_init=[[10, 13, 19, 19, 33, 23], [30, 61, 59, 59, 59, 119], [116, 90, 185, 185, 373, 326]])
     return _config(dict(training_mode=mode, model=dict(depth_multiple=depth, width_multiple=width, backbone=backbone,
                                                          neck=neck, head=head)))
 
@@ -229,16 +233,66 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-def build(config: Config, naming: str = "0.3", distill_ns: bool = False, seed: int = 0) -> nn.Module:
+PREDICTIONS = ("cls_preds", "reg_preds", "reg_preds_lrtb", "cls_preds_af", "reg_preds_af", "cls_preds_ab",
+               "reg_preds_ab")  # the head's 1x1 prediction ModuleLists, whose weights YOLOv6 initializes to zero
+
+
+def randomize_head(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give the head's predictions trained-looking values, where YOLOv6's initialization leaves zero weights.
+
+    Class logits spread around a low prior, so that a photo gives some confident boxes and many weak ones; plain
+    distances stay positive (a few grid cells), DFL bins get random logits.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name in PREDICTIONS:
+            for conv in getattr(model.detect, name, None) or ():
+                classes = name.startswith("cls")
+                conv.weight.normal_(0, 0.05 if classes else 0.03, generator=generator)
+                if classes:
+                    conv.bias.uniform_(-5, -2, generator=generator)
+                elif conv.out_channels == 4:
+                    conv.bias.uniform_(0.5, 3, generator=generator)
+                else:
+                    conv.bias.normal_(0, 1, generator=generator)
+    return model
+
+
+def calibrate_bn(model: nn.Module, images: torch.Tensor) -> nn.Module:
+    """Set every BN's running statistics to those of its own input on ``images``, as training leaves them.
+
+    Random statistics alone leave deep features almost independent of the input (the random means dominate); measured
+    ones make the head's scores follow the photo, as a trained model's do. Each BN measures its input in eval mode, in
+    the order the forward reaches it, so that every later layer sees the normalized features it will see at inference.
+    The BN affine values stay random.
+    """
+
+    def measure(bn: nn.BatchNorm2d, args: tuple) -> None:
+        bn.running_mean.copy_(args[0].mean((0, 2, 3)))
+        bn.running_var.copy_(args[0].var((0, 2, 3)))
+
+    hooks = [m.register_forward_pre_hook(measure) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        model.eval()(images)
+    for hook in hooks:
+        hook.remove()
+    return model.half().float().eval()  # float16 values, as the saved file holds
+
+
+def build(config: Config, naming: str = "0.3", distill_ns: bool = False, seed: int = 0, fuse_ab: bool = False
+          ) -> nn.Module:
     """Build a YOLOv6 network with YOLOv6's ``build_model``, randomize it, and give it ``naming``'s module tree.
 
-    The returned network holds float16 values (as the saved file will), in float32, in eval mode.
+    ``distill_ns`` / ``fuse_ab`` pick the head class as YOLOv6's engine does for distillation runs of N/S and for
+    ``--fuse_ab`` runs. The returned network holds float16 values (as the saved file will), in float32, in eval mode.
     """
     units = {"qarepvgg": STAND_INS["QARepVGGBlock"], "qarepvggv2": STAND_INS["QARepVGGBlockV2"]}
     get_block = yolov6_yolo.get_block
-    with mock.patch.object(yolov6_yolo, "get_block", lambda mode: units.get(mode) or get_block(mode)):
-        model = yolov6_yolo.build_model(config, 80, "cpu", distill_ns=distill_ns)
-    model = randomize(model, seed)
+    with mock.patch.object(yolov6_yolo, "get_block", lambda mode: units.get(mode) or get_block(mode)), \
+            torch.random.fork_rng():  # YOLOv6's initialization draws from torch's global generator: seed it
+        torch.manual_seed(seed)
+        model = yolov6_yolo.build_model(config, 80, "cpu", distill_ns=distill_ns, fuse_ab=fuse_ab)
+    model = randomize_head(randomize(model, seed), seed)
     if naming == "0.4":
         model = _renamed_04(model)
     return model.half().float().eval()
@@ -268,6 +322,12 @@ def save(model: nn.Module, path: Path, naming: str = "0.3") -> Path:
         torch.save(checkpoint, path)
     model.float()
     return path
+
+
+def inference(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """Run YOLOv6's own model in eval mode; return its output (batch, anchors, 5 + nc): xywh, objectness 1, scores."""
+    with torch.no_grad():
+        return model(image)[0]
 
 
 def features(model: nn.Module, image: torch.Tensor) -> list[torch.Tensor]:

@@ -33,13 +33,15 @@ def _plugin_blocks() -> dict[str, tuple[type[nn.Module], bool]]:
 
     from .blocks import BottleRep, ConvBNAct, QARepVGGBlock, QARepVGGBlockV2, RepBlock, RepVGGBlock
     from .csp_blocks import BepC3, CSPSPPF, SimCSPSPPF, SimSPPF
+    from .heads import EffiDeHead
 
     # Ultralytics' own RepConv is listed so "RepConv" rows (as the design card words the stride-2 rows) get Conv-like
     # channels too; no stock YAML names it, so no stock model changes.
     return {"RepVGGBlock": (RepVGGBlock, False), "RepConv": (RepConv, False), "RepBlock": (RepBlock, True),
             "QARepVGGBlock": (QARepVGGBlock, False), "BottleRep": (BottleRep, False), "BepC3": (BepC3, True),
             "SimSPPF": (SimSPPF, False), "CSPSPPF": (CSPSPPF, False), "SimCSPSPPF": (SimCSPSPPF, False),
-            "QARepVGGBlockV2": (QARepVGGBlockV2, False), "ConvBNAct": (ConvBNAct, False)}
+            "QARepVGGBlockV2": (QARepVGGBlockV2, False), "ConvBNAct": (ConvBNAct, False),
+            "EffiDeHead": (EffiDeHead, False)}
 
 
 # A plugin row's args as the YAML writes them (the parser adds c1, and n for repeat rows), for error messages.
@@ -50,7 +52,7 @@ _ROW_ARGS = {"RepVGGBlock": "[c2, k=3, s=1, act]", "QARepVGGBlock": "[c2, k=3, s
              "BepC3": "[c2, e=0.5, block=RepVGGBlock|QARepVGGBlock|QARepVGGBlockV2|ConvBNAct, act]",
              "SimSPPF": "[c2, k=5, act=relu]", "CSPSPPF": "[c2, k=5, e=0.5, act]",
              "SimCSPSPPF": "[c2, k=5, e=0.5, act=relu]", "QARepVGGBlockV2": "[c2, k=3, s=1, act]",
-             "ConvBNAct": "[c2, k=3, s=1, act]"}
+             "ConvBNAct": "[c2, k=3, s=1, act]", "EffiDeHead": "[nc, reg_max=16 (YOLOv6's: 0 for no DFL)]"}
 
 
 def ultralytics_version() -> tuple[int, ...]:
@@ -74,7 +76,8 @@ def register() -> None:
     """Make plugin rows build like built-in rows in every model Ultralytics parses from now on. Idempotent.
 
     ``RepVGGBlock`` / ``RepConv`` rows behave like ``Conv`` rows (input channels, width scaling, ``max_channels``);
-    ``RepBlock`` rows like ``C2f`` rows (plus depth-scaled repeats). Ultralytics' own rows are untouched.
+    ``RepBlock`` rows like ``C2f`` rows (plus depth-scaled repeats); ``EffiDeHead`` rows like ``Detect`` rows (the
+    input channels of every level). Ultralytics' own rows are untouched.
 
     Raises:
         ImportError: The installed Ultralytics is outside the supported range or its parser has an unknown shape.
@@ -92,9 +95,8 @@ def register() -> None:
             raise _unsupported(f"ultralytics.nn.tasks already defines a different '{name}'")
         setattr(tasks, name, cls)
 
-    conv_like = list(blocks)
-    repeating = [name for name, (_, repeats) in blocks.items() if repeats]
-    parse_model = with_row_context(_recompile_parse_model(tasks, conv_like, repeating), blocks, _ROW_ARGS)
+    conv_like, repeating, heads = row_kinds(blocks)
+    parse_model = with_row_context(_recompile_parse_model(tasks, conv_like, repeating, heads), blocks, _ROW_ARGS)
     setattr(parse_model, _PATCHED, True)
     tasks.parse_model = parse_model
     nn_package = importlib.import_module("ultralytics.nn")
@@ -102,8 +104,10 @@ def register() -> None:
         nn_package.parse_model = parse_model
 
     from .configs import install_bundled_lookup
+    from .heads import install_task_guess
 
     install_bundled_lookup(tasks)
+    install_task_guess()
 
 
 def _names(node: ast.Set | ast.Tuple) -> set[str]:
@@ -111,11 +115,26 @@ def _names(node: ast.Set | ast.Tuple) -> set[str]:
     return {element.id for element in node.elts if isinstance(element, ast.Name)}
 
 
-def module_collections(tree: ast.AST) -> tuple[ast.Set | ast.Tuple, ast.Set | ast.Tuple]:
-    """Return the Conv-like and the repeat collection literals of ``parse_model``'s syntax tree.
+def row_kinds(blocks: dict[str, tuple[type[nn.Module], bool]]) -> tuple[list[str], list[str], list[str]]:
+    """Split the plugin's row names into (Conv-like, repeat, Detect-like) rows, the collections they join.
+
+    Detection heads (``Detect`` subclasses) join Detect's collection, which hands them the input channels of every
+    level; every other block is Conv-like, and those taking repeats are also repeat rows.
+    """
+    from ultralytics.nn.modules import Detect
+
+    heads = [name for name, (cls, _) in blocks.items() if issubclass(cls, Detect)]
+    conv_like = [name for name in blocks if name not in heads]
+    return conv_like, [name for name, (_, repeats) in blocks.items() if repeats], heads
+
+
+def module_collections(tree: ast.AST) -> tuple[ast.Set | ast.Tuple, ...]:
+    """Return the Conv-like, the repeat and the Detect collection literals of ``parse_model``'s syntax tree.
 
     They are found by content, which holds from 8.0's tuple literals to 8.4's frozensets: the Conv-like one lists
-    both ``Conv`` and ``C2f``; the repeat one lists ``C2f`` and ``BottleneckCSP`` but not ``Conv``.
+    both ``Conv`` and ``C2f``; the repeat one lists ``C2f`` and ``BottleneckCSP`` but not ``Conv``; the Detect one lists
+    ``Detect`` and is tested by the branch that passes the heads their input channels (``[ch[x] for x in f]``), not
+    by the later one of 8.3+ that only sets ``legacy``.
 
     Raises:
         ImportError: Not exactly one of each was found.
@@ -123,16 +142,21 @@ def module_collections(tree: ast.AST) -> tuple[ast.Set | ast.Tuple, ast.Set | as
     literals = [node for node in ast.walk(tree) if isinstance(node, (ast.Set, ast.Tuple))]
     base = [node for node in literals if {"Conv", "C2f"} <= _names(node)]
     repeat = [node for node in literals if {"C2f", "BottleneckCSP"} <= _names(node) and "Conv" not in _names(node)]
-    if len(base) != 1 or len(repeat) != 1:
+    channel_branches = [node.test for node in ast.walk(tree) if isinstance(node, ast.If) and node.body
+                        and any(isinstance(n, ast.ListComp) for n in ast.walk(node.body[0]))]
+    detect = [node for node in literals if "Detect" in _names(node)
+              and any(node is n for test in channel_branches for n in ast.walk(test))]
+    if len(base) != 1 or len(repeat) != 1 or len(detect) != 1:
         raise _unsupported(
-            f"parse_model's module collections were not recognised (found {len(base)} Conv-like and "
-            f"{len(repeat)} repeat collections, expected one of each)"
+            f"parse_model's module collections were not recognised (found {len(base)} Conv-like, {len(repeat)} "
+            f"repeat and {len(detect)} Detect collections, expected one of each)"
         )
-    return base[0], repeat[0]
+    return base[0], repeat[0], detect[0]
 
 
-def _recompile_parse_model(tasks: ModuleType, conv_like: list[str], repeating: list[str]) -> Callable:
-    """Compile ``parse_model`` from its source with extra names in its Conv-like and repeat collections."""
+def _recompile_parse_model(tasks: ModuleType, conv_like: list[str], repeating: list[str], heads: list[str]
+                           ) -> Callable:
+    """Compile ``parse_model`` from its source with extra names in its Conv-like, repeat and Detect collections."""
     try:
         lines, first_line = inspect.getsourcelines(tasks.parse_model)
     except (OSError, TypeError) as error:
@@ -140,7 +164,7 @@ def _recompile_parse_model(tasks: ModuleType, conv_like: list[str], repeating: l
     tree = ast.parse(textwrap.dedent("".join(lines)))
     ast.increment_lineno(tree, first_line - 1)  # tracebacks point at the real lines of tasks.py
 
-    for node, names in zip(module_collections(tree), (conv_like, repeating)):
+    for node, names in zip(module_collections(tree), (conv_like, repeating, heads)):
         node.elts.extend(ast.Name(id=name, ctx=ast.Load()) for name in names if name not in _names(node))
     ast.fix_missing_locations(tree)
 

@@ -24,6 +24,13 @@ CSP_RATIOS = {"2/3": 2 / 3, "1/2": 1 / 2}  # BepC3 hidden ratios of YOLOv6's con
 P6 = {"EfficientRep6", "CSPBepBackbone_P6", "RepPANNeck6", "RepBiFPANNeck6", "CSPRepPANNeck_P6", "CSPRepBiFPANNeck_P6"}
 HEAD_BRANCHES = ("stems", "cls_convs", "reg_convs", "cls_preds", "reg_preds", "reg_preds_lrtb", "cls_preds_af",
                  "reg_preds_af", "cls_preds_ab", "reg_preds_ab")
+# The head's ModuleLists YOLOv6's inference reads, (class predictions, box predictions), by head: the distillation head
+# of v3.0 N/S infers with plain distances (reg_preds_lrtb), a --fuse_ab head with its anchor-free branch.
+INFERENCE = {"distill_ns": ("cls_preds", "reg_preds_lrtb"), "fuse_ab": ("cls_preds_af", "reg_preds_af"),
+             "plain": ("cls_preds", "reg_preds")}
+# What the dropped ModuleLists were trained for, for the import's report.
+TRAINING_ONLY = {"reg_preds": "distillation DFL bins", "cls_preds_ab": "anchor-based branch",
+                 "reg_preds_ab": "anchor-based branch"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,53 @@ class HeadLayout:
     reg_max: int | None
     use_dfl: bool | None
     branches: dict[str, tuple[tuple[int, ...], ...]]
+
+    @property
+    def kind(self) -> str:
+        """``distill_ns`` (v3.0 N/S: ``reg_preds_lrtb``), ``fuse_ab`` (``--fuse_ab`` runs: ``*_af`` / ``*_ab``) or
+        ``plain`` (``effidehead.Detect``), read from the ModuleLists the head holds."""
+        if "reg_preds_lrtb" in self.branches:
+            return "distill_ns"
+        return "fuse_ab" if "cls_preds_af" in self.branches else "plain"
+
+    @property
+    def inference(self) -> tuple[str, str]:
+        """The ModuleLists YOLOv6's inference reads: (class predictions, box predictions)."""
+        return INFERENCE[self.kind]
+
+    @property
+    def dropped(self) -> tuple[str, ...]:
+        """The prediction ModuleLists YOLOv6 trains but never reads at inference (distillation bins, anchor-based
+        branch): importing the head leaves them out."""
+        return tuple(name for name in self.branches if name not in ("stems", "cls_convs", "reg_convs", *self.inference))
+
+    @property
+    def uses_dfl(self) -> bool:
+        """Whether YOLOv6's inference reads its box predictions as DFL bins (the distillation head never does)."""
+        return self.kind != "distill_ns" and bool(self.use_dfl)
+
+    def inference_reg_max(self, path: object) -> int:
+        """Return YOLOv6's ``reg_max`` of the box predictions inference reads: 0 for plain distances, else bins - 1.
+
+        Raises:
+            YOLOv6ImportError: The head is not one YOLOv6's own inference can run (levels, class or box channels that
+                disagree with ``nc``, ``use_dfl`` and ``reg_max``).
+        """
+        cls, box = self.inference
+        levels = {name: len(self.branches.get(name, ())) for name in ("stems", "cls_convs", "reg_convs", cls, box)}
+        if set(levels.values()) != {3}:
+            raise YOLOv6ImportError(f"{path}: the head's levels {levels} are not YOLOv6's three (P3-P5)")
+        if self.use_dfl is None or (self.uses_dfl and self.reg_max is None):
+            raise YOLOv6ImportError(f"{path}: the head {self.yolov6_class} records no use_dfl / reg_max; pass a "
+                                    f"checkpoint that YOLOv6's training wrote")
+        bins = self.reg_max + 1 if self.uses_dfl else 1
+        outputs = {name: {shape[0] for shape in self.branches[name]} for name in (cls, box)}
+        if outputs != {cls: {self.nc}, box: {4 * bins}}:
+            raise YOLOv6ImportError(
+                f"{path}: the head's {cls} / {box} have {sorted(outputs[cls])} / {sorted(outputs[box])} output "
+                f"channels, where YOLOv6's inference (nc {self.nc}, use_dfl {self.use_dfl}, reg_max {self.reg_max}) "
+                f"reads {self.nc} / {4 * bins}")
+        return bins - 1
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,23 @@
 
 The steps, each in its own module: read the file safely (``reader``), read the architecture from it
 (``architecture``), pick the shipped config that reproduces it (``forms``), build that config with YOLOv8's Detect
-head for ``nc`` classes, move every backbone and neck tensor across by structure (``remap``), write it to a temporary
-file, reload that file as Ultralytics loads checkpoints, run it fused and unfused on a real photo (they must agree),
-and only then move it into place.
+head for ``nc`` classes (or its ``yolov6-*`` twin with YOLOv6's own head, ``EffiDeHead``), move every backbone and neck
+tensor (and the head's) across by structure (``remap``), write it to a temporary file, reload that file as
+Ultralytics loads checkpoints, run it fused and unfused on a real photo (they must agree), and only then move it into
+place.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import torch
+import ultralytics
+import yaml
 from ultralytics import __version__ as ultralytics_version
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
@@ -27,6 +31,7 @@ from .remap import remap
 
 SHORT_NAMES = {"CSPBepBackbone": "CSPBep", "RepPANNeck": "RepPAN", "RepBiFPANNeck": "RepBiFPAN",
                "CSPRepPANNeck": "CSPRepPAN", "CSPRepBiFPANNeck": "CSPRepBiFPAN"}
+HEADS = ("yolov8", "yolov6")  # a new YOLOv8 Detect head, or YOLOv6's own (EffiDeHead) with its trained weights
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,11 @@ class ImportResult:
             checkpoint's model YAML adds them under the size's letter.
         check (FusionCheck): The imported model, fused against unfused, on a real photo.
         head_state (dict[str, torch.Tensor]): YOLOv6's detection-head tensors as stored (``detect.*`` keys without
-            the prefix), for importing the head itself.
+            the prefix).
+        head (str): ``yolov8`` (a new Detect head for ``nc`` classes) or ``yolov6`` (YOLOv6's own head, imported).
+        head_tensors (tuple[int, int]): YOLOv6 head tensors transferred (the DFL read-out: checked), and the head's
+            total; (0, total) for a new head.
+        dropped (tuple[str, ...]): YOLOv6 head tensors left out because YOLOv6's inference never reads them.
     """
 
     source: Path
@@ -60,6 +69,9 @@ class ImportResult:
     scale_set: bool
     check: FusionCheck
     head_state: dict[str, torch.Tensor]
+    head: str
+    head_tensors: tuple[int, int]
+    dropped: tuple[str, ...]
 
     def summary(self) -> str:
         """Return the one-line report, e.g. ``yolov6s (v3.0, EfficientRep + RepBiFPAN) -> yolov8s-repbifpan: ...``."""
@@ -69,25 +81,38 @@ class ImportResult:
         scale = self.selection.size
         added = f" (scale {scale}: YOLOv6's depth {self.selection.depth}, width {self.selection.width})" \
             if self.scale_set else ""
+        counts = f"backbone {self.backbone[0]}/{self.backbone[1]}, neck {self.neck[0]}/{self.neck[1]}"
+        if self.head == "yolov8":
+            return (f"yolov6{scale} ({form.generation}, {' + '.join(parts)}{unit}) -> {self.model_name}{added}: "
+                    f"{counts} tensors; Detect head initialized for nc={self.nc}")
+        layout = self.architecture.head
+        box = "plain distances" if not layout.uses_dfl else f"{layout.reg_max + 1} DFL bins per side"
+        dropped = sorted({key.split(".")[1] for key in self.dropped})
+        unread = f"; not read by inference, left out: {', '.join(dropped)}" if dropped else ""
         return (f"yolov6{scale} ({form.generation}, {' + '.join(parts)}{unit}) -> {self.model_name}{added}: "
-                f"backbone {self.backbone[0]}/{self.backbone[1]}, neck {self.neck[0]}/{self.neck[1]} tensors; "
-                f"Detect head initialized for nc={self.nc}")
+                f"{counts}, head {self.head_tensors[0]}/{self.head_tensors[1]} tensors; YOLOv6's EffiDeHead for "
+                f"nc={self.nc} ({layout.inference[1]}: {box}{unread})")
 
 
-def _target_config(selection: Selection, unit: str, nc: int, source: Path, arch: Architecture) -> tuple[dict, bool]:
+def _target_config(selection: Selection, unit: str, nc: int, source: Path, arch: Architecture,
+                   reg_max: int | None = None) -> tuple[dict, bool]:
     """Return the model YAML dict of the selected config at the YOLOv6 size, with ``unit`` swapped in if needed.
 
-    Also returns whether the size's scale had to be set: the config has no such letter (YOLOv6-T), or its depth,
-    width or channel cap differ from YOLOv6's at that size.
+    With ``reg_max`` (YOLOv6's, of the head's inference branch), the whole-model config with ``EffiDeHead`` is used and
+    its head row gets that ``reg_max``. Also returns whether the size's scale had to be set: the config has no such
+    letter (YOLOv6-T), or its depth, width or channel cap differ from YOLOv6's at that size.
     """
     form, size = selection.form, selection.size
-    cfg = yaml_model_load(CFG_DIR / f"{form.config}.yaml")
+    name = form.config if reg_max is None else form.whole_config
+    cfg = yaml_model_load(CFG_DIR / f"{name}.yaml")
     depth, width, cap = cfg["scales"].get(size, (0, 0, 0))
     scale_set = (round(depth, 6), round(width, 6)) != (selection.depth, selection.width) or cap < 1024
     if scale_set:
         cfg["scales"][size] = [selection.depth, selection.width, 1024]
     cfg["scale"], cfg["nc"] = size, nc
-    cfg["yaml_file"] = f"{form.config.replace('yolov8', f'yolov8{size}', 1)}.yaml"
+    cfg["yaml_file"] = re.sub(r"^(yolov\d)", rf"\g<1>{size}", name) + ".yaml"  # yolov6-reppan -> yolov6n-reppan
+    if reg_max is not None:
+        cfg["head"][-1][3] = [cfg["head"][-1][3][0], reg_max]  # [nc, reg_max]
     if unit != form.units[0]:  # QARepVGG checkpoints: the RepVGG config with their unit in every Rep row
         for row in cfg["backbone"] + cfg["head"]:
             if row[2] == "RepVGGBlock":
@@ -96,8 +121,25 @@ def _target_config(selection: Selection, unit: str, nc: int, source: Path, arch:
                 row[3] = [row[3][0], unit, *row[3][2:]]
             elif row[2] == "BepC3":
                 row[3] = [*row[3][:2], unit, *row[3][3:]]
-    cfg["yolov6_import"] = {"source": source.name, "yolov6": f"yolov6{size}", "architecture": arch.describe()}
+    cfg["yolov6_import"] = {"source": source.name, "yolov6": f"yolov6{size}", "architecture": arch.describe(),
+                            "head": "yolov8" if reg_max is None else "yolov6"}
     return cfg, scale_set
+
+
+def _class_names(arch: Architecture, nc: int) -> dict[int, str] | None:
+    """Return the class names to keep: the checkpoint's for its own classes, else COCO's for 80 classes.
+
+    YOLOv6's training stores its data set's names on the model; a file without them but with 80 classes holds COCO's
+    (YOLOv6's released weights are COCO-trained), whose names Ultralytics ships in its coco.yaml.
+    """
+    if nc != arch.head.nc:
+        return None
+    if arch.head.names:
+        return dict(enumerate(arch.head.names))
+    if nc == 80:
+        coco = Path(ultralytics.__file__).parent / "cfg" / "datasets" / "coco.yaml"
+        return dict(yaml.safe_load(coco.read_text(encoding="utf-8"))["names"])
+    return None
 
 
 def _checked_output(source: Path, output: Path, force: bool) -> None:
@@ -114,13 +156,16 @@ def _checked_output(source: Path, output: Path, force: bool) -> None:
 
 
 def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None, force: bool = False,
-                  imgsz: int = 160) -> ImportResult:
+                  imgsz: int = 160, head: str = "yolov8") -> ImportResult:
     """Turn a YOLOv6 detection checkpoint into an Ultralytics checkpoint with the same backbone and neck weights.
 
     The architecture is read from the checkpoint (release 0.1-0.4 naming, ``model`` / ``ema`` entries as YOLOv6's
     ``strip_optimizer`` writes them, float16), the shipped config with exactly its backbone and neck shapes is built
     with YOLOv8's Detect head for ``nc`` classes, and every backbone and neck tensor (BN statistics and BottleRep
-    weights included) is copied by structure, every pair checked (class, shape, stride, BN ``eps``, activation). The
+    weights included) is copied by structure, every pair checked (class, shape, stride, BN ``eps``, activation). With
+    ``head="yolov6"`` the config's ``yolov6-*`` twin is built instead, ending in ``EffiDeHead``, and YOLOv6's trained
+    head comes along (the branches its inference reads; training-only predictions are left out): the result predicts
+    what YOLOv6 predicts, for the checkpoint's classes and names. The
     file is written next to ``output`` under a temporary name, reloaded as Ultralytics loads checkpoints (it must hold
     exactly the imported tensors), fused and run on a real photo against the unfused model (they must agree), and
     only then moved into place; a failure leaves no file behind. YOLOv6's own forward is not run here (YOLOv6 need not
@@ -132,9 +177,10 @@ def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None,
         source (str | Path): A YOLOv6 ``.pt`` (``yolov6s.pt`` from YOLOv6's releases, or a run's ``best_ckpt.pt``).
         output (str | Path): The Ultralytics ``.pt`` to write.
         nc (int, optional): Classes of the new Detect head; by default the YOLOv6 model's (80 for COCO weights, whose
-            class names are kept).
+            class names are kept). With ``head="yolov6"`` the head keeps YOLOv6's classes: ``nc`` may only repeat them.
         force (bool): Replace ``output`` if it exists.
         imgsz (int): Side of the check image.
+        head (str): ``yolov8`` for a new YOLOv8 Detect head, ``yolov6`` to keep YOLOv6's trained head.
 
     Returns:
         (ImportResult): What was detected, matched and transferred; ``summary()`` is the one-line report.
@@ -150,38 +196,51 @@ def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None,
         >>> from yolov8_efficientrep.importer import import_yolov6
         >>> result = import_yolov6("yolov6s.pt", "yolov8s-yolov6.pt", nc=4)
         >>> print(result.summary())
+        >>> import_yolov6("yolov6s.pt", "yolov6s-ultralytics.pt", head="yolov6")  # predicts as YOLOv6 does
     """
     source, output = Path(source), Path(output)
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
     _checked_output(source, output, force)
     if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 1):
         raise ValueError(f"nc must be a positive number of classes, got {nc!r}")
     checkpoint = read_checkpoint(source, screen=refuse_model_families)  # Lite, seg, P6, MBLA: before unpickling
     arch = detect_architecture(checkpoint)
     selection = select_form(arch, source)
+    keep = head == "yolov6"
+    if keep and nc not in (None, arch.head.nc):
+        raise ValueError(f"{source}: --head yolov6 keeps YOLOv6's head and its {arch.head.nc} classes, not nc={nc}; to "
+                         f"fine-tune for {nc} classes, import with --head yolov6 and train on your data (yolo train "
+                         f"re-initializes only the class predictions), or import with --head yolov8 --nc {nc}")
+    reg_max = arch.head.inference_reg_max(source) if keep else None
     nc = nc or arch.head.nc
-    cfg, scale_set = _target_config(selection, arch.unit, nc, source, arch)
+    cfg, scale_set = _target_config(selection, arch.unit, nc, source, arch, reg_max)
     with torch.random.fork_rng(), torch.no_grad():  # seeded: the new head's weights are the same for the same input
         torch.manual_seed(0)
         target = DetectionModel(cfg, nc=nc, verbose=False)
-    if arch.head.names and nc == arch.head.nc:
-        target.names = dict(enumerate(arch.head.names))
+    names = _class_names(arch, nc)
+    if names:
+        target.names = names
     try:
-        transfer = remap(checkpoint.model, target, selection.form)
+        transfer = remap(checkpoint.model, target, selection.form, arch.head if keep else None)
     except YOLOv6ImportError as error:
-        raise YOLOv6ImportError(f"{source}: {error}; the network differs from YOLOv6's design that "
-                                f"{selection.form.config} reproduces, so it cannot be imported (please report it with "
-                                f"the YOLOv6 version it was trained with)") from error
+        config = selection.form.whole_config if keep else selection.form.config
+        raise YOLOv6ImportError(f"{source}: {error}; the network differs from YOLOv6's design that {config} "
+                                f"reproduces, so it cannot be imported (please report it with the YOLOv6 version it "
+                                f"was trained with)") from error
     target.load_state_dict(transfer.state, strict=False)
+    dropped = tuple(sorted(transfer.dropped))
     check = _write(target.float().eval(), output, force, sample_image(imgsz, imgsz),
-                   {**target.yaml["yolov6_import"], "yolov6_class": checkpoint.model.yolov6_class})
+                   {**target.yaml["yolov6_import"], "yolov6_class": checkpoint.model.yolov6_class,
+                    "dropped": list(dropped)})
 
     source_keys = checkpoint.model.state_dict().keys()
     counts = {part: (sum(k.startswith(f"{part}.") for k in transfer.used),
-                     sum(k.startswith(f"{part}.") for k in source_keys)) for part in ("backbone", "neck")}
+                     sum(k.startswith(f"{part}.") for k in source_keys)) for part in ("backbone", "neck", "detect")}
     head_state = {k[len("detect."):]: v for k, v in checkpoint.model.state_dict().items() if k.startswith("detect.")}
     model_name = Path(target.yaml["yaml_file"]).stem
     return ImportResult(source, output, arch, selection, model_name, nc, counts["backbone"], counts["neck"], scale_set,
-                        check, head_state)
+                        check, head_state, head, counts["detect"], dropped)
 
 
 def _write(model: DetectionModel, output: Path, force: bool, image: torch.Tensor, provenance: dict) -> FusionCheck:

@@ -48,6 +48,7 @@ class Form:
         layers (dict[str, int]): YOLOv6 module path -> the config's row index.
         backbone_outputs (tuple[int, ...]): Rows that compute YOLOv6's backbone outputs (the neck's inputs).
         neck_outputs (tuple[int, ...]): Rows that compute YOLOv6's neck outputs (the Detect inputs, P3-P5).
+        whole_config (str): The config of the whole model, ``config``'s rows with ``EffiDeHead`` in place of Detect.
     """
 
     config: str
@@ -61,6 +62,11 @@ class Form:
     layers: dict[str, int]
     backbone_outputs: tuple[int, ...]
     neck_outputs: tuple[int, ...]
+
+    @property
+    def whole_config(self) -> str:
+        """The config with the same rows and YOLOv6's own head (``EffiDeHead``) last: ``yolov6-repbifpan``."""
+        return self.config.replace("yolov8-", "yolov6-", 1)
 
     def describe(self) -> str:
         """Return e.g. ``v3.0 N/S: EfficientRep + RepBiFPANNeck (RepVGGBlock, ...) -> yolov8-repbifpan``."""

@@ -1,4 +1,4 @@
-"""Move a YOLOv6 network's backbone and neck tensors into the matching Ultralytics model, by structure.
+"""Move a YOLOv6 network's backbone, neck and (optionally) head tensors into the matching Ultralytics model.
 
 ``remap(source, target, form)`` is pure: it reads YOLOv6's module tree (stand-ins from ``reader.py``) and the built
 Ultralytics model and returns the target's new state dict, in the style of timm's ``checkpoint_filter_fn``. The form's
@@ -14,6 +14,10 @@ layer, YOLOv6 name to plugin name:
     SimSPPF / SPPF    cv1, cv2 (0.4.x: sppf.cv1, sppf.cv2) -> cv1, cv2
     (Sim)CSPSPPF      cv1..cv7 (0.4.x: cspsppf.cv1..) -> cv1..cv7
     Transpose         upsample_transpose -> the nn.ConvTranspose2d row itself
+    Detect (head)     per level: stems -> stems, cls_convs -> cv3.i.0, reg_convs -> cv2.i.0, and the predictions
+                      inference reads: cls_preds (cls_preds_af) -> cv3.i.1, reg_preds (reg_preds_lrtb, reg_preds_af)
+                      -> cv2.i.1; with DFL, YOLOv6's fixed read-out weights (proj, proj_conv) must equal EffiDeHead's
+                      DFL convolution; the predictions inference never reads are dropped (HeadLayout.dropped)
 
 Every pair is checked: class, convolution shape, stride, padding, groups, BN ``eps``, activation, identity and
 shortcut presence; any mismatch is an error naming both sides. YOLOv6 0.2.x/0.3.x ``ConvWrapper`` layers (YOLOv6-L)
@@ -31,6 +35,8 @@ from ultralytics.nn.modules import Conv
 
 from ..blocks import BottleRep, QARepVGGBlock, QARepVGGBlockV2, RepBlock, RepVGGBlock
 from ..csp_blocks import CSPSPPF, BepC3, SimSPPF
+from ..heads import EffiDeHead
+from .architecture import HeadLayout
 from .forms import Form
 from .reader import YOLOv6ImportError
 
@@ -41,15 +47,17 @@ BN_TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_trac
 
 @dataclass
 class Transfer:
-    """The target's new backbone and neck tensors, and the YOLOv6 tensors they were made from.
+    """The target's new tensors, and the YOLOv6 tensors they were made from or left out.
 
     Attributes:
         state (dict[str, torch.Tensor]): Target state-dict key -> float32 tensor (``num_batches_tracked`` stays int).
-        used (set[str]): YOLOv6 state-dict keys consumed.
+        used (set[str]): YOLOv6 state-dict keys consumed (or, for the DFL read-out, checked equal).
+        dropped (set[str]): YOLOv6 head keys left out because inference never reads them.
     """
 
     state: dict[str, torch.Tensor] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)
+    dropped: set[str] = field(default_factory=set)
 
 
 class _Pairing:
@@ -182,6 +190,31 @@ class _Pairing:
         for name in [f"cv{i}" for i in range(1, 8 if csp else 3)]:
             self.conv_unit(getattr(src, name), getattr(dst, name), f"{s}.{name}", f"{d}.{name}")
 
+    def head(self, src: nn.Module, dst: nn.Module, layout: HeadLayout, s: str, d: str) -> None:
+        """Pair YOLOv6's detection head with ``EffiDeHead``: what inference reads, level by level."""
+        reg_max = layout.inference_reg_max(s)
+        if type(dst) is not EffiDeHead or (dst.nl, dst.nc, dst.reg_max) != (3, layout.nc, reg_max + 1):
+            found = f"{dst.nl} levels, {dst.nc} classes, reg_max {dst.reg_max - 1}" if type(dst) is EffiDeHead else ""
+            raise self.fail(s, d, f"3 levels, {layout.nc} classes, reg_max {reg_max} vs {type(dst).__name__} {found}")
+        cls, box = layout.inference
+        for i in range(dst.nl):
+            self.conv_unit(src.stems[i], dst.stems[i], f"{s}.stems.{i}", f"{d}.stems.{i}")
+            self.conv_unit(src.cls_convs[i], dst.cv3[i][0], f"{s}.cls_convs.{i}", f"{d}.cv3.{i}.0")
+            self.conv_unit(src.reg_convs[i], dst.cv2[i][0], f"{s}.reg_convs.{i}", f"{d}.cv2.{i}.0")
+            self.conv(getattr(src, cls)[i], dst.cv3[i][1], f"{s}.{cls}.{i}", f"{d}.cv3.{i}.1")
+            self.conv(getattr(src, box)[i], dst.cv2[i][1], f"{s}.{box}.{i}", f"{d}.cv2.{i}.1")
+        keys = src.state_dict().keys()
+        readout = [f"{s}.{key}" for key in keys if key.startswith("proj")]  # proj, proj_conv.weight: fixed 0..reg_max
+        if reg_max:  # YOLOv6 reads its bins out with fixed weights 0..reg_max, as EffiDeHead's DFL does
+            expected = dst.dfl.conv.weight.reshape(-1)
+            for key in readout:
+                weight = src.get_parameter(key[len(s) + 1:]).float().reshape(-1)
+                if not torch.equal(weight, expected):
+                    raise self.fail(key, f"{d}.dfl.conv", f"read-out weights {weight.tolist()} vs {expected.tolist()}")
+            self.transfer.used.update(readout)
+        unread = tuple(f"{name}." for name in layout.dropped) + (() if reg_max else ("proj",))
+        self.transfer.dropped.update(f"{s}.{key}" for key in keys if key.startswith(unread))
+
     def layer(self, src: nn.Module, dst: nn.Module, s: str, d: str) -> None:
         """Pair any YOLOv6 layer with its target by the layer's YOLOv6 class."""
         name = type(src).__name__
@@ -205,16 +238,19 @@ class _Pairing:
             raise self.fail(s, d, f"no rule for YOLOv6's {name}")
 
 
-def remap(source: nn.Module, target: nn.Module, form: Form) -> Transfer:
-    """Return the target's backbone and neck tensors made from YOLOv6's, and check that every one is accounted for.
+def remap(source: nn.Module, target: nn.Module, form: Form, head: HeadLayout | None = None) -> Transfer:
+    """Return the target's tensors made from YOLOv6's, and check that every one is accounted for.
 
     Args:
         source (nn.Module): YOLOv6's network as ``reader.read_checkpoint`` returns it.
-        target (nn.Module): The Ultralytics model built from ``form.config``.
+        target (nn.Module): The Ultralytics model built from ``form.config``, or from ``form.whole_config`` when the
+            head is imported too.
         form (Form): The form the architecture was matched to.
+        head (HeadLayout, optional): YOLOv6's head layout, to import the head into the target's ``EffiDeHead``; by
+            default only the backbone and neck are moved and the target's head is left as it is.
 
     Returns:
-        (Transfer): New tensors for every target backbone and neck tensor, each from YOLOv6 tensors.
+        (Transfer): New tensors for every target backbone and neck tensor (and head tensor), each from YOLOv6 tensors.
 
     Raises:
         YOLOv6ImportError: A module does not fit its target, or a tensor on either side would be left out.
@@ -223,12 +259,17 @@ def remap(source: nn.Module, target: nn.Module, form: Form) -> Transfer:
     modules = dict(source.named_modules())
     for path, index in form.layers.items():
         pairing.layer(modules[path], target.model[index], path, f"model.{index}")
+    last = len(target.model) - 1
+    if head is not None:
+        pairing.head(source.detect, target.model[last], head, "detect", f"model.{last}")
     transfer = pairing.transfer
-    left = sorted(k for k in source.state_dict() if k.startswith(("backbone.", "neck.")) and k not in transfer.used)
-    head = f"model.{len(target.model) - 1}."
-    missing = sorted(k for k in pairing.target_state if not k.startswith(head) and k not in transfer.state)
+    parts = ("backbone.", "neck.", "detect.") if head is not None else ("backbone.", "neck.")
+    left = sorted(k for k in source.state_dict()
+                  if k.startswith(parts) and k not in transfer.used and k not in transfer.dropped)
+    skipped = f"model.{last}." if head is None else f"model.{last}.dfl."  # a new head; the fixed DFL read-out
+    missing = sorted(k for k in pairing.target_state if not k.startswith(skipped) and k not in transfer.state)
     if left or missing:
-        raise YOLOv6ImportError(f"{len(left)} YOLOv6 backbone/neck tensors have no place in {form.config} "
-                                f"({', '.join(left[:3])}) and {len(missing)} of its tensors no source "
-                                f"({', '.join(missing[:3])})")
+        raise YOLOv6ImportError(f"{len(left)} YOLOv6 {'/'.join(p[:-1] for p in parts)} tensors have no place in "
+                                f"{form.config if head is None else form.whole_config} ({', '.join(left[:3])}) and "
+                                f"{len(missing)} of its tensors no source ({', '.join(missing[:3])})")
     return transfer

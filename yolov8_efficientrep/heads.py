@@ -1,0 +1,148 @@
+"""YOLOv6's Efficient Decoupled Head as an Ultralytics detection head: the ``EffiDeHead`` row.
+
+``EffiDeHead`` subclasses Ultralytics' ``Detect``: its box and class branches are ``cv2`` and ``cv3`` like Detect's, so
+Detect's own forward, anchor decoding, export settings and post-processing run unchanged in every supported release,
+and Ultralytics' detection loss (which reads ``reg_max``, ``nc`` and ``stride``), its NMS, validator, predictor,
+exporter and checkpoint transfer treat it as a Detect head. Only the per-level stem in front of both branches, the
+branch layout and the initialization are YOLOv6's.
+
+Checkpoints pickle ``yolov8_efficientrep.heads.EffiDeHead``: keep the name and the module path stable.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+from ultralytics.nn.modules import DFL, Conv, Detect
+
+PRIOR = 0.01  # YOLOv6's initial class probability (Detect.prior_prob)
+# Modules that bind Ultralytics' guess_model_task by name (tasks' own loaders, the package re-export, Model).
+_TASK_GUESS_USERS = ("ultralytics.nn.tasks", "ultralytics.nn", "ultralytics.engine.model")
+
+
+class EffiDeHead(Detect):
+    """YOLOv6's Efficient Decoupled Head with Ultralytics' ``Detect`` contract.
+
+    Per level, as YOLOv6 builds it (``build_effidehead_layer``): a 1x1 Conv+BN+SiLU stem feeding a box branch (3x3
+    Conv+BN+SiLU, then a 1x1 convolution predicting the four left/top/right/bottom distances, or YOLOv6's DFL bins for
+    each) and a class branch (3x3 Conv+BN+SiLU, then a 1x1 convolution predicting ``nc`` logits). The head's
+    convolutions are SiLU whatever the YAML's ``activation:``, as in every YOLOv6 release. Training returns what
+    Ultralytics' ``v8DetectionLoss`` consumes; inference returns the decoded ``(batch, 4 + nc, anchors)`` tensor of
+    xywh pixel boxes and sigmoid class scores that Ultralytics' NMS expects (the same boxes and scores as YOLOv6's own
+    output, without its constant objectness column).
+
+    Attributes:
+        stems (nn.ModuleList): Per level, the 1x1 stem (YOLOv6's ``stems``).
+        cv2 (nn.ModuleList): Per level, the box branch: ``Sequential(3x3 Conv, 1x1 nn.Conv2d)`` (YOLOv6's
+            ``reg_convs`` and ``reg_preds``).
+        cv3 (nn.ModuleList): Per level, the class branch: ``Sequential(3x3 Conv, 1x1 nn.Conv2d)`` (``cls_convs``,
+            ``cls_preds``).
+        reg_max (int): Ultralytics' bins per box side, YOLOv6's ``reg_max + 1``: 1 regresses plain distances (no DFL).
+        dfl (nn.Module): ``DFL(reg_max)``, or ``nn.Identity`` without DFL.
+        nc (int): Number of classes.
+        nl (int): Number of detection levels.
+        no (int): Outputs per anchor, ``nc + 4 * reg_max``.
+        stride (torch.Tensor): Level strides, set when Ultralytics builds the model.
+
+    Examples:
+        >>> head = EffiDeHead(80, 0, (32, 64, 128))  # YOLOv6-N: plain distances
+        >>> head.reg_max, head.cv2[0][-1].out_channels
+        (1, 4)
+        >>> EffiDeHead(80, 16, (96, 192, 384)).cv2[0][-1].out_channels  # YOLOv6-M: 4 x 17 bins
+        68
+    """
+
+    def __init__(self, nc: int = 80, reg_max: int = 16, *parsed: object, ch: tuple[int, ...] | list[int] = ()):
+        """Initialize the head.
+
+        A YAML row writes ``[nc, reg_max]``; Ultralytics' parser appends the input channels of each level, as for
+        Detect rows (Ultralytics 8.4 first appends the YAML's top-level ``reg_max`` and ``end2end`` too: this head's
+        bins are its own ``reg_max`` argument, and it has no one-to-one branch).
+
+        Args:
+            nc (int): Number of classes.
+            reg_max (int): YOLOv6's ``reg_max``: 0 regresses the four distances directly (YOLOv6-N/T/S), n > 0 regresses
+                each as a distribution over n + 1 bins read out by DFL (YOLOv6-M/L: 16).
+            *parsed: What Ultralytics' parser appends; the last item is the input channels of each level.
+            ch (tuple[int, ...]): The input channels of each level, when constructing the head directly.
+        """
+        nn.Module.__init__(self)  # not Detect.__init__: it builds YOLOv8's branches; its signature varies by release
+        if parsed:
+            *extra, ch = parsed
+            if len(extra) == 2 and extra[1]:
+                raise ValueError("EffiDeHead has no one-to-one (end2end) branch: remove 'end2end' from the model YAML")
+        if isinstance(reg_max, bool) or not isinstance(reg_max, int) or reg_max < 0:
+            raise ValueError(f"EffiDeHead reg_max is YOLOv6's: 0 for plain distances, 16 for 17 DFL bins per side; got "
+                             f"{reg_max!r}")
+        if not ch:
+            raise ValueError("EffiDeHead needs the input channels of each level (a YAML row's 'from' lists them)")
+        self.nc = nc
+        self.nl = len(ch)
+        self.reg_max = reg_max + 1
+        self.no = nc + 4 * self.reg_max
+        self.stride = torch.zeros(self.nl)
+        self.stems = nn.ModuleList(Conv(c, c, 1, act=nn.SiLU()) for c in ch)
+        self.cv2 = nn.ModuleList(nn.Sequential(Conv(c, c, 3, act=nn.SiLU()), nn.Conv2d(c, 4 * self.reg_max, 1))
+                                 for c in ch)
+        self.cv3 = nn.ModuleList(nn.Sequential(Conv(c, c, 3, act=nn.SiLU()), nn.Conv2d(c, nc, 1)) for c in ch)
+        self.dfl = DFL(self.reg_max) if self.reg_max > 1 else nn.Identity()
+
+    def forward(self, x: list[torch.Tensor]):
+        """Run each level's stem, then Detect's forward on the stem outputs (box and class branches, decoding)."""
+        return super().forward([stem(level) for stem, level in zip(self.stems, x)])
+
+    def bias_init(self) -> None:
+        """Initialize the predictions as YOLOv6 does: zero weights, class biases for a 1% prior, box biases 1.
+
+        Ultralytics calls this once the strides are known, when it builds the model; fine-tuning for another class
+        count therefore starts the new class predictions from this neutral point, while every other tensor transfers.
+        """
+        for box, cls in zip(self.cv2, self.cv3):
+            nn.init.zeros_(cls[-1].weight)
+            nn.init.constant_(cls[-1].bias, -math.log((1 - PRIOR) / PRIOR))
+            nn.init.zeros_(box[-1].weight)
+            nn.init.constant_(box[-1].bias, 1.0)
+
+
+HEAD_ROWS = frozenset({EffiDeHead.__name__})  # YAML rows that make a model a detection model
+
+
+def _names_plugin_head(cfg: object) -> bool:
+    """Return whether a model YAML dict's last row is one of the plugin's detection heads."""
+    try:
+        return cfg["head"][-1][2] in HEAD_ROWS
+    except (KeyError, IndexError, TypeError):
+        return False
+
+
+def _detect_for_plugin_heads(guess: Callable) -> Callable:
+    """Wrap ``guess_model_task``: a model or YAML whose last row is a plugin head is a detection model.
+
+    Ultralytics guesses a YAML's task from its last row's name (``"detect" in name.lower()``), which ``EffiDeHead``
+    does not contain: without this, ``YOLO("yolov6n-repbifpan.yaml")`` gets no task at all.
+    """
+
+    @functools.wraps(guess)
+    def guess_model_task(model):
+        cfg = model if isinstance(model, dict) else getattr(model, "yaml", None)
+        return "detect" if _names_plugin_head(cfg) else guess(model)
+
+    guess_model_task.knows_plugin_heads = True
+    return guess_model_task
+
+
+def install_task_guess() -> None:
+    """Let Ultralytics' task guess (``guess_model_task``) recognise models that end in a plugin head; idempotent."""
+    tasks = importlib.import_module("ultralytics.nn.tasks")
+    if getattr(tasks.guess_model_task, "knows_plugin_heads", False):
+        return
+    original, wrapped = tasks.guess_model_task, _detect_for_plugin_heads(tasks.guess_model_task)
+    for name in _TASK_GUESS_USERS:
+        module = importlib.import_module(name)
+        if getattr(module, "guess_model_task", None) is original:
+            module.guess_model_task = wrapped
