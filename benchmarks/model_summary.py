@@ -7,7 +7,7 @@ Usage:
 The first form defaults to every scale of cfg/yolov8-efficientrep.yaml plus Ultralytics' yolov8n.yaml and
 yolov8s.yaml for reference. ``--configs`` reads each config's task as Ultralytics guesses it and what it reproduces from
 the YAML's first comment line. GFLOPs are at 640 px (224 px for classification, Ultralytics' default). The numbers in
-README.md come from this script.
+docs/configs.md come from this script.
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def ratio_rows(results: list[ModelResult], runtimes: list[str], shapes: list[Sha
 
 def headline(results: list[ModelResult], peaks: dict[str, tuple[float, Timing]], runtimes: list[str],
              shapes: list[Shape], fraction_shape: Shape) -> str:
-    """The ratios the README quotes: latency ratios, and each model's fraction of the conv peak at one shape."""
+    """The ratios docs/benchmarks.md quotes: latency ratios, and each model's fraction of the conv peak at one shape."""
     rows = ratio_rows(results, runtimes, shapes)
     for r in results:
         fractions = []
