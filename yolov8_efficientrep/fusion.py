@@ -9,7 +9,6 @@ users who deploy without Ultralytics' exporter all share.
 from __future__ import annotations
 
 import copy
-import os
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
@@ -18,6 +17,8 @@ import cv2
 import torch
 from torch import nn
 from ultralytics.utils import ASSETS, LOGGER
+
+from .output_files import refuse_output, write_checked
 
 # Largest accepted max |fused - unfused| / max |unfused| of any compared tensor, by the dtype of the fused weights:
 # float32 fusion is exact to rounding (measured about 1e-6); a float16 copy adds one rounding of every weight.
@@ -294,15 +295,7 @@ def fuse_checkpoint(source: str | Path, target: str | Path | None = None, overwr
     source, target = Path(source), fused_path(source, target)
     if not source.is_file():
         raise FileNotFoundError(f"{source}: no such checkpoint")
-    if target.suffix != ".pt":
-        raise ValueError(f"{target}: the output must end in .pt, the only checkpoint suffix Ultralytics loads")
-    if target.resolve() == source.resolve():
-        raise ValueError(f"{target}: refusing to overwrite the source checkpoint; choose another output path")
-    if not target.parent.is_dir():
-        raise FileNotFoundError(f"{target}: the folder {target.parent} does not exist; create it or choose another "
-                                f"output path")
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it, or choose another output path")
+    refuse_output(source, target, overwrite, "pass overwrite=True")
     model, ckpt = _load_source(source)
     blocks = rep_blocks(model)
     if not blocks or all(is_fused(b) for b in blocks):
@@ -312,17 +305,15 @@ def fuse_checkpoint(source: str | Path, target: str | Path | None = None, overwr
     fused = fused.half() if half else fused
     params = tuple(sum(p.numel() for p in m.parameters()) for m in (model, fused))
 
-    partial = target.with_name(f".{target.stem}.partial.pt")  # Ultralytics loads only *.pt
-    try:
-        torch.save({**ckpt, "model": fused, "ema": None, "optimizer": None, "updates": None,
-                    "efficientrep": {"fused_from": str(source), "half": half}}, partial)
-        written, _ = load_checkpoint(partial)  # float32, as yolo loads it; float16 weights get float16's tolerance
+    def check(written_file: Path) -> FusionCheck:
+        written, _ = load_checkpoint(written_file)  # float32, as yolo loads it; float16 weights: float16's tolerance
         image = sample_image(*image_size(imgsz, model), model.yaml.get("channels", 3))
         tolerance = TOLERANCE[torch.float16] if half else None
-        result = check_fusion(written, model, image, tolerance, f"checkpoint {target}", inplace=True)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
+        return check_fusion(written, model, image, tolerance, f"checkpoint {target}", inplace=True)
+
+    result = write_checked(target, {**ckpt, "model": fused, "ema": None, "optimizer": None, "updates": None,
+                                    "efficientrep": {"fused_from": str(source), "half": half}},
+                           check, overwrite, "pass overwrite=True")
     return FusedCheckpoint(target, params, (source.stat().st_size, target.stat().st_size), result)
 
 

@@ -10,7 +10,6 @@ place.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +23,7 @@ from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
 from ..configs import CFG_DIR
 from ..fusion import FusionCheck, check_fusion, fuse_rep_blocks, load_checkpoint, sample_image
+from ..output_files import refuse_output, write_checked
 from .architecture import Architecture, detect_architecture, refuse_model_families
 from .forms import Selection, select_form
 from .reader import YOLOv6ImportError, read_checkpoint
@@ -31,6 +31,7 @@ from .remap import remap
 
 SHORT_NAMES = {"CSPBepBackbone": "CSPBep", "RepPANNeck": "RepPAN", "RepBiFPANNeck": "RepBiFPAN",
                "CSPRepPANNeck": "CSPRepPAN", "CSPRepBiFPANNeck": "CSPRepBiFPAN"}
+FORCE_HINT = "add --force (force=True)"  # how an existing output may be replaced
 HEADS = ("yolov8", "yolov6")  # a new YOLOv8 Detect head, or YOLOv6's own (EffiDeHead) with its trained weights
 
 
@@ -142,19 +143,6 @@ def _class_names(arch: Architecture, nc: int) -> dict[int, str] | None:
     return None
 
 
-def _checked_output(source: Path, output: Path, force: bool) -> None:
-    """Refuse an output path before any work: wrong suffix, the source itself, a missing folder, an existing file."""
-    if output.suffix != ".pt":
-        raise ValueError(f"{output}: the output must end in .pt, the only checkpoint suffix Ultralytics loads")
-    if output.exists() and source.exists() and output.resolve() == source.resolve():
-        raise ValueError(f"{output}: refusing to overwrite the YOLOv6 checkpoint itself; choose another output path")
-    if not output.parent.is_dir():
-        raise FileNotFoundError(f"{output}: the folder {output.parent} does not exist; create it, or choose another "
-                                f"output path")
-    if output.exists() and not force:
-        raise FileExistsError(f"{output} exists; add --force (force=True) to replace it, or choose another output path")
-
-
 def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None, force: bool = False,
                   imgsz: int = 160, head: str = "yolov8") -> ImportResult:
     """Turn a YOLOv6 detection checkpoint into an Ultralytics checkpoint with the same backbone and neck weights.
@@ -201,7 +189,7 @@ def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None,
     source, output = Path(source), Path(output)
     if head not in HEADS:
         raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
-    _checked_output(source, output, force)
+    refuse_output(source, output, force, FORCE_HINT)
     if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 1):
         raise ValueError(f"nc must be a positive number of classes, got {nc!r}")
     checkpoint = read_checkpoint(source, screen=refuse_model_families)  # Lite, seg, P6, MBLA: before unpickling
@@ -249,25 +237,20 @@ def _write(model: DetectionModel, output: Path, force: bool, image: torch.Tensor
     The file is reloaded as Ultralytics loads checkpoints and must hold exactly ``model``'s tensors; the reloaded
     model, fused (Ultralytics' ``fuse()`` and every Rep block), must compute what ``model`` computes on ``image``.
     """
-    partial = output.with_name(f".{output.stem}.partial.pt")  # Ultralytics loads only *.pt
     checkpoint = {
         "date": datetime.now().astimezone().isoformat(), "version": ultralytics_version,
         "license": "AGPL-3.0 License (https://ultralytics.com/license)", "docs": "https://docs.ultralytics.com",
         "epoch": -1, "best_fitness": None, "model": model, "ema": None, "updates": None, "optimizer": None,
         "train_args": {"task": "detect", "imgsz": 640}, "yolov6_import": provenance,
     }
-    try:
-        torch.save(checkpoint, partial)
-        written, _ = load_checkpoint(partial)
+    def check(written_file: Path) -> FusionCheck:
+        written, _ = load_checkpoint(written_file)
         expected = model.state_dict()
         if written.state_dict().keys() != expected.keys() or not all(
                 torch.equal(tensor, expected[key]) for key, tensor in written.state_dict().items()):
             raise YOLOv6ImportError(f"{output}: the written checkpoint reloads with other weights than were imported")
         fuse_rep_blocks(written.fuse(verbose=False))
-        check = check_fusion(written, model, image, what=f"import written to {output}", inplace=True)
-        if output.exists() and not force:  # created while importing
-            raise FileExistsError(f"{output} exists; add --force (force=True) to replace it, or choose another path")
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
+        return check_fusion(written, model, image, what=f"import written to {output}", inplace=True)
+
+    check = write_checked(output, checkpoint, check, force, FORCE_HINT)
     return check
