@@ -25,6 +25,7 @@ from ultralytics.nn.tasks import guess_model_task  # noqa: E402
 from ultralytics.utils.torch_utils import get_flops  # noqa: E402
 
 import yolov8_efficientrep  # noqa: E402, F401  registers the blocks
+from yolov8_efficientrep.configs import scaled_name  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = [str(REPO / "cfg" / f"yolov8{s}-efficientrep.yaml") for s in "nsmlx"] + ["yolov8n.yaml", "yolov8s.yaml"]
@@ -57,7 +58,7 @@ def configs_table(imgsz: int = 640) -> list[str]:
         size = CLASSIFY_IMGSZ if task == "classify" else imgsz
         cells = []
         for scale in "ns":  # yolov8<scale>-<name>.yaml selects that scale of the unified file
-            scaled = path.with_name(path.name.replace("yolov8", f"yolov8{scale}", 1))
+            scaled = path.with_name(scaled_name(path.stem, scale))
             params, flops, fused_params, fused_flops = summarize(str(scaled), size)
             cells += [f"{params / 1e6:.2f}M / {fused_params / 1e6:.2f}M", f"{flops:.1f} / {fused_flops:.1f}"]
         lines.append(f"| `{path.name}` | {task} | {summary} | " + " | ".join(cells) + " |")

@@ -37,6 +37,22 @@ def test_unknown_module_names_the_row_and_the_closest_known_names(tmp_path, name
     assert isinstance(error.value, KeyError) and isinstance(error.value, AttributeError)
 
 
+def test_unknown_module_of_a_yaml_needing_a_newer_ultralytics_names_the_upgrade(tmp_path):
+    spec = {"nc": 2, "backbone": [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "C9k9", [64]]],
+            "head": [[[1], 1, "Detect", ["nc"]]]}
+    path = tmp_path / "future.yaml"  # as the YOLO11 / YOLO26 configs declare it, with a release nobody has yet
+    path.write_text("# Needs Ultralytics >= 99.0.0 (its C9k9 rows)\n" + yaml.safe_dump(spec, sort_keys=False))
+    with pytest.raises(UnknownModuleError, match=r"future.yaml, backbone row 1 .*: unknown module 'C9k9' in "
+                                                 r"Ultralytics 8\.\d+\.\d+; this model YAML needs Ultralytics >= "
+                                                 r"99\.0\.0: pip install -U 'ultralytics>=99\.0\.0'"):
+        YOLO(path)
+    spec["backbone"][1] = [-1, 1, "SPPF", [64, 5, 3, True, 7, 8]]  # arguments this release does not take
+    path.write_text("# Needs Ultralytics >= 99.0.0\n" + yaml.safe_dump(spec, sort_keys=False))
+    with pytest.raises(YAMLRowError, match=r"backbone row 1 .*: TypeError: .* in Ultralytics 8\.\d+\.\d+; this model "
+                                           r"YAML needs Ultralytics >= 99\.0\.0"):
+        YOLO(path)
+
+
 def test_unknown_module_from_the_plain_yolo_cli_ends_in_one_line_naming_the_file(run_fresh, shapes_data, tmp_path):
     row = [-1, 1, "RepVGGBlok", [64, 3, 2]]
     spec = {"nc": 2, "backbone": [[-1, 1, "Conv", [16, 3, 2]], row], "head": [[[1], 1, "Detect", ["nc"]]]}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -33,6 +34,15 @@ def bundled_yaml(name: str | Path) -> Path | None:
         return None
     candidate = CFG_DIR / path.name
     return candidate if candidate.is_file() else None
+
+
+def scaled_name(stem: str, scale: str) -> str:
+    """Return the file name that picks ``scale`` of a unified config, Ultralytics' way.
+
+    The scale letter follows the family's name: ``yolov8-efficientrep`` -> ``yolov8n-efficientrep.yaml``,
+    ``yolo26-efficientrep`` -> ``yolo26n-efficientrep.yaml``, ``yolov6-reppan`` -> ``yolov6n-reppan.yaml``.
+    """
+    return re.sub(r"^(yolov?\d+)", rf"\g<1>{scale}", stem) + ".yaml"
 
 
 def _or_bundled(find: Callable) -> Callable:

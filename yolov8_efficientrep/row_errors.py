@@ -6,7 +6,8 @@ wraps it. When a row fails, it reads the failing row's index from the ``parse_mo
 explains three kinds of failure:
 
 - a row that is not ``[from, repeats, module, args]`` (any row; such a row fails in Ultralytics too);
-- a module name that nothing defines (any row), with the closest names from the plugin, Ultralytics and ``torch.nn``;
+- a module name that nothing defines (any row), with the closest names from the plugin, Ultralytics and ``torch.nn``,
+  or, when the YAML's header says ``# Needs Ultralytics >= X`` and an older release is installed, the upgrade;
 - any failure while building a plugin block, with the block's arguments.
 
 Errors of Ultralytics' own modules in well-formed rows stay Ultralytics' own, and a YAML that builds never reaches this
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
+from pathlib import Path
 from types import CodeType, TracebackType
 from typing import Any, Callable
 
@@ -74,7 +77,13 @@ def with_row_context(parse_model: Callable, blocks: dict[str, tuple[type[nn.Modu
             where = f"{d.get('yaml_file', 'model YAML')}, {section} row {index} {row}"
             if malformed := _malformed(row):
                 raise YAMLRowError(f"{where}: {malformed}; {ROW_FORMAT}") from error
-            if isinstance(local.get("m"), str):  # the name lookup itself failed: m is resolved to a class right after
+            unknown = isinstance(local.get("m"), str)  # the name lookup itself failed: m becomes a class right after
+            if needed := _newer_ultralytics_needed(d.get("yaml_file")):  # a row this release lacks or builds otherwise
+                problem = f"unknown module {row[2]!r}" if unknown else f"{type(error).__name__}: {error}"
+                raise (UnknownModuleError if unknown else YAMLRowError)(
+                    f"{where}: {problem} in Ultralytics {_installed()}; this model YAML needs Ultralytics >= {needed}: "
+                    f"pip install -U 'ultralytics>={needed}'") from error
+            if unknown:
                 known = _known_modules(parse_model.__globals__)
                 examples = ", ".join(list(blocks)[:3])
                 raise UnknownModuleError(f"{where}: unknown module {row[2]!r}; {_suggest(row[2], known)} Module names "
@@ -120,6 +129,39 @@ def _malformed(row: Any) -> str:
 def _is_int(value: Any) -> bool:
     """Return True for an integer that is not a bool (YAML's ``true`` is a bool, never an index)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _installed() -> str:
+    """Return the installed Ultralytics version."""
+    from ultralytics import __version__
+
+    return __version__
+
+
+def _newer_ultralytics_needed(yaml_file: str | None) -> str | None:
+    """Return X when the model YAML's header says ``# Needs Ultralytics >= X`` and an older Ultralytics is installed.
+
+    The shipped YOLO11 / YOLO26 configs say so: their rows (C3k2, C2PSA, YOLO26's head) do not exist before then.
+    """
+    from .configs import bundled_yaml
+
+    if not yaml_file:
+        return None
+    path = Path(yaml_file)
+    unified = path.with_name(re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", path.stem) + path.suffix)  # as Ultralytics reads
+    for candidate in (path, unified):
+        found = candidate if candidate.is_file() else bundled_yaml(candidate)
+        if found:
+            needs = re.search(r"^# Needs Ultralytics >= ([\d.]+)", found.read_text(encoding="utf-8"), re.M)
+            if needs and _version(needs[1]) > _version(_installed()):
+                return needs[1]
+            return None
+    return None
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """Return the numeric release of a version string: ``8.3.0`` -> (8, 3, 0)."""
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 
 def _known_modules(namespace: dict) -> list[str]:

@@ -10,7 +10,6 @@ place.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ import yaml
 from ultralytics import __version__ as ultralytics_version
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
-from ..configs import CFG_DIR
+from ..configs import CFG_DIR, scaled_name
 from ..fusion import FusionCheck, check_fusion, fuse_rep_blocks, load_checkpoint, sample_image
 from ..output_files import refuse_output, write_checked
 from .architecture import Architecture, detect_architecture, refuse_model_families
@@ -111,7 +110,7 @@ def _target_config(selection: Selection, unit: str, nc: int, source: Path, arch:
     if scale_set:
         cfg["scales"][size] = [selection.depth, selection.width, 1024]
     cfg["scale"], cfg["nc"] = size, nc
-    cfg["yaml_file"] = re.sub(r"^(yolov\d)", rf"\g<1>{size}", name) + ".yaml"  # yolov6-reppan -> yolov6n-reppan
+    cfg["yaml_file"] = scaled_name(name, size)
     if reg_max is not None:
         cfg["head"][-1][3] = [cfg["head"][-1][3][0], reg_max]  # [nc, reg_max]
     if unit != form.units[0]:  # QARepVGG checkpoints: the RepVGG config with their unit in every Rep row
