@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,22 @@ def trained_checkpoint(shapes_data, tmp_path_factory) -> Path:
                                             device="cpu", plots=False, project=str(project), name="run", seed=0,
                                             deterministic=True)
     return project / "run" / "weights" / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def scale_n_model():
+    """Return a function: a shipped model config's stem -> its YOLO at scale n (``yolo26-efficientrep`` builds
+    ``yolo26n-efficientrep.yaml``), built once for the session; callers copy the model before changing it."""
+    from ultralytics import YOLO
+
+    built = {}
+
+    def get(stem: str):
+        if stem not in built:
+            built[stem] = YOLO(re.sub(r"^(yolov?\d+)", r"\1n", stem) + ".yaml")
+        return built[stem]
+
+    return get
 
 
 @pytest.fixture

@@ -319,10 +319,10 @@ def test_config_reproduces_yolov6_layer_shapes(cfg, rows, expected):
 
 
 @pytest.mark.parametrize("stem", list(CONFIGS))
-def test_config_builds_as_its_task_and_ultralytics_fuse_keeps_its_outputs(stem, randomize_bn):
-    yolo = YOLO(scale_n(stem))  # the scale letter picks scale n of the shipped file
+def test_config_builds_as_its_task_and_ultralytics_fuse_keeps_its_outputs(stem, scale_n_model, randomize_bn):
+    yolo = scale_n_model(stem)  # the scale letter picks scale n of the shipped file
     assert yolo.task == CONFIGS[stem] and yolo.model.yaml["scale"] == "n"
-    model = randomize_bn(yolo.model)
+    model = randomize_bn(copy.deepcopy(yolo.model))
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         unfused = first_tensor(model(x))
@@ -347,7 +347,9 @@ def task_data(tmp_path_factory):
     return data
 
 
-@pytest.mark.parametrize("stem", list(CONFIGS))
+# Not the yolov6-* configs: they are the yolov8-* rows trained and exported here, with EffiDeHead last
+# (test_yolov6_head.py checks that, trains EffiDeHead through `yolo train` and runs its ONNX export in ONNX Runtime).
+@pytest.mark.parametrize("stem", [stem for stem in CONFIGS if not stem.startswith("yolov6-")])
 def test_config_trains_one_batch_and_exports_to_onnx_that_onnxruntime_agrees_with(stem, task_data, tmp_path):
     task = CONFIGS[stem]
     data = task_data(task)

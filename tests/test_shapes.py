@@ -4,8 +4,10 @@
 ``datasets_dir``), so the generated set never lands in the user's or the repository's data set folders.
 """
 
+import os
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,36 +30,53 @@ TASK_DATA = {  # every other shipped data YAML: the model it trains, and what Ul
 
 
 @pytest.fixture(scope="module")
-def private_settings(run_fresh, tmp_path_factory) -> tuple[dict, Path]:
-    """A new Ultralytics config dir whose settings put data sets in a new folder, fonts seeded: (its env, the folder).
+def private_settings(run_fresh, tmp_path_factory) -> tuple[Path, Path]:
+    """A new Ultralytics config dir whose settings put data sets in a new folder, fonts seeded: (the dir, the folder).
 
     Shared by this module's tests: each data YAML generates its own sub-folder.
     """
     root = tmp_path_factory.mktemp("settings")
-    env = {"YOLO_CONFIG_DIR": str(root / "config")}
     code = (f"from ultralytics.utils import SETTINGS; SETTINGS.update(datasets_dir={str(root / 'datasets')!r}); "
             "from yolov8_efficientrep.offline import seed_fonts; seed_fonts()")
-    run_fresh(sys.executable, "-c", code, env=env)
-    return env, root / "datasets"
+    run_fresh(sys.executable, "-c", code, env={"YOLO_CONFIG_DIR": str(root / "config")})
+    return root / "config", root / "datasets"
 
 
-def yolo_train(run_fresh, env: dict, tmp_path: Path, model: str, data: str):
+def yolo_train(run_fresh, config: Path, folder: Path, model: str, data: str):
     """``yolo train model=<model> data=<data>`` at tiny settings in a new empty directory, which must stay empty."""
-    empty = tmp_path / "empty"
-    empty.mkdir()
+    empty = folder / "empty"
+    empty.mkdir(parents=True)
+    shutil.copytree(config, folder / "config")  # the same settings, but a file of its own: the runs overlap
     result = run_fresh("yolo", "train", f"model={model}", f"data={data}", "epochs=1", "imgsz=64", "fraction=0.0625",
-                       "batch=16", "workers=0", "plots=False", f"project={tmp_path / 'runs'}", "name=train", cwd=empty,
-                       env=env)
-    assert (tmp_path / "runs" / "train" / "weights" / "best.pt").is_file()
+                       "batch=16", "workers=0", "plots=False", f"project={folder / 'runs'}", "name=train", cwd=empty,
+                       env={"YOLO_CONFIG_DIR": str(folder / "config")})
+    assert (folder / "runs" / "train" / "weights" / "best.pt").is_file()
     assert list(empty.iterdir()) == []  # nothing lands in the working directory
     return result
 
 
-def test_yolo_train_with_the_shipped_data_yaml_generates_the_set_on_first_use(run_fresh, private_settings, tmp_path):
-    env, datasets = private_settings
+@pytest.fixture(scope="module")
+def trained(run_fresh, private_settings, tmp_path_factory) -> dict:
+    """``yolo train`` on every shipped data YAML, as many at once as there are CPUs (generating a set on first use is
+    single-threaded Python); return ``{data YAML: its result or its failure}``."""
+    models = {SHIPPED.name: "yolov8n-efficientrep.yaml", **{data: model for data, (model, _) in TASK_DATA.items()}}
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        futures = {data: pool.submit(yolo_train, run_fresh, private_settings[0], tmp_path_factory.mktemp(data), model,
+                                     data) for data, model in models.items()}
+    return {data: future.exception() or future.result() for data, future in futures.items()}
+
+
+def train_result(trained: dict, data: str):
+    """Return one data YAML's ``yolo train`` result, re-raising its failure in the test that asks for it."""
+    if isinstance(trained[data], BaseException):
+        raise trained[data]
+    return trained[data]
+
+
+def test_yolo_train_with_the_shipped_data_yaml_generates_the_set_on_first_use(private_settings, trained, tmp_path):
     spec = yaml.safe_load(SHIPPED.read_text())
-    root = datasets / spec["path"]
-    result = yolo_train(run_fresh, env, tmp_path, "yolov8n-efficientrep.yaml", "shapes.yaml")
+    root = private_settings[1] / spec["path"]
+    result = train_result(trained, SHIPPED.name)
     assert "Dataset download success" in result.stdout + result.stderr
 
     counts = {split: len(list((root / "images" / split).glob("*.png"))) for split in ("train", "val")}
@@ -71,11 +90,10 @@ def test_yolo_train_with_the_shipped_data_yaml_generates_the_set_on_first_use(ru
 
 
 @pytest.mark.parametrize("data", list(TASK_DATA))
-def test_yolo_trains_every_task_on_its_shipped_data_yaml_by_bare_name(run_fresh, private_settings, tmp_path, data):
-    (env, datasets), (model, expected) = private_settings, TASK_DATA[data]
-    yolo_train(run_fresh, env, tmp_path, model, data)
+def test_yolo_trains_every_task_on_its_shipped_data_yaml_by_bare_name(private_settings, trained, data):
+    train_result(trained, data)
     spec = yaml.safe_load((REPO / "cfg" / data).read_text())
-    assert (datasets / spec["path"] / expected).is_dir()
+    assert (private_settings[1] / spec["path"] / TASK_DATA[data][1]).is_dir()
 
 
 def test_every_shipped_data_yaml_is_covered_and_no_ultralytics_file_has_its_name():

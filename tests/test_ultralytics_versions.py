@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ultralytics import YOLO
 
 from yolov8_efficientrep.registration import _MAX_VERSION, _MIN_VERSION, SUPPORTED_ULTRALYTICS
 
@@ -83,12 +82,12 @@ def check(checks: dict, release: str, route: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference() -> dict:
-    """Parameter count and row types of every shipped model YAML, built with the suite's own Ultralytics."""
+def reference(scale_n_model) -> dict:
+    """Parameter count and row types of every shipped model YAML at scale n, built with the suite's own Ultralytics."""
     models = {}
     for path in sorted((REPO / "cfg").glob("*.yaml")):
         if "backbone" in yaml.safe_load(path.read_text()):
-            model = YOLO(path.with_name(path.name.replace("yolov8-", "yolov8n-"))).model
+            model = scale_n_model(path.stem).model  # built once for test_family too
             models[path.name] = {"params": sum(p.numel() for p in model.parameters()),
                                  "rows": [type(m).__name__ for m in model.model]}
     return models
