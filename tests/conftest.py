@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ os.environ["YOLOV8_EFFICIENTREP_HOOK"] = "0"
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from yolov8_efficientrep.configs import scaled_name  # noqa: E402
 from yolov8_efficientrep.offline import seed_fonts  # noqa: E402
 from yolov8_efficientrep.shapes import make_shapes_dataset  # noqa: E402
 
@@ -62,7 +62,7 @@ def scale_n_model():
 
     def get(stem: str):
         if stem not in built:
-            built[stem] = YOLO(re.sub(r"^(yolov?\d+)", r"\1n", stem) + ".yaml")
+            built[stem] = YOLO(scaled_name(stem, "n"))
         return built[stem]
 
     return get
