@@ -8,7 +8,6 @@ import hashlib
 import re
 import shutil
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -171,16 +170,13 @@ def test_fuse_command_writes_a_checkpoint_that_yolo_predicts_validates_and_expor
     assert params[1] == sum(p.numel() for p in fused_model.parameters()) < params[0]
     assert all(b.forward == b.forward_fuse for b in rep_blocks(fused_model))
 
-    commands = [  # independent of each other: run at once
-        ("predict", f"model={fused_file}", f"source={shapes_data.parent / 'images' / 'val'}", "imgsz=64", "conf=0.0005",
-         f"project={model_copy.parent}", "name=predict"),
-        ("val", f"model={fused_file}", f"data={shapes_data}", "imgsz=64", "batch=8", "plots=False",
-         f"project={model_copy.parent}", "name=val"),
-        ("export", f"model={fused_file}", "format=onnx", "imgsz=64")]
-    with ThreadPoolExecutor(len(commands)) as pool:
-        predicted, validated, exported = pool.map(lambda command: run_fresh("yolo", *command), commands)
+    predicted = run_fresh("yolo", "predict", f"model={fused_file}", f"source={shapes_data.parent / 'images' / 'val'}",
+                          "imgsz=64", "conf=0.0005", f"project={model_copy.parent}", "name=predict")
     assert "Results saved to" in predicted.stdout + predicted.stderr
+    validated = run_fresh("yolo", "val", f"model={fused_file}", f"data={shapes_data}", "imgsz=64", "batch=8",
+                          "plots=False", f"project={model_copy.parent}", "name=val")
     assert re.search(r"^\s+all\s+8\s", validated.stdout + validated.stderr, re.MULTILINE)
+    exported = run_fresh("yolo", "export", f"model={fused_file}", "format=onnx", "imgsz=64")
     assert "were fused before export" in exported.stdout + exported.stderr
     onnx_file = fused_file.with_suffix(".onnx")
     assert onnx_unfused_nodes(onnx_file) == []
