@@ -4,7 +4,6 @@ with equal outputs and exports to ONNX that ONNX Runtime runs to the same number
 import copy
 import csv
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +24,11 @@ from yolov8_efficientrep import (
     BottleRep,
     QARepVGGBlock,
     RepBlock,
-    RepVGGBlock,
     SimCSPSPPF,
     SimSPPF,
     YAMLRowError,
 )
+from yolov8_efficientrep.configs import scaled_name
 from yolov8_efficientrep.fusion import rep_blocks
 from yolov8_efficientrep.shapes import make_task_dataset
 
@@ -58,11 +57,6 @@ CONFIGS = {  # every model YAML in cfg/: the task Ultralytics must recognise
     "yolov6-cspbifpan": "detect",
     "yolov6-cspbifpan-silu": "detect",
 }
-
-
-def scale_n(stem: str) -> str:
-    """Return the file name that picks scale n of a unified config: ``yolo26-efficientrep`` -> ``yolo26n-efficientrep.yaml``."""
-    return re.sub(r"^(yolov?\d+)", r"\1n", stem) + ".yaml"
 
 
 def relative_difference(fused: torch.Tensor, unfused: torch.Tensor) -> float:
@@ -328,7 +322,7 @@ def test_config_builds_as_its_task_and_ultralytics_fuse_keeps_its_outputs(stem, 
         unfused = first_tensor(model(x))
         fused_model = copy.deepcopy(model).fuse(verbose=False)
         difference = relative_difference(first_tensor(fused_model(x)), unfused)
-    print(f"{scale_n(stem)} fused vs unfused: max relative |diff| = {difference:.2e}")
+    print(f"{scaled_name(stem, 'n')} fused vs unfused: max relative |diff| = {difference:.2e}")
     assert difference < RTOL
     assert not any(isinstance(m, nn.BatchNorm2d) or hasattr(m, "conv1") for m in fused_model.modules())
 
@@ -353,7 +347,7 @@ def task_data(tmp_path_factory):
 def test_config_trains_one_batch_and_exports_to_onnx_that_onnxruntime_agrees_with(stem, task_data, tmp_path):
     task = CONFIGS[stem]
     data = task_data(task)
-    model = YOLO(REPO / "cfg" / scale_n(stem))
+    model = YOLO(REPO / "cfg" / scaled_name(stem, "n"))
     model.train(data=str(data), epochs=1, imgsz=64, batch=32, workers=0, device="cpu", plots=False, val=False,
                 project=str(tmp_path), name="run", exist_ok=True, seed=0, deterministic=True)
     run = tmp_path / "run"
@@ -377,7 +371,7 @@ def test_config_trains_one_batch_and_exports_to_onnx_that_onnxruntime_agrees_wit
         expected = first_tensor(trained(torch.from_numpy(x))).numpy()
     assert exported.shape == expected.shape
     difference = np.abs(exported - expected).max() / np.abs(expected).max()
-    print(f"{scale_n(stem)} ONNX Runtime vs the trained PyTorch model: max relative |diff| = {difference:.2e}")
+    print(f"{scaled_name(stem, 'n')} ONNX Runtime vs the trained PyTorch model: max relative |diff| = {difference:.2e}")
     assert difference < RTOL
     fused_model = trained.fuse(verbose=False)
     graph = onnx.load(onnx_file).graph  # exported re-parameterized: one Conv node per conv of the fused model
