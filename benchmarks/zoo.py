@@ -72,17 +72,31 @@ def key(cfg: str, epochs: int, seed: int, overrides: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _folder(cfg: str, epochs: int, seed: int, zoo: Path, overrides: dict) -> Path:
+    """Return the cache folder of a run: named by content, not by file name, so the same network under another name
+    (a variant that became a shipped config's default) is the same cached run."""
+    return zoo / f"e{epochs}-s{seed}-{key(cfg, epochs, seed, overrides)}"
+
+
+def cached(cfg: str, epochs: int, seed: int = 0, zoo: Path = DEFAULT_ZOO, **overrides) -> TrainedModel | None:
+    """Return the cached run of ``cfg`` (as ``trained`` would), or None if it has not been trained to the end."""
+    folder = _folder(cfg, epochs, seed, zoo, overrides)
+    record = folder / "trained.json"
+    if not record.is_file():
+        return None
+    saved = json.loads(record.read_text())
+    return TrainedModel(cfg, folder / "weights" / "best.pt", folder / "results.csv", saved["epoch_seconds"])
+
+
 def trained(cfg: str, epochs: int, seed: int = 0, zoo: Path = DEFAULT_ZOO, log=print, **overrides) -> TrainedModel:
     """Return ``cfg`` trained with ``RECIPE`` for ``epochs`` (and any training ``overrides``), training it if needed."""
     from ultralytics import YOLO
 
-    # named by content, not by file name: the same network under another name (a variant that became a shipped
-    # config's default) is the same cached run
-    folder = zoo / f"e{epochs}-s{seed}-{key(cfg, epochs, seed, overrides)}"
+    done = cached(cfg, epochs, seed, zoo, **overrides)
+    if done:
+        return done
+    folder = _folder(cfg, epochs, seed, zoo, overrides)
     record = folder / "trained.json"
-    if record.is_file():
-        saved = json.loads(record.read_text())
-        return TrainedModel(cfg, folder / "weights" / "best.pt", folder / "results.csv", saved["epoch_seconds"])
     log(f"training {cfg} for {epochs} epochs (seed {seed}{', ' if overrides else ''}"
         f"{', '.join(f'{k}={v}' for k, v in overrides.items())}) into {folder}")
     seed_fonts()  # Ultralytics checks its plot font even with plots=False; offline it must find it locally
