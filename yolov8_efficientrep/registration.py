@@ -55,11 +55,16 @@ _ROW_ARGS = {"RepVGGBlock": "[c2, k=3, s=1, act]", "QARepVGGBlock": "[c2, k=3, s
              "ConvBNAct": "[c2, k=3, s=1, act]", "EffiDeHead": "[nc, reg_max=16 (YOLOv6's: 0 for no DFL)]"}
 
 
+def version_tuple(text: str) -> tuple[int, ...]:
+    """Return the numeric release of a version string: ``8.3.0`` -> (8, 3, 0)."""
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
 def ultralytics_version() -> tuple[int, ...]:
     """Return the installed Ultralytics version as an integer tuple, e.g. ``(8, 4, 190)``."""
     import ultralytics
 
-    return tuple(int(part) for part in re.findall(r"\d+", ultralytics.__version__)[:3])
+    return version_tuple(ultralytics.__version__)
 
 
 def _unsupported(reason: str) -> ImportError:

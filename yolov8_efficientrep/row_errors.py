@@ -144,6 +144,7 @@ def _newer_ultralytics_needed(yaml_file: str | None) -> str | None:
     The shipped YOLO11 / YOLO26 configs say so: their rows (C3k2, C2PSA, YOLO26's head) do not exist before then.
     """
     from .configs import bundled_yaml
+    from .registration import ultralytics_version, version_tuple  # here: registration imports this module
 
     if not yaml_file:
         return None
@@ -153,15 +154,10 @@ def _newer_ultralytics_needed(yaml_file: str | None) -> str | None:
         found = candidate if candidate.is_file() else bundled_yaml(candidate)
         if found:
             needs = re.search(r"^# Needs Ultralytics >= ([\d.]+)", found.read_text(encoding="utf-8"), re.M)
-            if needs and _version(needs[1]) > _version(_installed()):
+            if needs and version_tuple(needs[1]) > ultralytics_version():
                 return needs[1]
             return None
     return None
-
-
-def _version(text: str) -> tuple[int, ...]:
-    """Return the numeric release of a version string: ``8.3.0`` -> (8, 3, 0)."""
-    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 
 def _known_modules(namespace: dict) -> list[str]:
