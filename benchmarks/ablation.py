@@ -50,7 +50,7 @@ VARIANTS = (
             "as version 0.1 shipped yolov8-efficientrep: ReLU everywhere (backbone, SPPF, YOLOv8 neck and head)"),
     Variant("EfficientRep-n, SiLU", str(VARIANTS_DIR / "yolov8n-efficientrep-silu.yaml"),
             "v0.1 with its activation line deleted: SiLU everywhere"),
-    Variant("EfficientRep-n, ReLU backbone + SiLU head", str(VARIANTS_DIR / "yolov8n-efficientrep-relurep.yaml"),
+    Variant("EfficientRep-n, ReLU backbone + SiLU head", "yolov8n-efficientrep.yaml",
             "ReLU in the Rep rows and SimSPPF, SiLU in YOLOv8's neck and head (YOLOv6's split): the shipped default"),
     Variant("EfficientRep-n layers, plain", str(VARIANTS_DIR / "yolov8n-efficientrep-plain.yaml"),
             "each Rep block trained as one Conv+BN+ReLU: the fused network without the training branches"),
