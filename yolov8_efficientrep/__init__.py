@@ -1,7 +1,7 @@
 """YOLOv6's EfficientRep blocks for Ultralytics YOLOv8, as a plugin: importing this package registers them."""
 
 from .blocks import BottleRep, QARepVGGBlock, RepBlock, RepVGGBlock
-from .checkpoints import allow_restricted_loading
+from .checkpoints import scope_restricted_loading
 from .csp_blocks import BepC3, CSPSPPF, SimCSPSPPF, SimSPPF
 from .export import register_callbacks
 from .fusion import FusionCheckError, fuse_checkpoint, fuse_model
@@ -13,5 +13,5 @@ __all__ = ("BepC3", "BottleRep", "CSPSPPF", "FusionCheckError", "QARepVGGBlock",
            "SimCSPSPPF", "SimSPPF", "UnknownModuleError", "YAMLRowError", "fuse_checkpoint", "fuse_model", "register")
 
 register()
-allow_restricted_loading()  # ULTRALYTICS_SAFE_LOAD=1 may then load checkpoints with plugin blocks
+scope_restricted_loading()  # ULTRALYTICS_SAFE_LOAD=1 may then load checkpoints with plugin blocks
 register_callbacks()

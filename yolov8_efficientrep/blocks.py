@@ -15,6 +15,7 @@ from ultralytics.nn.modules import Conv, RepConv
 from ultralytics.utils import LOGGER
 
 from .activations import Act, is_activation_name, resolve_act
+from .limits import check_channels, check_kernel, check_parameters, check_repeats
 
 
 def _folded_kernel_bias(branch: Conv) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,8 +79,10 @@ class RepVGGBlock(RepConv):
                              f"(got k={k}, p={p}, d={d}); use k=3, or a Conv row for other kernels")
         if s not in (1, 2):
             raise ValueError(f"{name}: stride must be 1 or 2, got {s}")
-        if not all(isinstance(v, int) and v > 0 for v in (c1, c2, g)) or c1 % g or c2 % g:
+        check_channels(name, c1, c2)
+        if not (isinstance(g, int) and g > 0) or c1 % g or c2 % g:
             raise ValueError(f"{name}: channels and groups must be positive integers with c1 and c2 divisible by g={g}")
+        check_parameters(name, c1 * c2 // g * 10)  # the 3x3 and 1x1 branches
         activation = resolve_act(act, name)
         super().__init__(c1, c2, k=3, s=s, p=1, g=g, act=False, bn=c1 == c2 and s == 1)
         # RepConv.default_act ignores the YAML's `activation:`; resolve_act reads Conv.default_act, which carries it
@@ -216,7 +219,11 @@ class ConvBNAct(Conv):
             act (bool | str | nn.Module): Activation, as ``RepVGGBlock``'s ``act``.
             g (int): Groups.
         """
-        super().__init__(c1, c2, k, s, g=g, act=resolve_act(act, f"ConvBNAct(c1={c1}, c2={c2}, k={k}, s={s})"))
+        owner = f"ConvBNAct(c1={c1}, c2={c2}, k={k}, s={s})"
+        check_channels(owner, c1, c2)
+        check_kernel(owner, k)
+        check_parameters(owner, c1 * c2 * k * k // (g if isinstance(g, int) and g > 0 else 1))
+        super().__init__(c1, c2, k, s, g=g, act=resolve_act(act, owner))
 
 
 class BottleRep(nn.Module):
@@ -245,6 +252,8 @@ class BottleRep(nn.Module):
         """
         super().__init__()
         owner = f"BottleRep(c1={c1}, c2={c2})"
+        check_channels(owner, c1, c2)
+        check_parameters(owner, (c1 + c2) * c2 * 10)  # two 3x3 + 1x1 layers
         unit = _resolve_unit(block, BASIC_UNITS, owner)
         if not isinstance(weight, bool):
             raise TypeError(f"{owner}: weight must be True or False, got {weight!r}")
@@ -309,9 +318,10 @@ class RepBlock(nn.Module):
                        f"RepBlock (its RepVGG units already carry identity branches); remove it to silence this")
             block = "RepVGGBlock"
         owner = f"RepBlock(c1={c1}, c2={c2}, n={n})"
+        check_channels(owner, c1, c2)
+        check_repeats(owner, n)
+        check_parameters(owner, n * max(c1, c2) * c2 * 10)  # n 3x3 + 1x1 layers
         unit = _resolve_unit(block, REP_UNITS, owner)
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"RepBlock(c1={c1}, c2={c2}): repeats n must be a positive integer, got {n!r}")
         activation = resolve_act(act, owner)
         if unit is BottleRep:
             make = functools.partial(BottleRep, block=basic_block, weight=True, act=activation)

@@ -1,19 +1,28 @@
-"""Let Ultralytics' restricted checkpoint loader (``ULTRALYTICS_SAFE_LOAD=1``) rebuild models that use plugin blocks.
+"""Let Ultralytics' restricted checkpoint loader (``ULTRALYTICS_SAFE_LOAD=1``) rebuild models with plugin blocks.
 
-Restricted loading unpickles with ``torch.load(weights_only=True)`` against an allow-list of torch and Ultralytics
-classes and imports nothing itself, so a ``best.pt`` that pickles ``yolov8_efficientrep.blocks.RepVGGBlock`` is refused
-as "outside the supported Ultralytics checkpoint format" unless the plugin has allow-listed its classes first. Importing
-the package does that, and the start-up hook imports it before Ultralytics can load any checkpoint.
+Restricted loading unpickles with ``torch.load(weights_only=True)`` against an allow-list and imports nothing itself,
+so a ``best.pt`` that pickles ``yolov8_efficientrep.blocks.RepVGGBlock`` is refused as "outside the supported
+Ultralytics checkpoint format" unless the plugin's classes are on torch's list. They are put there only while
+Ultralytics' own restricted loader runs (around ``_SafeLoad.loading``), never for the life of the process: torch's
+list is process-wide, and a class on it may be called by any ``weights_only`` load with the file's arguments.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import sys
+import threading
+from typing import Iterator
 
 import torch
 from torch import nn
 
 from .registration import _plugin_blocks
+
+_lock = threading.Lock()
+_users = 0  # restricted loads in flight (threads may load concurrently): the classes leave the list with the last one
+_scope = contextlib.ExitStack()
 
 
 def plugin_classes() -> list[type[nn.Module]]:
@@ -34,15 +43,55 @@ def plugin_classes() -> list[type[nn.Module]]:
     return sorted(classes, key=lambda cls: (cls.__module__, cls.__qualname__))
 
 
-def allow_restricted_loading() -> list[type[nn.Module]]:
-    """Allow-list the plugin's layer classes for ``torch.load(weights_only=True)``; return them.
+@contextlib.contextmanager
+def plugin_classes_allowed() -> Iterator[list[type[nn.Module]]]:
+    """Put the plugin's classes on torch's ``weights_only`` allow-list inside the block; take them off after it.
 
-    Torch without ``add_safe_globals`` (before 2.4) has no restricted loading for Ultralytics to use, so nothing is
-    needed there.
+    Counted across threads: the classes stay on the list until the last block that needs them has ended, so one
+    thread's load never strips them from another's load in flight.
     """
-    add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
-    if add_safe_globals is None:
-        return []
+    global _users
     classes = plugin_classes()
-    add_safe_globals(classes)
-    return classes
+    with _lock:
+        if _users == 0:
+            _scope.enter_context(torch.serialization.safe_globals(classes))
+        _users += 1
+    try:
+        yield classes
+    finally:
+        with _lock:
+            _users -= 1
+            if _users == 0:
+                _scope.close()
+
+
+def scope_restricted_loading() -> bool:
+    """Allow the plugin's classes inside Ultralytics' restricted loader (``_SafeLoad.loading``); idempotent.
+
+    Returns:
+        (bool): Whether the running Ultralytics has that loader (8.4 releases since ``ULTRALYTICS_SAFE_LOAD``); older
+        releases always unpickle checkpoints in full, so there is nothing to scope.
+    """
+    tasks = importlib.import_module("ultralytics.nn.tasks")
+    safe_load = getattr(tasks, "_SafeLoad", None)
+    loading = vars(safe_load).get("loading") if safe_load is not None else None
+    if not isinstance(loading, classmethod):
+        from ultralytics import __version__
+        from ultralytics.utils import LOGGER
+
+        if hasattr(importlib.import_module("ultralytics.utils"), "SAFE_LOAD"):  # a restricted loader of another shape
+            LOGGER.warning(f"yolov8-efficientrep: Ultralytics {__version__} has no _SafeLoad.loading to scope the "
+                           f"plugin's classes to: ULTRALYTICS_SAFE_LOAD=1 cannot load checkpoints with plugin blocks")
+        return False
+    if getattr(loading.__func__, "allows_plugin_classes", False):
+        return True
+    restricted_loading = loading.__func__
+
+    @contextlib.contextmanager
+    def loading_with_plugin_classes(cls, weight):
+        with plugin_classes_allowed(), restricted_loading(cls, weight):
+            yield
+
+    loading_with_plugin_classes.allows_plugin_classes = True
+    safe_load.loading = classmethod(loading_with_plugin_classes)
+    return True

@@ -12,6 +12,7 @@ from ultralytics.nn.modules import Conv
 
 from .activations import Act, resolve_act
 from .blocks import BASIC_UNITS, RepBlock
+from .limits import check_channels, check_kernel, check_parameters, check_repeats
 
 
 def _check_expansion(owner: str, e: float) -> None:
@@ -47,6 +48,8 @@ class BepC3(nn.Module):
         """
         super().__init__()
         owner = f"BepC3(c1={c1}, c2={c2}, n={n}, e={e})"
+        check_channels(owner, c1, c2)
+        check_repeats(owner, n)
         _check_expansion(owner, e)
         if isinstance(block, str) and block not in BASIC_UNITS:
             raise ValueError(f"{owner}: unknown block {block!r}; choose one of {', '.join(BASIC_UNITS)}")
@@ -81,7 +84,11 @@ class SimSPPF(nn.Module):
             act (bool | str | nn.Module): Activation of both convolutions, as ``RepVGGBlock``'s ``act``; ReLU by default.
         """
         super().__init__()
-        activation = resolve_act(act, f"SimSPPF(c1={c1}, c2={c2}, k={k})")
+        owner = f"SimSPPF(c1={c1}, c2={c2}, k={k})"
+        check_channels(owner, c1, c2)
+        check_kernel(owner, k, odd=True)
+        check_parameters(owner, c1 * c1 // 2 + 2 * c1 * c2)
+        activation = resolve_act(act, owner)
         c_ = c1 // 2
         self.cv1 = Conv(c1, c_, 1, 1, act=activation)
         self.cv2 = Conv(c_ * 4, c2, 1, 1, act=activation)
@@ -121,9 +128,12 @@ class CSPSPPF(nn.Module):
         """
         super().__init__()
         owner = f"{type(self).__name__}(c1={c1}, c2={c2}, k={k}, e={e})"
+        check_channels(owner, c1, c2)
+        check_kernel(owner, k, odd=True)
         _check_expansion(owner, e)
         act = resolve_act(act, owner)
         c_ = max(int(c2 * e), 1)
+        check_parameters(owner, 2 * c1 * c_ + 23 * c_ * c_ + 2 * c_ * c2)  # cv1-cv7: two 3x3, five 1x1
         self.cv1 = Conv(c1, c_, 1, 1, act=act)
         self.cv2 = Conv(c1, c_, 1, 1, act=act)
         self.cv3 = Conv(c_, c_, 3, 1, act=act)

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from ultralytics.nn.modules import DFL, Conv, Detect
 
+from .limits import MAX_REG_MAX, check_channels, check_classes, check_parameters
+
 PRIOR = 0.01  # YOLOv6's initial class probability (Detect.prior_prob)
 # Modules that bind Ultralytics' guess_model_task by name (tasks' own loaders, the package re-export, Model).
 _TASK_GUESS_USERS = ("ultralytics.nn.tasks", "ultralytics.nn", "ultralytics.engine.model")
@@ -76,11 +78,16 @@ class EffiDeHead(Detect):
             *extra, ch = parsed
             if len(extra) == 2 and extra[1]:
                 raise ValueError("EffiDeHead has no one-to-one (end2end) branch: remove 'end2end' from the model YAML")
-        if isinstance(reg_max, bool) or not isinstance(reg_max, int) or reg_max < 0:
-            raise ValueError(f"EffiDeHead reg_max is YOLOv6's: 0 for plain distances, 16 for 17 DFL bins per side; got "
-                             f"{reg_max!r}")
-        if not ch:
-            raise ValueError("EffiDeHead needs the input channels of each level (a YAML row's 'from' lists them)")
+        if isinstance(reg_max, bool) or not isinstance(reg_max, int) or not 0 <= reg_max <= MAX_REG_MAX:
+            raise ValueError(f"EffiDeHead reg_max is YOLOv6's: 0 for plain distances, 16 for 17 DFL bins per side (at "
+                             f"most {MAX_REG_MAX}); got {reg_max!r}")
+        if not ch or not isinstance(ch, (list, tuple)) or len(ch) > 8:
+            raise ValueError(f"EffiDeHead needs the input channels of each level, 1 to 8 levels (a YAML row's 'from' "
+                             f"lists them); got {ch!r}")
+        owner = f"EffiDeHead(nc={nc}, reg_max={reg_max}, ch={list(ch)})"
+        check_classes(owner, nc)
+        check_channels(owner, *ch)
+        check_parameters(owner, sum(c * (c + 18 * c + nc + 4 * (reg_max + 1)) for c in ch))  # stem, two 3x3, preds
         self.nc = nc
         self.nl = len(ch)
         self.reg_max = reg_max + 1

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .inert import Record
 from .reader import YOLOv6Checkpoint, YOLOv6ImportError
 
 # YOLOv6 unit classes (the `block` of its backbone and neck stages) -> the unit's name in this package's terms.
@@ -140,17 +141,17 @@ class Architecture:
                 f"stage {list(self.units)}, {self.naming} names")
 
 
-def _name(module: nn.Module | None) -> str:
-    """Return a module's YOLOv6 (stand-in) or torch class name."""
-    return type(module).__name__
+def _name(module: Record | None) -> str:
+    """Return a module record's class name (YOLOv6's or torch's), ``None`` for a missing module."""
+    return module.class_name if isinstance(module, Record) else type(module).__name__
 
 
-def _first_conv(module: nn.Module) -> nn.Conv2d:
+def _first_conv(module: Record) -> Record:
     """Return the first ``Conv2d`` in a module: a Rep unit's 3x3 branch, a conv unit's convolution."""
-    return next(m for m in module.modules() if isinstance(m, nn.Conv2d))
+    return next(m for m in module.modules() if m.is_instance_of(nn.Conv2d))
 
 
-def out_channels(module: nn.Module) -> int:
+def out_channels(module: Record) -> int:
     """Return the output channels of a YOLOv6 layer or stage."""
     name = _name(module)
     if name in ("RepBlock", "BottleRep"):
@@ -164,14 +165,14 @@ def out_channels(module: nn.Module) -> int:
     return _first_conv(module).out_channels
 
 
-def stage_units(stage: nn.Module) -> list[nn.Module]:
+def stage_units(stage: Record) -> list[Record]:
     """Return the units of a RepBlock (its layers, or its BottleRep units) or of a BepC3's RepBlock."""
     if _name(stage) == "BepC3":
         return stage_units(stage.m)
     return [stage.conv1, *(stage.block if stage.block is not None else [])]
 
 
-def layer_units(stage: nn.Module) -> list[nn.Module]:
+def layer_units(stage: Record) -> list[Record]:
     """Return every single layer of a stage, looking inside BottleRep units."""
     return [layer for unit in stage_units(stage)
             for layer in ((unit.conv1, unit.conv2) if _name(unit) == "BottleRep" else (unit,))]
@@ -201,7 +202,7 @@ def _refuse_unsupported(checkpoint: YOLOv6Checkpoint) -> None:
     """Raise ``YOLOv6ImportError`` for the YOLOv6 models this importer does not take, naming what the file is."""
     path, model = checkpoint.path, checkpoint.model
     refuse_model_families(path, checkpoint.classes)
-    fused = [name for name, m in model.named_modules() if name.endswith("rbr_reparam") or "forward" in vars(m)]
+    fused = [name for name, m in model.named_modules() if name.endswith("rbr_reparam") or "forward" in m.attributes]
     if fused:
         raise YOLOv6ImportError(
             f"{path} is a fused (deploy) YOLOv6 checkpoint: its Rep blocks were re-parameterized ({fused[0]}) and "
@@ -240,20 +241,25 @@ def _csp_ratio(checkpoint: YOLOv6Checkpoint) -> str | None:
                             f"neither of YOLOv6's ratios ({', '.join(CSP_RATIOS)}); no shipped config has them")
 
 
-def _head(detect: nn.Module, model: nn.Module) -> HeadLayout:
+def _whole_number(value: object) -> int | None:
+    """Return ``value`` if it is an integer (not a bool), else None: what a file stores may be anything."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _head(detect: Record, model: Record) -> HeadLayout:
     """Return the layout of YOLOv6's detection head."""
     branches = {}
     for name in HEAD_BRANCHES:
         levels = getattr(detect, name, None)
-        if isinstance(levels, nn.ModuleList):
+        if isinstance(levels, Record) and levels.is_instance_of(nn.ModuleList):
             branches[name] = tuple(tuple(next(t for t in level.state_dict().values() if t.dim() == 4).shape)
                                    for level in levels)
     names = getattr(model, "names", None)
-    reg_max, use_dfl = getattr(detect, "reg_max", None), getattr(detect, "use_dfl", None)
-    return HeadLayout(getattr(detect, "yolov6_class", _name(detect)), int(getattr(detect, "nc", 0)),
-                      tuple(str(n) for n in names) if isinstance(names, (list, tuple)) else None,
-                      reg_max if isinstance(reg_max, int) else None, use_dfl if isinstance(use_dfl, bool) else None,
-                      branches)
+    use_dfl = getattr(detect, "use_dfl", None)
+    return HeadLayout(detect.class_path, _whole_number(getattr(detect, "nc", None)) or 0,
+                      tuple(names) if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names)
+                      else None, _whole_number(getattr(detect, "reg_max", None)),
+                      use_dfl if isinstance(use_dfl, bool) else None, branches)
 
 
 def detect_architecture(checkpoint: YOLOv6Checkpoint) -> Architecture:

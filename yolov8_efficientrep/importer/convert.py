@@ -22,6 +22,7 @@ from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
 from ..configs import CFG_DIR, scaled_name
 from ..fusion import FusionCheck, check_fusion, fuse_rep_blocks, load_checkpoint, sample_image
+from ..limits import check_classes, check_imgsz
 from ..output_files import refuse_output, write_checked
 from .architecture import Architecture, detect_architecture, refuse_model_families
 from .forms import Selection, select_form
@@ -188,9 +189,12 @@ def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None,
     source, output = Path(source), Path(output)
     if head not in HEADS:
         raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: no such checkpoint")
     refuse_output(source, output, force, FORCE_HINT)
-    if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 1):
-        raise ValueError(f"nc must be a positive number of classes, got {nc!r}")
+    if nc is not None:
+        check_classes("nc (--nc)", nc)
+    check_imgsz("import check image", imgsz)
     checkpoint = read_checkpoint(source, screen=refuse_model_families)  # Lite, seg, P6, MBLA: before unpickling
     arch = detect_architecture(checkpoint)
     selection = select_form(arch, source)
@@ -200,6 +204,8 @@ def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None,
                          f"fine-tune for {nc} classes, import with --head yolov6 and train on your data (yolo train "
                          f"re-initializes only the class predictions), or import with --head yolov8 --nc {nc}")
     reg_max = arch.head.inference_reg_max(source) if keep else None
+    if nc is None:
+        check_classes(f"{source}: its head's nc", arch.head.nc)  # a number from the file: bounded before building
     nc = nc or arch.head.nc
     cfg, scale_set = _target_config(selection, arch.unit, nc, source, arch, reg_max)
     with torch.random.fork_rng(), torch.no_grad():  # seeded: the new head's weights are the same for the same input
@@ -218,7 +224,7 @@ def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None,
     target.load_state_dict(transfer.state, strict=False)
     dropped = tuple(sorted(transfer.dropped))
     check = _write(target.float().eval(), output, force, sample_image(imgsz, imgsz),
-                   {**target.yaml["yolov6_import"], "yolov6_class": checkpoint.model.yolov6_class,
+                   {**target.yaml["yolov6_import"], "yolov6_class": checkpoint.model.class_path,
                     "dropped": list(dropped)})
 
     source_keys = checkpoint.model.state_dict().keys()

@@ -1,6 +1,6 @@
 """Move a YOLOv6 network's backbone, neck and (optionally) head tensors into the matching Ultralytics model.
 
-``remap(source, target, form)`` is pure: it reads YOLOv6's module tree (stand-ins from ``reader.py``) and the built
+``remap(source, target, form)`` is pure: it reads YOLOv6's module tree (inert records from ``reader.py``) and the built
 Ultralytics model and returns the target's new state dict, in the style of timm's ``checkpoint_filter_fn``. The form's
 table pairs YOLOv6's modules with the config's rows; below each pair, modules are matched by what they are, layer by
 layer, YOLOv6 name to plugin name:
@@ -38,6 +38,7 @@ from ..csp_blocks import CSPSPPF, BepC3, SimSPPF
 from ..heads import EffiDeHead
 from .architecture import HeadLayout
 from .forms import Form
+from .inert import Record
 from .reader import YOLOv6ImportError
 
 WRAPPERS = {"ConvWrapper", "SimConvWrapper", "ConvBNReLU", "ConvBNSiLU", "ConvBN"}  # hold their layer as `.block`
@@ -84,10 +85,10 @@ class _Pairing:
 
     # --- leaves ---------------------------------------------------------------------------------------------------
 
-    def conv(self, src: nn.Module, dst: nn.Module, s: str, d: str, bias_into: str | None = None) -> None:
+    def conv(self, src: Record, dst: nn.Module, s: str, d: str, bias_into: str | None = None) -> None:
         """Pair two convolutions (``Conv2d``, ``ConvTranspose2d``); a bias the target lacks is for ``bias_into``."""
         settings = ("kernel_size", "stride", "padding", "dilation", "groups")
-        if type(src) is not type(dst) or any(getattr(src, k) != getattr(dst, k) for k in settings):
+        if not src.is_instance_of(type(dst)) or any(getattr(src, k, None) != getattr(dst, k) for k in settings):
             raise self.fail(s, d, f"{src} vs {dst}")
         self.put(f"{d}.weight", src.weight, f"{s}.weight")
         if dst.bias is not None and src.bias is not None:
@@ -95,9 +96,9 @@ class _Pairing:
         elif dst.bias is not None or (src.bias is not None and bias_into is None):
             raise self.fail(s, d, "a bias on one side only")
 
-    def bn(self, src: nn.Module, dst: nn.Module, s: str, d: str, bias: tuple[torch.Tensor, str] | None = None) -> None:
+    def bn(self, src: Record, dst: nn.Module, s: str, d: str, bias: tuple[torch.Tensor, str] | None = None) -> None:
         """Pair two BatchNorms; ``bias`` is a preceding conv bias to fold into the running mean."""
-        if not (isinstance(src, nn.BatchNorm2d) and isinstance(dst, nn.BatchNorm2d)) or src.eps != dst.eps:
+        if not (src.is_instance_of(nn.BatchNorm2d) and isinstance(dst, nn.BatchNorm2d)) or src.eps != dst.eps:
             raise self.fail(s, d, f"{src} vs {dst}")
         for name in BN_TENSORS:
             if name == "running_mean" and bias is not None:  # BN(conv(x) + b) == BN'(conv(x)), mean' = mean - b
@@ -105,16 +106,16 @@ class _Pairing:
             else:
                 self.put(f"{d}.{name}", getattr(src, name), f"{s}.{name}")
 
-    def act(self, src: nn.Module | None, dst: nn.Module, s: str, d: str) -> None:
+    def act(self, src: Record | None, dst: nn.Module, s: str, d: str) -> None:
         """Check that two activations are the same function (an absent one is the identity)."""
-        if type(src if src is not None else nn.Identity()) is not type(dst):
+        if not (src.is_instance_of(type(dst)) if src is not None else isinstance(dst, nn.Identity)):
             raise self.fail(s, d, f"activation {src} vs {dst}")
 
     # --- layers ---------------------------------------------------------------------------------------------------
 
-    def conv_unit(self, src: nn.Module, dst: nn.Module, s: str, d: str) -> None:
+    def conv_unit(self, src: Record, dst: nn.Module, s: str, d: str) -> None:
         """Pair a YOLOv6 Conv+BN(+activation) layer with an Ultralytics ``Conv``."""
-        if type(src).__name__ in WRAPPERS:
+        if src.class_name in WRAPPERS:
             src, s = src.block, f"{s}.block"
         if not isinstance(dst, Conv) or not hasattr(dst, "bn"):
             raise self.fail(s, d, f"a Conv+BN layer vs {type(dst).__name__}")
@@ -123,7 +124,7 @@ class _Pairing:
         self.bn(src.bn, dst.bn, f"{s}.bn", f"{d}.bn", bias)
         self.act(getattr(src, "act", None), dst.act, s, d)
 
-    def repvgg(self, src: nn.Module, dst: nn.Module, s: str, d: str) -> None:
+    def repvgg(self, src: Record, dst: nn.Module, s: str, d: str) -> None:
         """Pair YOLOv6's RepVGGBlock with the plugin's."""
         if type(dst) is not RepVGGBlock or (src.rbr_identity is None) != (dst.bn is None):
             raise self.fail(s, d, f"RepVGGBlock (identity: {src.rbr_identity is not None}) vs {dst}")
@@ -135,14 +136,14 @@ class _Pairing:
             self.bn(src.rbr_identity, dst.bn, f"{s}.rbr_identity", f"{d}.bn")
         self.act(src.nonlinearity, dst.act, s, d)
 
-    def qarepvgg(self, src: nn.Module, dst: nn.Module, s: str, d: str) -> None:
+    def qarepvgg(self, src: Record, dst: nn.Module, s: str, d: str) -> None:
         """Pair YOLOv6's QARepVGGBlock or QARepVGGBlockV2 with the plugin's block of the same name."""
-        expected = QARepVGGBlockV2 if type(src).__name__ == "QARepVGGBlockV2" else QARepVGGBlock
+        expected = QARepVGGBlockV2 if src.class_name == "QARepVGGBlockV2" else QARepVGGBlock
         identity = src.rbr_identity is not None
         average = getattr(src, "rbr_avg", None)
         if type(dst) is not expected or identity != dst.has_identity or (average is not None) != (
                 getattr(dst, "avg", None) is not None):
-            raise self.fail(s, d, f"{type(src).__name__} (identity: {identity}) vs {dst}")
+            raise self.fail(s, d, f"{src.class_name} (identity: {identity}) vs {dst}")
         if average is not None and (average.kernel_size, average.stride, average.padding, average.count_include_pad) \
                 != (dst.avg.kernel_size, dst.avg.stride, dst.avg.padding, dst.avg.count_include_pad):
             raise self.fail(f"{s}.rbr_avg", f"{d}.avg", f"{average} vs {dst.avg}")
@@ -152,7 +153,7 @@ class _Pairing:
         self.bn(src.bn, dst.bn, f"{s}.bn", f"{d}.bn")
         self.act(src.nonlinearity, dst.act, s, d)
 
-    def rep_block(self, src: nn.Module, dst: nn.Module, s: str, d: str) -> None:
+    def rep_block(self, src: Record, dst: nn.Module, s: str, d: str) -> None:
         """Pair YOLOv6's RepBlock (``conv1`` then ``block``) with the plugin's (``m``)."""
         units = [(src.conv1, f"{s}.conv1")]
         units += [(unit, f"{s}.block.{i}") for i, unit in enumerate(src.block if src.block is not None else [])]
@@ -161,7 +162,7 @@ class _Pairing:
         for i, (unit, name) in enumerate(units):
             self.layer(unit, dst.m[i], name, f"{d}.m.{i}")
 
-    def bottle_rep(self, src: nn.Module, dst: nn.Module, s: str, d: str) -> None:
+    def bottle_rep(self, src: Record, dst: nn.Module, s: str, d: str) -> None:
         """Pair YOLOv6's BottleRep (``conv1``, ``conv2``, ``alpha``) with the plugin's (``cv1``, ``cv2``, ``alpha``)."""
         weighted = src.shortcut and isinstance(src.alpha, torch.Tensor)  # YOLOv6 never reads alpha without shortcut
         if type(dst) is not BottleRep or src.shortcut != dst.add or weighted != isinstance(dst.alpha, torch.Tensor):
@@ -171,7 +172,7 @@ class _Pairing:
         if weighted:
             self.put(f"{d}.alpha", src.alpha, f"{s}.alpha")
 
-    def bep_c3(self, src: nn.Module, dst: nn.Module, s: str, d: str) -> None:
+    def bep_c3(self, src: Record, dst: nn.Module, s: str, d: str) -> None:
         """Pair YOLOv6's BepC3 with the plugin's."""
         if type(dst) is not BepC3 or getattr(src, "concat", True) is not True:
             raise self.fail(s, d, f"BepC3 vs {type(dst).__name__}")
@@ -179,18 +180,18 @@ class _Pairing:
             self.conv_unit(getattr(src, name), getattr(dst, name), f"{s}.{name}", f"{d}.{name}")
         self.rep_block(src.m, dst.m, f"{s}.m", f"{d}.m")
 
-    def sppf(self, src: nn.Module, dst: nn.Module, s: str, d: str) -> None:
+    def sppf(self, src: Record, dst: nn.Module, s: str, d: str) -> None:
         """Pair YOLOv6's SPPF variants with the plugin's (0.4.x holds the layers in ``sppf`` / ``cspsppf``)."""
-        csp = type(src).__name__.endswith("CSPSPPF")
+        csp = src.class_name.endswith("CSPSPPF")
         inner = "cspsppf" if csp else "sppf"
         if hasattr(src, inner):
             src, s = getattr(src, inner), f"{s}.{inner}"
         if not isinstance(dst, CSPSPPF if csp else SimSPPF) or src.m.kernel_size != dst.m.kernel_size:
-            raise self.fail(s, d, f"{type(src).__name__} vs {type(dst).__name__}")
+            raise self.fail(s, d, f"{src.class_name} vs {type(dst).__name__}")
         for name in [f"cv{i}" for i in range(1, 8 if csp else 3)]:
             self.conv_unit(getattr(src, name), getattr(dst, name), f"{s}.{name}", f"{d}.{name}")
 
-    def head(self, src: nn.Module, dst: nn.Module, layout: HeadLayout, s: str, d: str) -> None:
+    def head(self, src: Record, dst: nn.Module, layout: HeadLayout, s: str, d: str) -> None:
         """Pair YOLOv6's detection head with ``EffiDeHead``: what inference reads, level by level."""
         reg_max = layout.inference_reg_max(s)
         if type(dst) is not EffiDeHead or (dst.nl, dst.nc, dst.reg_max) != (3, layout.nc, reg_max + 1):
@@ -215,9 +216,9 @@ class _Pairing:
         unread = tuple(f"{name}." for name in layout.dropped) + (() if reg_max else ("proj",))
         self.transfer.dropped.update(f"{s}.{key}" for key in keys if key.startswith(unread))
 
-    def layer(self, src: nn.Module, dst: nn.Module, s: str, d: str) -> None:
+    def layer(self, src: Record, dst: nn.Module, s: str, d: str) -> None:
         """Pair any YOLOv6 layer with its target by the layer's YOLOv6 class."""
-        name = type(src).__name__
+        name = src.class_name
         if name == "RepVGGBlock":
             self.repvgg(src, dst, s, d)
         elif name in ("QARepVGGBlock", "QARepVGGBlockV2"):
@@ -238,11 +239,11 @@ class _Pairing:
             raise self.fail(s, d, f"no rule for YOLOv6's {name}")
 
 
-def remap(source: nn.Module, target: nn.Module, form: Form, head: HeadLayout | None = None) -> Transfer:
+def remap(source: Record, target: nn.Module, form: Form, head: HeadLayout | None = None) -> Transfer:
     """Return the target's tensors made from YOLOv6's, and check that every one is accounted for.
 
     Args:
-        source (nn.Module): YOLOv6's network as ``reader.read_checkpoint`` returns it.
+        source (Record): YOLOv6's network as ``reader.read_checkpoint`` returns it (inert records).
         target (nn.Module): The Ultralytics model built from ``form.config``, or from ``form.whole_config`` when the
             head is imported too.
         form (Form): The form the architecture was matched to.
