@@ -1,13 +1,20 @@
 """Side by side: YOLOv8n and EfficientRep-n trained with identical settings and seeds on the generated shapes set.
 
-Both models train from scratch with the same Ultralytics arguments (data, epochs, image size, batch, nbs, seed,
-deterministic), one after the other in this process. The report gives, per model: final mAP50 and mAP50-95 of
-``best.pt`` validated unfused and fused from the same float32 weights (``yolov8_efficientrep.demo``'s
-``validate_unfused_and_fused``), training time per epoch (the batches only, without the validation after each epoch),
-fused PyTorch inference time on CPU at batch 1, and parameters; one PNG shows both learning curves. The full run (the
-defaults: 30 epochs each) needs about 1,400 CPU-seconds of training, 15-25 minutes on 2 idle cores:
+The models (by default these two) train from scratch with the same Ultralytics arguments (data, epochs, image size,
+batch, nbs, seed, deterministic, device), one after the other in this process. The report gives, per model and seed:
+final mAP50 and mAP50-95 of ``best.pt`` validated unfused and fused from the same float32 weights
+(``yolov8_efficientrep.demo``'s ``validate_unfused_and_fused``), training time per epoch (the batches only, without the
+validation after each epoch), fused PyTorch inference time on CPU at batch 1, and parameters; one PNG shows every
+learning curve. The full run (the defaults: 30 epochs each) needs about 1,400 CPU-seconds of training, 15-25 minutes on
+2 idle cores:
 
     python benchmarks/side_by_side.py --out benchmarks/side_by_side.md
+
+On a GPU, a real training budget (the batch and schedule of the H200 comparison in docs/benchmarks.md), more seeds,
+and QARepVGG-n and YOLOv6-N 3.0 beside them (inference is still timed on CPU):
+
+    python benchmarks/side_by_side.py --device 0 --epochs 60 --batch 16 --nbs 16 --seed 0 1 2 \\
+        --models yolov8n yolov8n-efficientrep yolov8n-qarepvgg yolov6n-repbifpan --out side_by_side_gpu.md
 """
 
 from __future__ import annotations
@@ -34,7 +41,9 @@ from yolov8_efficientrep.fusion import sample_image
 from yolov8_efficientrep.offline import seed_fonts
 from yolov8_efficientrep.shapes import make_shapes_dataset
 
-MODELS = {"YOLOv8n": "yolov8n.yaml", "EfficientRep-n": "yolov8n-efficientrep.yaml"}
+# model YAML stem -> the name the report gives it; the first two are the default comparison
+MODELS = {"yolov8n": "YOLOv8n", "yolov8n-efficientrep": "EfficientRep-n", "yolov8n-qarepvgg": "QARepVGG-n",
+          "yolov6n-repbifpan": "YOLOv6-N 3.0"}
 GENERATE = yaml.safe_load(DEFAULT_DATA.read_text())["generate"]  # the shipped data YAML's sizes
 CURVES = (("metrics/mAP50-95(B)", "val mAP50-95"), ("metrics/mAP50(B)", "val mAP50"),
           (("train/box_loss", "train/cls_loss", "train/dfl_loss"), "train loss (box + cls + dfl)"))
@@ -64,7 +73,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--nbs", type=int, default=8,
                         help="Ultralytics' nominal batch size; = batch: an optimizer step per batch, as in the demo")
-    parser.add_argument("--seed", type=int, default=0, help="Ultralytics' training seed, the same for both models")
+    parser.add_argument("--models", nargs="+", default=list(MODELS)[:2], choices=MODELS, metavar="STEM",
+                        help=f"model YAML stems, in report order: {', '.join(MODELS)}")
+    parser.add_argument("--seed", type=int, nargs="+", default=[0],
+                        help="Ultralytics' training seed(s), the same for every model; each seed trains every model")
+    parser.add_argument("--device", default="cpu", help="training and validation device, e.g. 0 for the first GPU")
     parser.add_argument("--train-images", type=int, default=GENERATE["train"])
     parser.add_argument("--val-images", type=int, default=GENERATE["val"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
@@ -73,16 +86,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def train(cfg: str, data: Path, workdir: Path, args: argparse.Namespace) -> tuple[Path, list[float], Path]:
-    """Train one model; return its best.pt, the training seconds of each epoch and its results.csv."""
+def train(cfg: str, seed: int, data: Path, workdir: Path, args: argparse.Namespace) -> tuple[Path, list[float], Path]:
+    """Train one model with one seed; return its best.pt, the training seconds of each epoch and its results.csv."""
     model = YOLO(cfg)
     started: list[float] = []
     seconds: list[float] = []
     model.add_callback("on_train_epoch_start", lambda trainer: started.append(time.perf_counter()))
     model.add_callback("on_train_epoch_end", lambda trainer: seconds.append(time.perf_counter() - started[-1]))
-    model.train(data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, nbs=args.nbs, seed=args.seed,
-                deterministic=True, device="cpu", plots=False, project=str(workdir), name=Path(cfg).stem,
-                exist_ok=True)
+    model.train(data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, nbs=args.nbs, seed=seed,
+                deterministic=True, device=args.device, plots=False, project=str(workdir),
+                name=f"{Path(cfg).stem}-s{seed}", exist_ok=True)
     return Path(model.trainer.best), seconds, Path(model.trainer.save_dir) / "results.csv"
 
 
@@ -97,14 +110,14 @@ def read_curves(results_csv: Path) -> dict[str, list[float]]:
     return curves
 
 
-def measure(name: str, cfg: str, data: Path, workdir: Path, args: argparse.Namespace) -> Result:
-    """Train, validate unfused and fused, and time fused inference of one model."""
-    log(f"{name}: training {cfg} for {args.epochs} epochs")
-    best, seconds, results_csv = train(cfg, data, workdir, args)
+def measure(name: str, cfg: str, seed: int, data: Path, workdir: Path, args: argparse.Namespace) -> Result:
+    """Train with one seed, validate unfused and fused, and time fused inference (on CPU) of one model."""
+    log(f"{name}: training {cfg} for {args.epochs} epochs on {args.device}")
+    best, seconds, results_csv = train(cfg, seed, data, workdir, args)
     log(f"{name}: validating {best} unfused and fused")
-    scores = validate_unfused_and_fused(best, data=str(data), imgsz=args.imgsz, batch=args.batch, device="cpu",
-                                        project=str(workdir), name=f"{Path(cfg).stem}-val", exist_ok=True)
-    fused = scores.fused_model.eval()
+    scores = validate_unfused_and_fused(best, data=str(data), imgsz=args.imgsz, batch=args.batch, device=args.device,
+                                        project=str(workdir), name=f"{Path(cfg).stem}-s{seed}-val", exist_ok=True)
+    fused = scores.fused_model.cpu().eval()  # validation moved it to the training device
     image = sample_image(args.imgsz, args.imgsz)
     with torch.no_grad():
         inference = timed(lambda: fused(image), args.warmup, args.runs)
@@ -113,7 +126,7 @@ def measure(name: str, cfg: str, data: Path, workdir: Path, args: argparse.Names
 
 
 def plot(results: list[Result], chart: Path) -> None:
-    """Draw every curve of ``CURVES`` for both models into one PNG, one panel per curve."""
+    """Draw every curve of ``CURVES`` for every model (and seed) into one PNG, one panel per curve."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,12 +150,15 @@ def report(results: list[Result], chart: Path, args: argparse.Namespace, info: d
     """Return the markdown report."""
     settings = (f"{args.train_images} train / {args.val_images} val images of `make_shapes_dataset` "
                 f"({GENERATE['imgsz']} px, seed 0), {args.epochs} epoch{'s' * (args.epochs != 1)} from scratch, "
-                f"imgsz {args.imgsz}, batch {args.batch}, nbs {args.nbs}, seed {args.seed}, deterministic, CPU; every "
-                f"other argument is Ultralytics' default")
+                f"imgsz {args.imgsz}, batch {args.batch}, nbs {args.nbs}, seed{'s' * (len(args.seed) > 1)} "
+                f"{', '.join(map(str, args.seed))}, deterministic, "
+                f"{'CPU' if args.device == 'cpu' else f'device {args.device}'}; every other argument is Ultralytics' "
+                f"default")
     timing = (f"fused PyTorch model, batch 1 at {args.imgsz}x{args.imgsz}, {args.runs} timed runs after {args.warmup} "
               f"warm-up runs; median [interquartile range]")
     rows = [[key, value] for key, value in info.items()] + [["training", settings], ["inference", timing]]
-    text = [marker("side_by_side.py"), "", "# YOLOv8n vs EfficientRep-n, trained side by side", "",
+    title = f"# {' vs '.join(MODELS[stem] for stem in args.models)}, trained side by side"
+    text = [marker("side_by_side.py"), "", title, "",
             table(["", ""], rows, align="---"), ""]
     if args.runs < RUNS_FOR_A_MEASUREMENT or args.epochs < 10:
         text += [f"**Smoke-test settings ({args.epochs} epochs, {args.runs} timed runs): these numbers prove the "
@@ -165,7 +181,7 @@ def report(results: list[Result], chart: Path, args: argparse.Namespace, info: d
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Train both models, measure them and write the report and the chart."""
+    """Train every model with every seed, measure them and write the report and the chart."""
     args = parse_args(argv)
     out = args.out.resolve()
     chart = out.with_name(f"{out.stem}.png")
@@ -177,7 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         data = make_shapes_dataset(workdir / "shapes", train=args.train_images, val=args.val_images,
                                    imgsz=GENERATE["imgsz"])
-        results = [measure(name, cfg, data, workdir, args) for name, cfg in MODELS.items()]
+        results = [measure(MODELS[stem] + (f", seed {seed}" if len(args.seed) > 1 else ""), f"{stem}.yaml", seed, data,
+                           workdir, args) for seed in args.seed for stem in args.models]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ import torch  # noqa: E402
 
 import yolov8_efficientrep  # noqa: E402, F401  registers the blocks and the export check
 from yolov8_efficientrep.fusion import load_checkpoint, onnx_unfused_nodes, sample_image  # noqa: E402
+from yolov8_efficientrep.precision import full_fp32  # noqa: E402
 
 BOUNDS = {"onnxruntime": 1e-4, "fp32": 1e-2, "fp16": 5e-2}  # see relative_difference
 
@@ -85,10 +86,9 @@ def main() -> int:
     if checkpoint.resolve() != source.resolve():
         shutil.copy(source, checkpoint)  # exports are written next to the model: keep them out of the user's folder
     device = torch.device("cuda:0")
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # an exact float32 reference
     model, _ = load_checkpoint(checkpoint)
     image = sample_image(args.imgsz, args.imgsz).to(device)
-    with torch.no_grad():
+    with torch.no_grad(), full_fp32([device]):  # an exact float32 reference; TF32 settings restored after
         reference = model.to(device)(image)[0].cpu().numpy()
     print(f"TensorRT {tensorrt.__version__}, {torch.cuda.get_device_name(0)}, {checkpoint}, imgsz {args.imgsz}")
 

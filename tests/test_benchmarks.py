@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end at their smallest settings and write complete reports (no timing asserts)."""
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -60,15 +61,57 @@ def test_cpu_benchmark_writes_every_table_and_the_chart(run_fresh, tmp_path):
     assert "](latency_vs_gflops.png)" in report and chart.read_bytes().startswith(PNG_SIGNATURE)
 
 
+def parsed(run_fresh, script: str, *argv: str) -> dict:
+    """Return a benchmark script's parsed command line, from a fresh interpreter; nothing is measured."""
+    code = (f"import json, sys; sys.path.insert(0, {str(BENCHMARKS)!r}); import {script}; "
+            f"print(json.dumps(vars({script}.parse_args({list(argv)!r})), default=str))")
+    return json.loads(run_fresh(sys.executable, "-c", code, cwd=REPO).stdout.splitlines()[-1])
+
+
+def test_gpu_benchmark_defaults_are_the_h200_protocol(run_fresh):
+    args = parsed(run_fresh, "bench_gpu", "--device", "cpu")
+    assert args["batches"] == [1, 32, 256] and args["imgsz"] == 640
+    assert (args["warmup"], args["blocks"], args["runs"]) == (10, 7, 20) and not args["contiguous"]  # channels_last
+
+
+def test_side_by_side_trains_longer_on_a_gpu_only_when_asked(run_fresh):
+    defaults = parsed(run_fresh, "side_by_side")
+    assert {key: defaults[key] for key in ("device", "epochs", "batch", "nbs", "seed", "models")} == {
+        "device": "cpu", "epochs": 30, "batch": 8, "nbs": 8, "seed": [0], "models": ["yolov8n", "yolov8n-efficientrep"]}
+    gpu = parsed(run_fresh, "side_by_side", "--device", "0", "--epochs", "60", "--batch", "16", "--nbs", "16", "--seed",
+                 "0", "1", "2", "--models", "yolov8n", "yolov8n-efficientrep", "yolov8n-qarepvgg", "yolov6n-repbifpan")
+    assert (gpu["device"], gpu["epochs"], gpu["batch"], gpu["seed"]) == ("0", 60, 16, [0, 1, 2])
+    assert gpu["models"] == ["yolov8n", "yolov8n-efficientrep", "yolov8n-qarepvgg", "yolov6n-repbifpan"]
+
+
 def test_gpu_benchmark_runs_on_cpu_when_asked(run_fresh, tmp_path):
     out = tmp_path / "RESULTS_GPU.md"
-    run_fresh(sys.executable, BENCHMARKS / "bench_gpu.py", "--device", "cpu", "--out", out, "--models",
-              "yolov8n-efficientrep", "--imgsz", "32", "--batches", "1", "2", "--warmup", "0", "--runs", "1", cwd=REPO)
+    models = ["yolov8n", "yolo26n", "yolov8n-efficientrep", "yolov6n-repbifpan"]
+    run_fresh(sys.executable, BENCHMARKS / "bench_gpu.py", "--device", "cpu", "--out", out, "--models", *models,
+              "--imgsz", "32", "--batches", "2", "1", "--warmup", "0", "--blocks", "1", "--runs", "1", cwd=REPO)
     report = out.read_text()
-    latency = table_rows(section(report, "Latency: PyTorch CPU fp32"))
-    assert list(latency) == ["yolov8n-efficientrep unfused", "yolov8n-efficientrep fused"]
-    assert "a try-out, not a GPU measurement" in report
+    names = ["yolov8n", "yolo26n", "yolov8n-efficientrep fused", "yolov8n-efficientrep unfused",
+             "yolov6n-repbifpan fused (YOLOv6-N 3.0)"]
+    latency = table_rows(section(report, "Latency: eager"))  # no CUDA graphs off CUDA
+    assert list(latency) == names
+    for cells in latency.values():  # params, GFLOPs, batch 1 and 2 ms, img/s and % of the conv peak at batch 2
+        assert len(cells) == 6 and all(float(cell.replace(",", "")) > 0 for cell in cells[2:])
+    assert "a try-out, not a GPU measurement" in report and "Smoke-test settings" in report
+    assert "yolov8n-efficientrep unfused / yolov8n-efficientrep fused, batch 2 @32" in report
+    measured = json.loads(out.with_suffix(".json").read_text())
+    assert list(measured["models"]) == names and measured["models"]["yolov8n"]["2"]["eager_ms"] > 0
     assert (tmp_path / "latency_vs_gflops_gpu.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_gpu_benchmark_says_at_once_that_it_needs_cuda(run_fresh, tmp_path):
+    out = tmp_path / "RESULTS_GPU.md"
+    result = run_fresh(sys.executable, BENCHMARKS / "bench_gpu.py", "--out", out, cwd=REPO, check=False,
+                       env={"CUDA_VISIBLE_DEVICES": ""})  # as on a machine without a GPU
+    assert result.returncode != 0 and "bench_gpu.py needs a CUDA GPU" in result.stderr
+    assert not list(tmp_path.iterdir())
+    usage = run_fresh(sys.executable, BENCHMARKS / "bench_gpu.py", "--help", cwd=REPO).stdout
+    for stem in ("yolo11n", "yolo26n", "yolov6n-repbifpan", "yolov6s-repbifpan", "yolov8n-qarepvgg"):
+        assert stem in usage  # the H200 line-up
 
 
 def test_benchmark_never_overwrites_a_file_it_did_not_write(run_fresh, tmp_path):
