@@ -32,7 +32,8 @@ seed_fonts()
 # time (setup.cfg), so a long file started last would leave the other worker idle at the end.
 SLOWEST_FIRST = ("test_ultralytics_versions.py", "test_shapes.py", "test_registration.py", "test_export.py",
                  "test_family.py", "test_int8.py", "test_checkpoints.py", "test_ddp.py", "test_import_yolov6.py",
-                 "test_demo.py", "test_benchmarks.py", "test_yolov6_head.py", "test_cli.py")
+                 "test_demo.py", "test_cli_errors.py", "test_benchmarks.py", "test_yolov6_head.py", "test_cli.py",
+                 "test_untrusted_files.py")
 
 
 def pytest_collection_modifyitems(items):

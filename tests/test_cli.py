@@ -73,3 +73,21 @@ def test_plain_yolo_export_loads_best_pt_in_a_fresh_process(trained, run_fresh, 
     session = onnxruntime.InferenceSession(str(model.with_suffix(".onnx")), providers=["CPUExecutionProvider"])
     output = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 3, 64, 64), np.float32)})[0]
     assert output.shape == (1, 4 + 4, 84)  # 4 box coordinates + 4 shape classes, for 8x8 + 4x4 + 2x2 anchors
+
+
+def test_yolo_export_of_weights_that_are_not_finite_names_the_tensor(run_fresh, trained_checkpoint, tmp_path):
+    import torch
+
+    checkpoint = torch.load(trained_checkpoint, weights_only=False)
+    model = checkpoint.get("ema") or checkpoint["model"]
+    model.model[4].m[1].conv1.bn.running_var.data[0] = float("inf")
+    source = tmp_path / "diverged.pt"
+    torch.save(checkpoint, source)
+    result = run_fresh("yolo", "export", f"model={source}", "format=onnx", "imgsz=64", "device=cpu", check=False)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode != 0
+    assert last == (f"ValueError: {source}: its weights are not finite: tensor model.4.m.1.conv1.bn.running_var holds "
+                    f"NaN or infinite values (a training run that diverged, or a damaged file), so the export would "
+                    f"compute NaN; export a checkpoint whose weights are finite, such as an earlier epoch's")
+    assert "fusion algebra" not in result.stdout + result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["diverged.pt"]

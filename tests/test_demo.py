@@ -72,15 +72,40 @@ def test_demo_saves_the_annotated_prediction_and_prints_where_files_are(demo_run
     assert demo.format_summary(summary) in log
 
 
+def test_demo_leaves_no_empty_folder(demo_run):
+    _, summary, _, _ = demo_run
+    out = Path(summary["files"]["training run"]).parent
+    assert [p for p in out.rglob("*") if p.is_dir() and not any(p.iterdir())] == []
+
+
 @pytest.mark.parametrize("options, message", [
-    (["--epochs", "0"], "train at least 1 epoch on images of at least 32 pixels"),
-    (["--imgsz", "16"], "train at least 1 epoch on images of at least 32 pixels"),
+    (["--epochs", "0"], "--epochs 0: train from 1 to 1000 epochs"),
+    (["--epochs", "100000"], "--epochs 100000: train from 1 to 1000 epochs"),
+    (["--imgsz", "16"], "--imgsz: image size must be from 32 to 2048 pixels (one side, or [height, width]), got 16"),
+    (["--imgsz", "100000"], "--imgsz: image size must be from 32 to 2048 pixels"),
     (["--data", "no-such-data.yaml"], "no-such-data.yaml: no such data YAML"),
 ])
 def test_demo_stops_on_bad_options_before_writing_anything(tmp_path, capsys, options, message):
     assert cli.main(["demo", "--out", str(tmp_path / "out"), *options]) == 1
-    assert message in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
+    error = capsys.readouterr().err
+    assert error.startswith("yolov8-efficientrep demo: error: ") and message in error
+    assert len(error.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--device", "0,,1", "--device 0,,1: not a device; use cpu, mps, a GPU index such as 0, or GPU indices separated "
+                         "by single commas such as 0,1"),
+    ("--out", "a-file/out", "--out {tmp}/a-file/out: {tmp}/a-file is a file, not a folder; choose another --out"),
+])
+def test_demo_names_a_malformed_device_or_an_output_under_a_file_in_one_line(run_fresh, tmp_path, option, value,
+                                                                              message):
+    (tmp_path / "a-file").write_text("mine")
+    options = ["--out", tmp_path / "out"] if option != "--out" else []
+    result = run_fresh(sys.executable, "-m", "yolov8_efficientrep", "demo", option, value, *options, cwd=tmp_path,
+                       check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"yolov8-efficientrep demo: error: {message.format(tmp=tmp_path)}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
 def test_demo_refuses_an_output_folder_with_files(tmp_path, capsys):

@@ -94,6 +94,21 @@ def test_plugin_rows_failing_on_python_internals_say_what_is_wrong(tmp_path, row
     assert f"{row[2]} args are [c2," in text
 
 
+@pytest.mark.parametrize("row, explanation", [
+    ([-1, 1, "RepConv", [64, 3, 2, "relu"]],
+     "RepConv takes [c2, k, s], and a 4th arg is its padding p, which must be 1, not 'relu': a row cannot set "
+     "RepConv's activation (it uses the YAML's activation:); for an activation of its own, use a RepVGGBlock row, "
+     "whose args are [c2, k, s, act]"),
+    ([-1, 1, "RepConv", [64, 5, 2]], "RepConv's kernel k must be 3, not 5; RepConv takes [c2, k=3, s]"),
+])
+def test_repconv_rows_that_ultralytics_asserts_on_get_a_sentence(tmp_path, row, explanation):
+    with pytest.raises(YAMLRowError) as error:  # Ultralytics' RepConv fails with a bare AssertionError
+        build(tmp_path, row)
+    assert str(error.value) == (f"{tmp_path / 'my-model.yaml'}, backbone row 1 {row}: {explanation}. Plugin rows read "
+                                f"[from, repeats, module, args], e.g. [-1, 1, Conv, [64, 3, 2]]; RepConv args are "
+                                f"[c2, k=3, s=1].")
+
+
 def test_errors_of_ultralytics_own_modules_in_well_formed_rows_stay_ultralytics(tmp_path):
     with pytest.raises(TypeError) as error:  # Conv takes at most 7 arguments
         build(tmp_path, [-1, 1, "Conv", [16, 3, 1, None, 1, 1, True, "extra"]])

@@ -20,7 +20,7 @@ import yaml
 from ultralytics.data.augment import RandomFlip
 from ultralytics.utils.instance import Instances
 
-from yolov8_efficientrep.shapes import generate_for_data_yaml, make_shapes_dataset, make_task_dataset
+from yolov8_efficientrep.shapes import MARKER, generate_for_data_yaml, make_shapes_dataset, make_task_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "cfg" / "shapes.yaml"
@@ -97,7 +97,10 @@ def test_yolo_train_with_the_shipped_data_yaml_generates_the_set_on_first_use(pr
     spec = yaml.safe_load(SHIPPED.read_text())
     root = private_settings[1] / spec["path"]
     result = train_result(trained, SHIPPED.name)
-    assert "Dataset download success" in result.stdout + result.stderr
+    log = result.stdout + result.stderr
+    generated = (f"shapes.yaml: generating the shapes data set in {root}, offline (nothing is downloaded: Ultralytics "
+                 f"runs the YAML's download: script, which draws the images)")
+    assert generated in log and log.index(generated) < log.index("Dataset download success")
 
     counts = {split: len(list((root / "images" / split).glob("*.png"))) for split in ("train", "val")}
     assert counts == {"train": spec["generate"]["train"], "val": spec["generate"]["val"]}
@@ -164,19 +167,47 @@ def test_bad_generate_settings_name_the_yaml_and_the_key(tmp_path, generate, mes
     assert not (tmp_path / "set").exists()
 
 
-def test_generation_never_writes_into_a_folder_of_other_files(tmp_path):
+def users_data_set(root: Path) -> dict:
+    """Write a user's own YOLO data set, with the generator's file names; return its files and their bytes."""
+    for folder, name, content in (("images/train", "00000.png", b"my photo"), ("labels/train", "00000.txt", b"0 .5")):
+        (root / folder).mkdir(parents=True)
+        (root / folder / name).write_bytes(content)
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_generation_never_writes_into_a_folder_it_did_not_create(tmp_path):
     spec = data_spec(tmp_path, train=2, val=1, imgsz=64)
-    (tmp_path / "set").mkdir()
-    (tmp_path / "set" / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="notes.txt"):
+    root = tmp_path / "set"
+    before = users_data_set(root)
+    with pytest.raises(FileExistsError) as error:
         generate_for_data_yaml(spec)
-    assert sorted(p.name for p in (tmp_path / "set").iterdir()) == ["notes.txt"]
+    assert str(error.value) == (f"{spec['yaml_file']}: its path: {root} is a folder the shapes generator did not "
+                                f"create (it holds images, labels and no {MARKER} file), so generating could "
+                                f"overwrite its files; change 'path:' in the YAML to a new folder, or move that folder")
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    with pytest.raises(FileExistsError, match=f"make_shapes_dataset: {root} is a folder the shapes generator did not "):
+        make_shapes_dataset(root, train=2, val=1, imgsz=64)
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+
+
+def test_a_copied_data_yaml_pointing_at_a_users_folder_stops_ultralytics_dataset_check(tmp_path):
+    """Ultralytics runs the YAML's ``download:`` script when val images are missing, as ``yolo train`` does."""
+    from ultralytics.data.utils import check_det_dataset
+
+    root = tmp_path / "my-data"
+    before = users_data_set(root)
+    copy = tmp_path / "my-shapes.yaml"
+    copy.write_text(SHIPPED.read_text().replace("path: yolov8-efficientrep-shapes", f"path: {root}"))
+    with pytest.raises(FileExistsError, match=f"{root} is a folder the shapes generator did not create"):
+        check_det_dataset(str(copy))
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
 
 
 def test_generating_again_writes_the_same_files(tmp_path):
     spec = data_spec(tmp_path, train=3, val=2, imgsz=64, seed=7)
     first = generate_for_data_yaml(spec).parent
     files = {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()}
+    assert (first / MARKER).is_file()  # the generator's own folder: it may write there again
     shutil.rmtree(first / "images" / "val")  # Ultralytics runs the download script again when val images are missing
     generate_for_data_yaml(spec)
     assert {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()} == files

@@ -1,13 +1,35 @@
 """The ``yolov8-efficientrep`` command (also ``python -m yolov8_efficientrep``): one sub-command per task.
 
 A sub-command is a function that adds its parser to ``commands`` and sets ``run`` to the function that executes it;
-``main`` dispatches. Add one by writing such a function and calling it in ``build_parser``.
+``main`` dispatches. Add one by writing such a function and calling it in ``build_parser``. Every failure ends in one
+line on stderr that names the file or option and what to do, with a non-zero exit status (``describe``, ``main``);
+``--traceback`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
+
+# What to do about an error the operating system reported on a path, by errno.
+_OS_FIXES = {
+    errno.ENOENT: "check the path",
+    errno.EACCES: "check its permissions, or choose another path",
+    errno.EPERM: "check its permissions, or choose another path",
+    errno.EROFS: "the file system is read-only; choose another path",
+    errno.ENOSPC: "free space on that disk, or choose another path",
+    errno.EFBIG: "the file is larger than this process may write (see ulimit -f); raise that limit, or choose another "
+                 "path",
+    errno.EISDIR: "it is a folder: give a file path",
+    errno.ENOTDIR: "a part of it is a file, not a folder; choose another path",
+}
+
+
+def _add_traceback(parser: argparse.ArgumentParser) -> None:
+    """Give a sub-command ``--traceback``: errors then show Python's traceback instead of one line."""
+    parser.add_argument("--traceback", action="store_true",
+                        help="on an error, show the Python traceback instead of the one-line message")
 
 
 def _add_fuse(commands: argparse._SubParsersAction) -> None:
@@ -23,25 +45,24 @@ def _add_fuse(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true", help="replace the output file if it exists")
     parser.add_argument("--half", action="store_true",
                         help="store float16 weights like Ultralytics' checkpoints: half the size, one more rounding")
-    parser.add_argument("--imgsz", type=int, help="check image size (default: the checkpoint's training imgsz)")
+    parser.add_argument("--imgsz", type=int,
+                        help="check image size, 32 to 2048 (default: the checkpoint's training imgsz)")
+    _add_traceback(parser)
     parser.set_defaults(run=_run_fuse)
 
 
 def _run_fuse(args: argparse.Namespace) -> None:
-    """Fuse ``args.checkpoint`` and print what was written; the output path is checked before any work."""
-    from .fusion import fuse_checkpoint, fused_path
+    """Fuse ``args.checkpoint`` and print what was written; the input, then the output, are checked before any work."""
+    from .fusion import fuse_checkpoint
+    from .limits import check_imgsz
 
-    target = fused_path(args.checkpoint, args.output)
-    if not target.parent.is_dir():
-        raise FileNotFoundError(f"{target}: the folder {target.parent} does not exist; create it, or pass -o with a "
-                                f"path in an existing folder")
-    if target.exists() and not args.force:
-        raise FileExistsError(f"{target} exists; add --force to replace it, or write elsewhere with -o PATH.pt")
+    if args.imgsz is not None:
+        check_imgsz("--imgsz", args.imgsz)
     result = fuse_checkpoint(args.checkpoint, args.output, overwrite=args.force, half=args.half, imgsz=args.imgsz)
     (params, fused_params), (size, fused_size) = result.params, result.sizes
     check = result.check
     print(f"{args.checkpoint} -> {result.path}: fused {check.blocks} Rep blocks, max |diff| = {check.max_abs:.2e} "
-          f"({check.max_rel:.2e} relative, tolerance {check.tolerance:.0e})\n"
+          f"({check.max_rel:.2e} relative, within the relative tolerance {check.tolerance:.0e})\n"
           f"parameters {params:,} -> {fused_params:,}; file {size / 1e6:.1f} MB -> {fused_size / 1e6:.1f} MB "
           f"({'float16' if args.half else 'float32'} weights)")
 
@@ -54,12 +75,14 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
                     "validate the trained network unfused and fused, export ONNX (fused and checked), compare ONNX "
                     "Runtime with PyTorch, predict on a validation image and print a summary. Ultralytics runs "
                     "offline in a child process with a temporary settings dir; your own settings are not touched.")
-    parser.add_argument("--epochs", type=int, default=10, help="training epochs (default: 10)")
-    parser.add_argument("--imgsz", type=int, default=160, help="image size (default: 160, the generated images' size)")
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs, 1 to 1000 (default: 10)")
+    parser.add_argument("--imgsz", type=int, default=160,
+                        help="image size, 32 to 2048 (default: 160, the generated images' size)")
     parser.add_argument("--scale", choices="nsmlx", default="n", help="model scale (default: n)")
     parser.add_argument("--device", default="cpu", help="Ultralytics device: cpu, 0, 0,1, mps (default: cpu)")
     parser.add_argument("--out", help="new or empty output folder (default: a new runs/efficientrep-demo<N>)")
     parser.add_argument("--data", help="data YAML (default: the package's cfg/shapes.yaml, generated on first use)")
+    _add_traceback(parser)
     parser.set_defaults(run=_run_demo)
 
 
@@ -67,7 +90,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     """Run the demo in a child process with Ultralytics offline; return its exit status."""
     from .demo import run
 
-    return run(args.epochs, args.imgsz, args.scale, args.device, args.out, args.data)
+    return run(args.epochs, args.imgsz, args.scale, args.device, args.out, args.data, args.traceback)
 
 
 def _add_import_yolov6(commands: argparse._SubParsersAction) -> None:
@@ -88,6 +111,7 @@ def _add_import_yolov6(commands: argparse._SubParsersAction) -> None:
                              "YOLOv6's trained head (EffiDeHead) and its classes")
     parser.add_argument("--nc", type=int, help="classes of the new Detect head (default: the YOLOv6 model's)")
     parser.add_argument("--force", action="store_true", help="replace the output file if it exists")
+    _add_traceback(parser)
     parser.set_defaults(run=_run_import_yolov6)
 
 
@@ -98,7 +122,8 @@ def _run_import_yolov6(args: argparse.Namespace) -> None:
     result = import_yolov6(args.source, args.output, nc=args.nc, force=args.force, head=args.head)
     check = result.check
     print(f"{result.summary()}\n{result.output}: float32 weights, read from YOLOv6 {result.architecture.naming} names; "
-          f"fused vs unfused on a photo: {check.max_rel:.1e} relative difference (tolerance {check.tolerance:.0e})")
+          f"fused vs unfused on a photo: {check.max_rel:.1e} relative difference (within the relative tolerance "
+          f"{check.tolerance:.0e})")
 
 
 def _version() -> str:
@@ -113,7 +138,8 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every sub-command."""
-    parser = argparse.ArgumentParser(prog="yolov8-efficientrep", description=__doc__.splitlines()[0])
+    description = __doc__.splitlines()[0].replace("``", "'")  # argparse prints it as written: no reStructuredText
+    parser = argparse.ArgumentParser(prog="yolov8-efficientrep", description=description)
     parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_fuse(commands)
@@ -122,15 +148,63 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    """Join a message's lines into one."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _os_error(error: OSError) -> str:
+    """Say which path the operating system refused, why, and what to do."""
+    paths = f"{error.filename} -> {error.filename2}" if error.filename2 is not None else f"{error.filename}"
+    fix = _OS_FIXES.get(error.errno, "check the path and the disk, or choose another path")
+    return f"{paths}: {error.strerror or error}; {fix}"
+
+
+def describe(error: Exception, command: str) -> str:
+    """Return the one line that reports ``error`` of ``command``, prefixed with the program and the command.
+
+    The plugin's own errors already name the file or option and what to do, and ``OSError``s from the system get
+    their path, cause and fix. Anything else is a bug, reported as unexpected with how to see where it happened.
+    """
+    from .fusion import FusionCheckError
+    from .output_files import OutputExistsError
+
+    prefix = f"yolov8-efficientrep {command}:"
+    if isinstance(error, OutputExistsError):  # the library says overwrite=True / force=True; this is the CLI
+        return f"{prefix} error: {error.output} exists; add --force to replace it, or write elsewhere with -o PATH.pt"
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{prefix} error: {_os_error(error)}"
+    if isinstance(error, ModuleNotFoundError) and error.name and str(error) == f"No module named '{error.name}'":
+        return f"{prefix} error: the Python package {error.name} is not installed: pip install {error.name}"
+    message = _one_line(str(error))
+    if message and isinstance(error, (OSError, ValueError, ImportError, FusionCheckError)):
+        return f"{prefix} error: {message}"
+    cause = f"{type(error).__name__}: {message}" if message else f"{type(error).__name__} with no message"
+    return (f"{prefix} unexpected error ({cause}); this is a bug: run the same command with --traceback to see where "
+            f"it happened, and report it")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; print a one-line error and return 1 for a user error (bad path, existing output).
+    """Run the command line; report any failure in one line on stderr and return a non-zero status.
 
     Returns:
-        (int): 0, 1 for a user error, or the exit status a command returns (the demo's child process).
+        (int): 0; 1 after an error; 128 + the signal after SIGTERM or SIGHUP stopped a write (130: Ctrl-C); or the
+        exit status a command returns (the demo's child process).
     """
+    from .output_files import Terminated
+
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0
-    except (FileNotFoundError, FileExistsError, ValueError, ModuleNotFoundError) as error:
-        print(f"yolov8-efficientrep {args.command}: error: {error}", file=sys.stderr)
+    except Terminated as stop:
+        print(f"yolov8-efficientrep {args.command}: stopped by {stop.signal}; the file being written was removed",
+              file=sys.stderr)
+        return stop.code
+    except KeyboardInterrupt:
+        print(f"yolov8-efficientrep {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.traceback:
+            raise
+        print(describe(error, args.command), file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,12 +31,15 @@ from torch import nn
 
 from .configs import CFG_DIR
 from .fusion import FusionCheckError, TOLERANCE, fuse_model, is_fused, load_checkpoint, rep_blocks, sample_image
+from .limits import check_imgsz
 
 DEFAULT_OUT = Path("runs") / "efficientrep-demo"
 DEFAULT_DATA = CFG_DIR / "shapes.yaml"
 REQUIREMENTS = {"onnx": "onnx", "onnxruntime": "onnxruntime", "onnxslim": "onnxslim"}  # import name: PyPI name
 SUMMARY = "summary.json"
 BATCH = 8
+# At 10 epochs in 5 minutes on 2 CPU cores, 1000 epochs already take over 8 hours: a larger number is a typo.
+MAX_EPOCHS = 1000
 
 
 class Scores(NamedTuple):
@@ -50,6 +54,7 @@ def output_dir(out: str | Path | None) -> Path:
 
     Raises:
         FileExistsError: ``out`` is a file or a folder with files in it (they are never overwritten).
+        NotADirectoryError: A folder on the way to ``out`` is a file.
     """
     if out is None:
         from ultralytics.utils.files import increment_path
@@ -58,6 +63,9 @@ def output_dir(out: str | Path | None) -> Path:
     out = Path(out).resolve()
     if out.is_file() or (out.is_dir() and any(out.iterdir())):
         raise FileExistsError(f"--out {out} exists and is not an empty folder; choose another --out or remove it")
+    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(f"--out {out}: {blocking} is a file, not a folder; choose another --out")
     return out
 
 
@@ -73,16 +81,23 @@ def check_requirements() -> None:
 
 
 def check_device(device: str) -> None:
-    """Raise a one-line ``ValueError`` if ``device`` names CUDA GPUs or MPS that torch does not see here.
+    """Raise a one-line ``ValueError`` if ``device`` is not a device list, or names GPUs or MPS that torch does not see.
 
-    Ultralytics would only find out in the child process, after start-up, with a multi-line traceback. Other device
-    strings are left for Ultralytics to judge.
+    Ultralytics would only find out in the child process, after start-up, with a multi-line traceback. Device names
+    without digits (``cpu``, ``cuda``, ...) are left for Ultralytics to judge.
     """
-    spec = device.lower().replace("cuda:", "").replace(" ", "")
-    if spec in {"mps", "mps:0"} and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {device}: torch {torch.__version__} sees no Apple MPS device; use --device cpu")
-    indices = spec.split(",")
-    if all(index.isdigit() for index in indices) and max(map(int, indices)) >= torch.cuda.device_count():
+    spec = device.lower().replace("cuda:", "").replace(" ", "").strip("[]()")
+    if spec in {"mps", "mps:0"}:
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"--device {device}: torch {torch.__version__} sees no Apple MPS device; use --device cpu")
+        return
+    if re.fullmatch(r"[a-z]*", spec):
+        return
+    if not re.fullmatch(r"-?\d+(,-?\d+)*", spec):
+        raise ValueError(f"--device {device}: not a device; use cpu, mps, a GPU index such as 0, or GPU indices "
+                         f"separated by single commas such as 0,1")
+    indices = [int(index) for index in spec.split(",")]  # -1: an idle GPU, picked by Ultralytics
+    if max(indices) >= torch.cuda.device_count() or not torch.cuda.device_count():
         count = torch.cuda.device_count()
         seen = f"only {count} CUDA GPU{'s' * (count != 1)} (0-{count - 1})" if count else "no CUDA GPU"
         raise ValueError(f"--device {device}: torch {torch.__version__} sees {seen} on this machine; use --device cpu"
@@ -115,7 +130,7 @@ def offline_config_dir(datasets_dir: Path):
 
 
 def run(epochs: int, imgsz: int, scale: str, device: str, out: str | Path | None = None,
-        data: str | Path | None = None) -> int:
+        data: str | Path | None = None, traceback: bool = False) -> int:
     """Run the demo in a child interpreter with Ultralytics offline; return its exit status.
 
     Args:
@@ -125,26 +140,34 @@ def run(epochs: int, imgsz: int, scale: str, device: str, out: str | Path | None
         device (str): Ultralytics device, e.g. ``cpu`` or ``0``.
         out (str | Path, optional): New or empty output folder; by default a new ``runs/efficientrep-demo<N>``.
         data (str | Path, optional): Data YAML; by default the generated shapes set of ``cfg/shapes.yaml``.
+        traceback (bool): Let the child process show a failure's traceback instead of its one-line message.
 
     Raises:
-        ValueError: ``epochs`` or ``imgsz`` is too small, or ``device`` names a GPU that torch does not see.
+        ValueError: ``epochs`` or ``imgsz`` is out of bounds, or ``device`` is malformed or names a GPU that torch
+            does not see.
         FileExistsError: ``out`` holds files.
         FileNotFoundError: ``data`` does not exist.
         ModuleNotFoundError: ONNX or ONNX Runtime is not installed.
+        OSError: ``out`` cannot be created.
     """
     from ultralytics.utils import SETTINGS
 
-    if epochs < 1 or imgsz < 32:
-        raise ValueError(f"--epochs {epochs} --imgsz {imgsz}: train at least 1 epoch on images of at least 32 pixels "
-                         f"(the model's largest stride)")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= MAX_EPOCHS:
+        raise ValueError(f"--epochs {epochs}: train from 1 to {MAX_EPOCHS} epochs")
+    check_imgsz("--imgsz", imgsz)
     check_device(device)
     data = Path(data).resolve() if data else DEFAULT_DATA
     if not data.is_file():
         raise FileNotFoundError(f"--data {data}: no such data YAML")
     check_requirements()
     out = output_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
-    options = {"epochs": epochs, "imgsz": imgsz, "scale": scale, "device": device, "out": str(out), "data": str(data)}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"--out {out}: the folder cannot be created ({error.strerror or error}); choose another --out"
+                      ) from error
+    options = {"epochs": epochs, "imgsz": imgsz, "scale": scale, "device": device, "out": str(out), "data": str(data),
+               "traceback": traceback}
     # the generated set goes with the demo's other files; a data YAML of yours finds its data where yolo finds it
     datasets_dir = out / "datasets" if data == DEFAULT_DATA else Path(SETTINGS["datasets_dir"])
     with offline_config_dir(datasets_dir) as config:
@@ -264,6 +287,8 @@ def demo(epochs: int, imgsz: int, scale: str, device: str, out: str, data: str) 
     checkpoint, dataset = Path(model.trainer.best), model.trainer.data
     settings = {"data": data, "imgsz": imgsz, "device": device, "project": str(out), "name": "val", "exist_ok": True}
     scores = validate_unfused_and_fused(checkpoint, **settings)
+    with contextlib.suppress(OSError):  # Ultralytics' validator makes its folder even when it saves nothing there
+        (out / "val").rmdir()
     onnx_file = Path(YOLO(checkpoint).export(format="onnx", imgsz=imgsz, device=device))  # fused, checked
     max_abs, max_rel = check_onnx(onnx_file, checkpoint, imgsz)
     image, objects = sample_val_image(dataset["val"])
@@ -309,5 +334,23 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def child(options: dict) -> int:
+    """Run ``demo`` with ``run``'s options; print the summary and return 0, or report a failure in one line, return 1.
+
+    With ``options["traceback"]`` a failure raises, so that Python shows its traceback.
+    """
+    from .cli import describe
+
+    traceback = options.pop("traceback", False)
+    try:
+        print(f"\n{format_summary(demo(**options))}")
+    except Exception as error:
+        if traceback:
+            raise
+        print(describe(error, "demo"), file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":  # the child interpreter started by run()
-    print(f"\n{format_summary(demo(**json.loads(sys.argv[1])))}")
+    sys.exit(child(json.loads(sys.argv[1])))

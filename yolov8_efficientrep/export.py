@@ -29,6 +29,7 @@ from torch import nn
 from ultralytics.utils import LOGGER, colorstr
 
 from .fusion import check_fusion, fuse_rep_blocks, image_size, is_fused, load_checkpoint, rep_blocks, sample_image
+from .limits import non_finite_tensor
 from .quantize import ROUTE_VARIABLE, onnx_int8_graph, openvino_int8_graph, ort_int8_route, quantize_onnx_int8
 
 PREFIX = colorstr("EfficientRep:")
@@ -58,6 +59,7 @@ def verify_export_fusion(exporter) -> None:
     """``on_export_start``: fuse every Rep block in float32 (idempotently) and check fused against unfused.
 
     Raises:
+        ValueError: The model's weights are not finite (NaN or infinite values); the message names the tensor.
         FusionCheckError: The fused model's outputs differ from the unfused model's beyond tolerance.
         RuntimeError: Ultralytics <8.4 would export a Rep block unfused.
     """
@@ -71,6 +73,13 @@ def verify_export_fusion(exporter) -> None:
         LOGGER.info(f"{PREFIX} all {len(rep_blocks(source))} Rep blocks were fused before export (a fused "
                     f"checkpoint?); no unfused model to compare with")
         return
+    bad = non_finite_tensor(source.state_dict().items())  # NaN would fail the comparison as if fusion were wrong
+    if bad is not None:
+        weights = getattr(exporter.args, "model", None)
+        raise ValueError(f"{weights if isinstance(weights, (str, Path)) else 'the exported model'}: its weights are "
+                         f"not finite: tensor {bad} holds NaN or infinite values (a training run that diverged, or a "
+                         f"damaged file), so the export would compute NaN; export a checkpoint whose weights are "
+                         f"finite, such as an earlier epoch's")
     reference = copy.deepcopy(source).to(getattr(exporter, "device", None)).float().eval()
     model = _export_model(exporter)
     if model is None:  # Ultralytics <8.4: its exporter fuses its own copy of the same source right after this
@@ -83,8 +92,10 @@ def verify_export_fusion(exporter) -> None:
     height, width = image_size(getattr(exporter, "imgsz", None) or exporter.args.imgsz, reference)
     image = sample_image(height, width, reference.yaml.get("channels", 3))
     result = check_fusion(model, reference, image, what="export model")
+    precision = f", in full FP32 ({' and '.join(result.switched)} off for the check)" if result.switched else ""
     LOGGER.info(f"{PREFIX} fused {result.blocks} blocks, max |diff| = {result.max_abs:.2e} "
-                f"({result.max_rel:.2e} relative, tolerance {result.tolerance:.0e}) on a {height}x{width} image")
+                f"({result.max_rel:.2e} relative, within the relative tolerance {result.tolerance:.0e}) on a "
+                f"{height}x{width} image{precision}")
 
 
 def refuse_fused_checkpoint(trainer) -> None:

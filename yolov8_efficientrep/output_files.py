@@ -1,58 +1,353 @@
 """Writing checkpoints safely: refuse a bad output path before any work, and never leave a partial file.
 
 The fuse command and the YOLOv6 importer both write a new ``.pt`` that must not replace the user's files by accident
-and must not exist at all unless it was checked.
+and must not exist at all unless it was checked. The file is first written under a temporary name that no user file
+can hold (created exclusively, and named after this machine and process), checked, then moved into place. SIGTERM and
+SIGHUP remove it on the way out; what a run killed outright (``kill -9``) left behind, the next write into the same
+folder removes once no live process can still be writing it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import re
+import secrets
+import signal
+import socket
+import threading
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import torch
 
 Checked = TypeVar("Checked")
 
+# Temporary files: .yolov8-efficientrep-partial.<host>.<pid>.<random>.pt (Ultralytics loads only *.pt)
+PARTIAL_PREFIX = ".yolov8-efficientrep-partial"
+_PARTIAL = re.compile(rf"{re.escape(PARTIAL_PREFIX)}\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{{8}}\.pt")
+# What to do when a write fails, by errno; the partial file is always removed first.
+_WRITE_FIXES = {
+    errno.ENOSPC: "free space on that disk or choose another output path",
+    errno.EDQUOT: "free space within your disk quota or choose another output path",
+    errno.EFBIG: "the file is larger than this process may write (see ulimit -f); raise that limit or choose another "
+                 "output path",
+    errno.EACCES: "make the folder writable or choose another output path",
+    errno.EPERM: "make the folder writable or choose another output path",
+    errno.EROFS: "the file system is read-only; choose another output path",
+}
+
+
+class OutputExistsError(FileExistsError):
+    """The output file exists and may not be replaced. ``output`` is that file, so a command line can name its flag."""
+
+    def __init__(self, output: Path, replace_hint: str):
+        super().__init__(f"{output} exists; {replace_hint} to replace it, or choose another output path")
+        self.output = output
+
+
+class OutputWriteError(OSError):
+    """The output could not be written (no space, a read-only folder, ...); no partial file was left behind."""
+
+
+class Terminated(SystemExit):
+    """SIGTERM or SIGHUP arrived while a checkpoint was being written; exits with status 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signal = signal.Signals(signum).name
+
+
+def _host() -> str:
+    """This machine's name as it goes into temporary file names: letters, digits and dashes only."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+
+
+def missing_folder(folder: Path) -> str:
+    """Say what is wrong with a folder that is not a directory: the first part of it that is missing or a file."""
+    for part in reversed((folder, *folder.parents)):
+        if part.exists() and not part.is_dir():
+            return f"{part} is a file, not a folder"
+        if not part.exists():
+            return f"the folder {part} does not exist"
+    return f"the folder {folder} does not exist"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Return True if ``a`` and ``b`` are one file (the same path, a link to it, or a hard link)."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def _write_failure(output: Path, error: OSError) -> str:
+    """One sentence on why writing ``output`` failed and what to do."""
+    fix = _WRITE_FIXES.get(error.errno, "check that folder and the disk, or choose another output path")
+    return (f"{output}: cannot write it in the folder {output.parent} ({error.strerror or error}); {fix}. Nothing "
+            f"was written")
+
 
 def refuse_output(source: Path, target: Path, overwrite: bool, replace_hint: str) -> None:
-    """Raise a one-line error naming ``target`` if it cannot or must not be written.
+    """Raise a one-line error naming ``target`` if it cannot or must not be written; nothing is written.
 
     Args:
         source (Path): The file being converted; never overwritten.
         target (Path): The ``.pt`` to write.
-        overwrite (bool): Whether an existing ``target`` may be replaced.
-        replace_hint (str): How the caller allows replacing, for the message (e.g. ``add --force (force=True)``).
+        overwrite (bool): Whether an existing ``target`` may be replaced (a file, never a folder or the source).
+        replace_hint (str): How the caller allows replacing, for the message (e.g. ``pass overwrite=True``).
+
+    Raises:
+        ValueError: ``target`` is the source, or does not end in ``.pt``.
+        FileNotFoundError: A folder on the way to ``target`` is missing (``NotADirectoryError``: is a file).
+        IsADirectoryError: ``target`` is a folder.
+        OutputExistsError: ``target`` exists and ``overwrite`` is False.
+        OutputWriteError: No file can be created in ``target``'s folder (read-only, ...).
     """
+    if _same_file(source, target) or source.absolute() == target.absolute():
+        raise ValueError(f"{target}: refusing to overwrite the source checkpoint {source.name} (the source is never "
+                         f"an output); choose another output path")
     if target.suffix != ".pt":
         raise ValueError(f"{target}: the output must end in .pt, the only checkpoint suffix Ultralytics loads")
-    if target.exists() and source.exists() and target.resolve() == source.resolve():
-        raise ValueError(f"{target}: refusing to overwrite the source checkpoint {source.name}; choose another output "
-                         f"path")
     if not target.parent.is_dir():
-        raise FileNotFoundError(f"{target}: the folder {target.parent} does not exist; create it, or choose another "
-                                f"output path")
+        problem = missing_folder(target.parent)
+        if problem.endswith("not a folder"):
+            raise NotADirectoryError(f"{target}: {problem}; choose another output path")
+        raise FileNotFoundError(f"{target}: {problem}; create it, or choose another output path")
+    if target.is_dir():
+        raise IsADirectoryError(f"{target} is a folder, and an output replaces only files; choose a file path such as "
+                                f"{target / 'model.pt'}")
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; {replace_hint} to replace it, or choose another output path")
+        raise OutputExistsError(target, replace_hint)
+    with removed_on_termination():  # a read-only folder fails here, before any work, rather than after it
+        try:
+            descriptor, probe = _create_partial(target.parent)
+        except OSError as error:
+            raise OutputWriteError(_write_failure(target, error)) from error
+        try:
+            os.close(descriptor)
+        finally:
+            probe.unlink(missing_ok=True)
+
+
+def _create_partial(folder: Path) -> tuple[int, Path]:
+    """Create a new empty temporary ``.pt`` in ``folder`` exclusively; return its open descriptor and path.
+
+    ``O_EXCL`` fails rather than open an existing file, so no user file (nor the source) is ever written to.
+    """
+    while True:
+        path = folder / f"{PARTIAL_PREFIX}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.pt"
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue  # 32 random bits taken already: draw again
+        return descriptor, path
+
+
+def _writer_is_gone(path: Path, pid: int) -> bool:
+    """Return True if process ``pid`` of this machine cannot be writing ``path``: it ended, or the pid was reused."""
+    import psutil  # an Ultralytics requirement
+
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:  # exists, but cannot be inspected: assume it is the writer
+        return False
+    return started > path.stat().st_mtime + 1  # a process that started after the file was last written is another
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Remove the temporary files that runs killed while writing into ``folder`` left behind; return them.
+
+    Only files named by this module, written on this machine by a process that no longer runs, are removed; files of
+    other machines sharing the folder are left and named in a warning.
+    """
+    from ultralytics.utils import LOGGER
+
+    removed, foreign = [], []
+    for path in sorted(folder.glob(f"{PARTIAL_PREFIX}.*.pt")):
+        match = _PARTIAL.fullmatch(path.name)
+        if match is None:
+            continue
+        if match["host"] != _host():
+            foreign.append(path.name)
+            continue
+        with contextlib.suppress(FileNotFoundError):  # another run may clean up at the same time
+            if _writer_is_gone(path, int(match["pid"])):
+                path.unlink()
+                removed.append(path)
+    if removed:
+        LOGGER.warning(f"{folder}: removed {len(removed)} partial file{'s' * (len(removed) > 1)} that an earlier "
+                       f"write, killed before it finished, left behind: {', '.join(p.name for p in removed)}")
+    if foreign:
+        LOGGER.warning(f"{folder}: {', '.join(foreign)} are partial files written on another machine; remove them "
+                       f"once no run there writes into this folder")
+    return removed
+
+
+# Signals that arrived while torch.save ran (see _signals_held); only the main thread handles signals.
+_held: list[int] = []
+_holding = False
+
+
+def _terminate(signum: int, frame) -> None:
+    """The SIGTERM / SIGHUP handler inside ``removed_on_termination``."""
+    if _holding:
+        _held.append(signum)
+    else:
+        raise Terminated(signum)
+
+
+def _in_main_thread() -> bool:
+    """Return True in the main thread, the only one where Python runs signal handlers."""
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def removed_on_termination() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into ``Terminated`` inside the block, so that ``finally`` clauses remove partial files.
+
+    Only signals whose handler is the default one (end the process) are taken over, and only in the main thread;
+    a handler the application installed itself is left in charge.
+    """
+    if not _in_main_thread():
+        yield
+        return
+    names = [name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {name: signal.getsignal(getattr(signal, name)) for name in names}
+    taken = [name for name in names if previous[name] is signal.SIG_DFL]
+    for name in taken:
+        signal.signal(getattr(signal, name), _terminate)
+    try:
+        yield
+    finally:
+        for name in taken:
+            signal.signal(getattr(signal, name), previous[name])
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGTERM, SIGHUP (as taken over by ``removed_on_termination``) and Ctrl-C until the block ends.
+
+    ``torch.save`` writes through a Python callback called from C++; an exception a signal handler raises there can
+    be lost, leaving a truncated file and no error. So the signal is acted on once ``torch.save`` has returned.
+    """
+    global _holding
+    if not _in_main_thread():
+        yield
+        return
+    interrupt = signal.getsignal(signal.SIGINT)
+    take_interrupt = interrupt is signal.default_int_handler
+    if take_interrupt:
+        signal.signal(signal.SIGINT, lambda signum, frame: _held.append(signum))
+    _holding = True
+    try:
+        yield
+    finally:
+        _holding = False
+        if take_interrupt:
+            signal.signal(signal.SIGINT, interrupt)
+        if _held:
+            signum = _held[0]
+            _held.clear()
+            raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
+
+
+class _Writer:
+    """The file ``torch.save`` writes to: every byte written, or the ``OSError`` that stopped it kept in ``error``.
+
+    A plain file object may write only part of a buffer and report that, which torch turns into an assertion about
+    zip offsets; the ``OSError`` (no space, file too large) is what says what to do.
+    """
+
+    def __init__(self, descriptor: int):
+        self.descriptor = descriptor
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        size = len(view)
+        try:
+            while view:
+                view = view[os.write(self.descriptor, view):]
+        except OSError as error:
+            self.error = self.error or error
+            raise
+        return size
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+
+def _save(checkpoint: dict, descriptor: int, target: Path) -> None:
+    """``torch.save`` ``checkpoint`` to the open file and flush it to disk; I/O failures become ``OutputWriteError``."""
+    writer = _Writer(descriptor)
+    try:
+        with _signals_held():
+            torch.save(checkpoint, writer)
+        try:  # on disk before it replaces anything: a power cut leaves the old file or the new one
+            os.fsync(descriptor)
+        except OSError as error:
+            if error.errno not in (errno.EINVAL, getattr(errno, "ENOTSUP", errno.EINVAL)):  # cannot sync: no error
+                raise
+    except (OSError, RuntimeError) as error:
+        failure = writer.error or (error if isinstance(error, OSError) else None)
+        if failure is None:
+            raise
+        raise OutputWriteError(_write_failure(target, failure)) from error
+    finally:
+        os.close(descriptor)
+
+
+def _move_into_place(partial: Path, target: Path, overwrite: bool, replace_hint: str) -> None:
+    """Give ``partial`` the name ``target``; without ``overwrite``, never replace a file that appeared meanwhile."""
+    try:
+        if overwrite:
+            os.replace(partial, target)
+            return
+        try:
+            os.link(partial, target)  # atomic, and fails if the name is taken: no window to replace a new file
+        except FileExistsError:
+            raise OutputExistsError(target, replace_hint) from None
+        except OSError:  # a file system without hard links: check, then rename
+            if target.exists():
+                raise OutputExistsError(target, replace_hint) from None
+            os.replace(partial, target)
+    except OutputExistsError:
+        raise
+    except OSError as error:
+        raise OutputWriteError(_write_failure(target, error)) from error
 
 
 def write_checked(target: Path, checkpoint: dict, check: Callable[[Path], Checked], overwrite: bool,
                   replace_hint: str) -> Checked:
     """Save ``checkpoint`` next to ``target``, run ``check`` on that file, and only then move it into place.
 
-    ``check`` raises if the written file is wrong; any failure leaves no file behind. A ``target`` created by someone
-    else meanwhile is not replaced unless ``overwrite``.
+    ``check`` raises if the written file is wrong; any failure, and SIGTERM or SIGHUP, leaves no file behind. A
+    ``target`` created by someone else meanwhile is not replaced unless ``overwrite``. Partial files of earlier runs
+    that were killed outright are removed first (see ``remove_stale_partials``).
 
     Returns:
         What ``check`` returned.
+
+    Raises:
+        OutputWriteError: The file could not be written (no space, file size limit, a read-only folder, ...).
+        OutputExistsError: ``target`` appeared meanwhile and ``overwrite`` is False.
     """
-    partial = target.with_name(f".{target.stem}.partial.pt")  # Ultralytics loads only *.pt
-    try:
-        torch.save(checkpoint, partial)
-        result = check(partial)
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"{target} exists; {replace_hint} to replace it, or choose another output path")
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
+    remove_stale_partials(target.parent)
+    with removed_on_termination():
+        partial = None
+        try:
+            try:
+                descriptor, partial = _create_partial(target.parent)
+            except OSError as error:
+                raise OutputWriteError(_write_failure(target, error)) from error
+            _save(checkpoint, descriptor, target)
+            result = check(partial)
+            _move_into_place(partial, target, overwrite, replace_hint)
+        finally:
+            if partial is not None:
+                partial.unlink(missing_ok=True)
     return result

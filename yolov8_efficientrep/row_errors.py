@@ -183,4 +183,17 @@ def _cause(error: Exception, row: list) -> str:
         return f"args is empty; {row[2]} needs at least c2, its number of output channels"
     if isinstance(error, TypeError) and args and not isinstance(args[0], (int, float)):
         return f"c2 (the first arg, output channels) is {args[0]!r}; use a number such as 64"
-    return str(error)
+    if row[2] == "RepConv" and isinstance(error, AssertionError):  # Ultralytics' RepConv asserts k == 3 and p == 1
+        if len(args) > 3:
+            return (f"RepConv takes [c2, k, s], and a 4th arg is its padding p, which must be 1, not {args[3]!r}: a "
+                    f"row cannot set RepConv's activation (it uses the YAML's activation:); for an activation of its "
+                    f"own, use a RepVGGBlock row, whose args are [c2, k, s, act]")
+        return f"RepConv's kernel k must be 3, not {args[1]!r}; RepConv takes [c2, k=3, s]"
+    message = _one_line(str(error))
+    return message or (f"{row[2]} refused these args ({type(error).__name__}, with no message); check them against "
+                       f"its args, named at the end of this message")
+
+
+def _one_line(text: str) -> str:
+    """Join a message's lines into one."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())

@@ -2,6 +2,9 @@
 
 Each image has a noisy gradient background, unlabeled clutter (lines and specks) and 1-6 labeled shapes of random
 class, colour, size and rotation; shapes may partly overlap. The same arguments always write the same files.
+
+The generator writes only into a folder of its own: one it creates, an empty one, or one holding its marker file
+(``MARKER``), which it writes first. A folder of other files is refused, so no one's images or labels are overwritten.
 """
 
 from __future__ import annotations
@@ -17,6 +20,35 @@ import yaml
 
 CLASS_NAMES = ("circle", "square", "triangle", "cross")
 MAX_OVERLAP = 0.4  # of the smaller box: partial overlaps happen, but no shape hides another
+MARKER = ".yolov8-efficientrep-shapes"  # in every folder the generator writes: it may rewrite its files there
+
+
+def claim_folder(root: Path, owner: str, fix: str) -> None:
+    """Make ``root`` a folder the generator may write into, or refuse in one line naming it.
+
+    A new or empty folder gets the marker file first; a folder that holds the marker was the generator's already.
+
+    Args:
+        root (Path): The data set folder.
+        owner (str): Starts the message: who asked for this folder (a function, or a data YAML's ``path:``).
+        fix (str): Ends the message: what the user can do instead.
+
+    Raises:
+        NotADirectoryError: ``root`` or a folder above it is a file.
+        FileExistsError: ``root`` is a folder of other files, which generating would overwrite or mix with.
+    """
+    if (root / MARKER).is_file():
+        return
+    blocking = next((path for path in (root, *root.parents) if path.exists() and not path.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(f"{owner} {root}: {blocking} is a file, not a folder; {fix}")
+    held = sorted(path.name for path in root.iterdir()) if root.is_dir() else []
+    if held:
+        listed = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
+        raise FileExistsError(f"{owner} {root} is a folder the shapes generator did not create (it holds {listed} and "
+                              f"no {MARKER} file), so generating could overwrite its files; {fix}")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text("Written by yolov8_efficientrep.shapes, which may rewrite the files of this folder.\n")
 
 
 def _polygon(kind: str, cx: float, cy: float, radius: float, angle: float) -> np.ndarray:
@@ -142,7 +174,8 @@ def make_shapes_dataset(root: str | Path, train: int = 64, val: int = 16, imgsz:
     """Write the data set under ``root`` (images/ and labels/ with train and val splits) and its data YAML.
 
     Args:
-        root (str | Path): Output directory; existing images with the same names are rewritten identically.
+        root (str | Path): Output directory: new, empty, or written by this generator before (its files are rewritten
+            identically).
         train (int): Number of training images.
         val (int): Number of validation images.
         imgsz (int): Side of the square images in pixels.
@@ -150,8 +183,12 @@ def make_shapes_dataset(root: str | Path, train: int = 64, val: int = 16, imgsz:
 
     Returns:
         (Path): The data YAML (``root/shapes.yaml``), usable as ``data=`` in Ultralytics.
+
+    Raises:
+        FileExistsError: ``root`` is a folder of other files (see ``claim_folder``).
     """
     root = Path(root).resolve()
+    claim_folder(root, "make_shapes_dataset:", "pass a new or empty folder")
     for split, count, split_seed in (("train", train, seed), ("val", val, seed + 1_000_003)):
         rng = np.random.default_rng(split_seed)
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
@@ -215,7 +252,8 @@ def make_task_dataset(root: str | Path, task: str, train: int = 64, val: int = 1
     - ``classify``: a crop around every shape, in ``train/<class>/`` and ``val/<class>/`` folders.
 
     Args:
-        root (str | Path): Output directory; existing files with the same names are rewritten identically.
+        root (str | Path): Output directory: new, empty, or written by this generator before (its files are rewritten
+            identically).
         task (str): One of ``TASKS``.
         train (int): Number of training images (classification: images the crops come from).
         val (int): Number of validation images.
@@ -228,12 +266,14 @@ def make_task_dataset(root: str | Path, task: str, train: int = 64, val: int = 1
 
     Raises:
         ValueError: ``task`` is unknown, or a classification split lacks a class (use more images).
+        FileExistsError: ``root`` is a folder of other files (see ``claim_folder``).
     """
     if task not in TASKS:
         raise ValueError(f"make_task_dataset: unknown task {task!r}; choose one of {', '.join(TASKS)}")
     if task == "detect":
         return make_shapes_dataset(root, train, val, imgsz, seed)
     root = Path(root).resolve()
+    claim_folder(root, "make_task_dataset:", "pass a new or empty folder")
     for split, count, split_seed in (("train", train, seed), ("val", val, seed + 1_000_003)):
         rng = np.random.default_rng(split_seed)
         if task != "classify":
@@ -260,17 +300,13 @@ def make_task_dataset(root: str | Path, task: str, train: int = 64, val: int = 1
     return data_yaml
 
 
-def _data_yaml_name(task: str) -> str:
-    """The data YAML ``make_task_dataset`` writes into its root for ``task`` (none for classification)."""
-    return "shapes.yaml" if task == "detect" else f"shapes-{task}.yaml"
-
-
 def generate_for_data_yaml(data: dict) -> Path:
     """Write the data set of a data YAML such as ``cfg/shapes.yaml``; called by that YAML's ``download:`` script.
 
     Ultralytics runs the script when the YAML's val images are missing, with ``yaml`` bound to the parsed YAML whose
     ``path`` it has resolved (a relative ``path:`` lies under its ``datasets_dir``). The YAML's ``generate:`` mapping
-    holds ``make_task_dataset``'s keyword arguments; ``task`` defaults to ``detect``.
+    holds ``make_task_dataset``'s keyword arguments; ``task`` defaults to ``detect``. Ultralytics logs this step as a
+    "Dataset download"; the line logged before it says that the set is generated, offline.
 
     Returns:
         (Path): What ``make_task_dataset`` returns.
@@ -278,7 +314,7 @@ def generate_for_data_yaml(data: dict) -> Path:
     Raises:
         ValueError: ``generate:`` has an unknown key, an unknown task, or a count, size or seed that is not a positive
             integer (``seed``: >= 0).
-        FileExistsError: ``path`` is a folder holding files this generator does not write (it would mix them in).
+        FileExistsError: ``path`` is a folder this generator did not create (see ``claim_folder``).
     """
     source = data.get("yaml_file", "the data YAML")
     settings = data.get("generate") or {}
@@ -293,14 +329,12 @@ def generate_for_data_yaml(data: dict) -> Path:
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
             raise ValueError(f"{source}: generate: {key}: {value!r} must be an integer >= {int(key != 'seed')}; "
                              f"fix the YAML")
+    from ultralytics.utils import LOGGER
+
     root = Path(data["path"])
-    written = {"train", "val"} if task == "classify" else {"images", "labels", _data_yaml_name(task)}
-    # Ultralytics' label caches: classification writes train.cache and val.cache next to the split folders
-    foreign = sorted(p.name for p in root.iterdir() if p.name not in written and p.suffix != ".cache") \
-        if root.is_dir() else []
-    if foreign:
-        raise FileExistsError(f"{source}: its path {root} holds files the shapes generator does not write "
-                              f"({', '.join(foreign[:5])}); change 'path:' in the YAML or move that folder")
+    claim_folder(root, f"{source}: its path:", "change 'path:' in the YAML to a new folder, or move that folder")
+    LOGGER.info(f"{source}: generating the shapes data set in {root}, offline (nothing is downloaded: Ultralytics "
+                f"runs the YAML's download: script, which draws the images)")
     return make_task_dataset(root, task, **settings)
 
 
@@ -316,12 +350,11 @@ def classification_folder(data_yaml: str | Path) -> Path | None:
     generate = data.get("generate") if isinstance(data, dict) else None
     if not isinstance(generate, dict) or generate.get("task") != "classify":
         return None
-    from ultralytics.utils import DATASETS_DIR, LOGGER
+    from ultralytics.utils import DATASETS_DIR
 
     root = Path(data.get("path") or Path(data_yaml).parent)
     if not root.exists() and not root.is_absolute():
         root = (DATASETS_DIR / root).resolve()
     if not (root / "val").is_dir():
-        LOGGER.info(f"{data_yaml}: generating the data set in {root} (first use, offline)")
         generate_for_data_yaml({**data, "path": root, "yaml_file": str(data_yaml)})
     return root

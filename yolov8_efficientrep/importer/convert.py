@@ -31,7 +31,7 @@ from .remap import remap
 
 SHORT_NAMES = {"CSPBepBackbone": "CSPBep", "RepPANNeck": "RepPAN", "RepBiFPANNeck": "RepBiFPAN",
                "CSPRepPANNeck": "CSPRepPAN", "CSPRepBiFPANNeck": "CSPRepBiFPAN"}
-FORCE_HINT = "add --force (force=True)"  # how an existing output may be replaced
+FORCE_HINT = "pass force=True"  # how an existing output may be replaced (the command line says --force)
 HEADS = ("yolov8", "yolov6")  # a new YOLOv8 Detect head, or YOLOv6's own (EffiDeHead) with its trained weights
 
 
