@@ -2,16 +2,19 @@
 
 ``yolov8_efficientrep_hook.pth`` (installed at the root of site-packages) imports this module when an interpreter
 starts. It imports nothing heavy (no torch, no Ultralytics): it puts a finder at the front of ``sys.meta_path`` that
-waits for the ``ultralytics`` package and imports ``yolov8_efficientrep`` (which registers its blocks, callbacks and
-checkpoint allow-list) as soon as the package has finished initializing. Every entry point therefore sees the blocks
-before it can build a model or load a checkpoint: the ``yolo`` console script, Python, DDP workers.
+waits for the ``ultralytics`` package and imports ``yolov8_efficientrep`` (whose ``integration.install()`` patches
+Ultralytics) as soon as the package has finished initializing. Every entry point therefore sees the blocks before it
+can build a model or load a checkpoint: the ``yolo`` console script, Ultralytics' ``ul`` command (which looks the
+package up with ``find_spec`` first), Python, DDP workers.
 
 Why the package and not ``ultralytics.nn.tasks``: the parser module is imported half-way through other Ultralytics
 imports (``ultralytics.data``, ``ultralytics.engine``), and the plugin, which needs some of those, would then meet
 partially initialized modules. Once the package is initialized no Ultralytics import is in flight.
 
 It never breaks an interpreter. A failure to register is remembered, not raised; only when a model YAML then names a
-module Ultralytics does not know does the error say why registration failed and what to do.
+module Ultralytics does not know does the error say why registration failed and what to do. That explanation is the
+one assignment into Ultralytics made outside ``yolov8_efficientrep/integration/``: it is needed exactly when the
+package cannot be imported.
 
 Set ``YOLOV8_EFFICIENTREP_HOOK=0`` to switch the hook off (``import yolov8_efficientrep`` still registers).
 """
@@ -50,6 +53,7 @@ class _RegisterAfterExec:
     def exec_module(self, module) -> None:
         self.loader.exec_module(module)
         module.__loader__ = module.__spec__.loader = self.loader  # leave the module as if it had not been hooked
+        uninstall()  # Ultralytics is imported: nothing left to wait for
         _register()
 
     def __getattr__(self, name: str):  # get_source, get_filename, ... stay the real loader's
@@ -57,14 +61,20 @@ class _RegisterAfterExec:
 
 
 class UltralyticsImportFinder:
-    """``sys.meta_path`` finder that answers only for the ``ultralytics`` package, once, with a wrapped loader."""
+    """``sys.meta_path`` finder that answers only for the ``ultralytics`` package, with a wrapped loader.
+
+    It stays installed until the package has actually been executed: a look-up that only finds the package
+    (``importlib.util.find_spec("ultralytics")``, as Ultralytics' own ``ul`` command does first) leaves it in place for
+    the import that follows.
+    """
 
     def find_spec(self, fullname: str, path=None, target=None):
         """Find the package with the other finders and wrap its loader; ignore every other module."""
         if fullname != TRIGGER:
             return None
-        uninstall()  # one shot
         for finder in sys.meta_path:
+            if isinstance(finder, UltralyticsImportFinder):
+                continue
             find_spec = getattr(finder, "find_spec", None)
             spec = find_spec(fullname, path, target) if find_spec else None
             if spec is not None:
@@ -91,7 +101,7 @@ def _register() -> None:
     """Import the plugin (its import registers everything); on failure remember why and explain it on first use."""
     global failure
     try:
-        import yolov8_efficientrep  # noqa: F401
+        import yolov8_efficientrep  # noqa: F401  importing it registers everything
     except Exception as error:  # a broken plugin must not break Ultralytics or the interpreter
         failure = f"{type(error).__name__}: {error}"
         try:

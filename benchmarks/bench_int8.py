@@ -26,8 +26,8 @@ from common import Entry, Timing, add_latency_args, check_sizes, log, select, ti
 from int8_runtimes import (ORT, OPENVINO, PYTORCH, VARIANTS, ModelRun, Shape, export, peak_calls, profile_ort, runner,
                            seeded_yolo)
 from latency import count_gflops, eager_forward, reference_input
-from yolov8_efficientrep.export import _uses_plugin
-from yolov8_efficientrep.quantize import onnx_int8_graph, openvino_int8_graph
+from yolov8_efficientrep.graphs import onnx_int8_graph, openvino_int8_graph
+from yolov8_efficientrep.rows import uses_plugin
 from yolov8_efficientrep.shapes import make_shapes_dataset
 
 HERE = Path(__file__).resolve().parent
@@ -68,7 +68,7 @@ def prepare(entry: Entry, shapes: list[Shape], graph_shape: Shape, data: Path, w
     """Build one model, export every variant for every shape, count its GFLOPs and check its INT8 graphs."""
     yolo = seeded_yolo(entry.cfg)
     eager = common.build(entry)  # the same seeded weights, fused as the exporter fuses them
-    run = ModelRun(entry, _uses_plugin(eager), eager, graph_shape=graph_shape)
+    run = ModelRun(entry, uses_plugin(eager), eager, graph_shape=graph_shape)
     for batch, imgsz in shapes:
         run.gflops.setdefault(imgsz, count_gflops(eager, imgsz, entry))
         for variant in VARIANTS[1:]:  # PyTorch runs the eager model itself

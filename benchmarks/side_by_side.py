@@ -36,7 +36,8 @@ from ultralytics import YOLO
 
 from common import RUNS_FOR_A_MEASUREMENT, Timing, log, machine_info, timed
 from report import marker, refuse_to_overwrite_foreign, table
-from yolov8_efficientrep.demo import DEFAULT_DATA, Scores, validate_unfused_and_fused
+from yolov8_efficientrep.demo import DEFAULT_DATA
+from yolov8_efficientrep.evaluation import Scores, validate_unfused_and_fused
 from yolov8_efficientrep.fusion import sample_image
 from yolov8_efficientrep.offline import seed_fonts
 from yolov8_efficientrep.shapes import make_shapes_dataset

@@ -30,7 +30,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import yolov8_efficientrep  # noqa: E402, F401  registers the blocks and the export check
-from yolov8_efficientrep.fusion import load_checkpoint, onnx_unfused_nodes, sample_image  # noqa: E402
+from yolov8_efficientrep.checkpoints import load_checkpoint  # noqa: E402
+from yolov8_efficientrep.fusion import sample_image  # noqa: E402
+from yolov8_efficientrep.graphs import onnx_unfused_nodes  # noqa: E402
 from yolov8_efficientrep.precision import full_fp32  # noqa: E402
 
 BOUNDS = {"onnxruntime": 1e-4, "fp32": 1e-2, "fp16": 5e-2}  # see relative_difference

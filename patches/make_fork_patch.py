@@ -3,7 +3,7 @@
 The patch edits one file, ``ultralytics/nn/tasks.py``, in two places:
 
 1. ``parse_model``'s Conv-like, repeat and Detect collections list the plugin's row names, found the way
-   ``register()`` finds them at run time, so plugin rows get Ultralytics' channel, width and repeat handling natively;
+   the run-time registration finds them (``yolov8_efficientrep/integration/parser.py``), so plugin rows get Ultralytics' channel, width and repeat handling natively;
 2. the end of the file sets ``YOLOV8_EFFICIENTREP_NATIVE = True`` and imports the blocks from the installed
    ``yolov8_efficientrep`` package. The marker tells the package not to patch the parser again at run time; importing
    from the package keeps checkpoints interchangeable with plugin installs (they pickle the same class paths).
@@ -25,7 +25,8 @@ import difflib
 import sys
 from pathlib import Path
 
-from yolov8_efficientrep.registration import NATIVE, _names, _plugin_blocks, module_collections, row_kinds
+from yolov8_efficientrep.integration.parser import NATIVE, collection_names, collection_rows, module_collections
+from yolov8_efficientrep.rows import by_module
 
 TARGET = "ultralytics/nn/tasks.py"  # the path inside an Ultralytics checkout, for `git apply` / `patch -p1`
 
@@ -39,18 +40,13 @@ def _parse_model(tree: ast.Module, path: Path) -> ast.FunctionDef:
 
 
 def _import_lines() -> list[str]:
-    """Return the marker and the import statements for every plugin-owned block, grouped by module."""
-    by_module: dict[str, list[str]] = {}
-    for name, (cls, _) in _plugin_blocks().items():
-        if cls.__module__.startswith("yolov8_efficientrep."):  # Ultralytics' own RepConv is already imported
-            alias = name if name == cls.__name__ else f"{cls.__name__} as {name}"
-            by_module.setdefault(cls.__module__, []).append(alias)
+    """Return the marker and the import statements for every row class of the plugin's table, grouped by module."""
     return [
         "",
         "# yolov8-efficientrep (fork patch from patches/make_fork_patch.py): parse_model builds these blocks natively.",
-        f"{NATIVE} = True  # set before the import below: the package then leaves parse_model alone",
+        f"{NATIVE} = True  # set before the import below: the package then leaves parse_model as this file has it",
         *(f"from {module} import {', '.join(sorted(names))}  # noqa: E402"
-          for module, names in sorted(by_module.items())),
+          for module, names in sorted(by_module().items())),
     ]
 
 
@@ -63,7 +59,7 @@ def patched_source(source: str, path: Path) -> str:
     if f"{NATIVE} = True" in source:
         raise SystemExit(f"{path} is already patched for yolov8-efficientrep")
     tree = ast.parse(source)
-    wanted = row_kinds(_plugin_blocks())
+    wanted = collection_rows()
     try:
         collections = module_collections(_parse_model(tree, path))
     except ImportError as error:
@@ -72,7 +68,7 @@ def patched_source(source: str, path: Path) -> str:
     lines = source.splitlines(keepends=True)
     # insert after each collection's last element, bottom-up so earlier positions stay valid
     inserts = sorted(
-        ((node.elts[-1].end_lineno, node.elts[-1].end_col_offset, [n for n in names if n not in _names(node)])
+        ((node.elts[-1].end_lineno, node.elts[-1].end_col_offset, [n for n in names if n not in collection_names(node)])
          for node, names in zip(collections, wanted)),
         reverse=True,
     )

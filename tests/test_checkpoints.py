@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from ultralytics import YOLO
 
-from yolov8_efficientrep.checkpoints import plugin_classes
-from yolov8_efficientrep.registration import _plugin_blocks
+from yolov8_efficientrep.rows import ROWS, is_plugin_class, plugin_classes
 
 REPO = Path(__file__).resolve().parents[1]
 SAFE = {"ULTRALYTICS_SAFE_LOAD": "1"}
@@ -53,7 +52,7 @@ def results(run: Path) -> list:
 
 def test_allow_list_covers_every_plugin_block_and_the_units_inside_them():
     classes = set(plugin_classes())
-    own = {cls for cls, _ in _plugin_blocks().values() if cls.__module__.startswith("yolov8_efficientrep.")}
+    own = {row.cls for row in ROWS if is_plugin_class(row.cls)}
     assert own <= classes and {"RepVGGBlock", "RepBlock", "BottleRep"} <= {cls.__name__ for cls in classes}
     assert all(cls.__module__.startswith("yolov8_efficientrep.") for cls in classes)  # Ultralytics lists its own
 

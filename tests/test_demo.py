@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from yolov8_efficientrep import cli, demo
-from yolov8_efficientrep.fusion import onnx_unfused_nodes
+from yolov8_efficientrep.graphs import onnx_unfused_nodes
 
 CONFIG_DIR = Path(os.environ["YOLO_CONFIG_DIR"])  # the tests' Ultralytics settings dir: "the user's" here
 

@@ -15,7 +15,9 @@ import pytest
 import torch
 from ultralytics import YOLO
 
-from yolov8_efficientrep.fusion import load_checkpoint, onnx_unfused_nodes, rep_blocks, sample_image
+from yolov8_efficientrep.checkpoints import load_checkpoint
+from yolov8_efficientrep.fusion import rep_blocks, sample_image
+from yolov8_efficientrep.graphs import onnx_unfused_nodes
 
 RTOL = 1e-4  # bound on relative_difference(runtime output, unfused PyTorch output), float32
 FUSED_LOG = re.compile(r"fused (\d+) blocks, max \|diff\| = (\S+) \((\S+) relative")

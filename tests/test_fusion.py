@@ -12,7 +12,8 @@ from ultralytics import YOLO
 from ultralytics.utils import LOGGER
 
 from yolov8_efficientrep import FusionCheckError, QARepVGGBlock, RepBlock, RepVGGBlock, fuse_model
-from yolov8_efficientrep.fusion import TOLERANCE, check_fusion, is_fused, onnx_unfused_nodes, rep_blocks, sample_image
+from yolov8_efficientrep.fusion import TOLERANCE, check_fusion, is_fused, rep_blocks, sample_image
+from yolov8_efficientrep.graphs import onnx_unfused_nodes
 
 
 class TwinConv(nn.Module):

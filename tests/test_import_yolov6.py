@@ -31,7 +31,9 @@ from ultralytics.utils import ASSETS  # noqa: E402
 from yolov6.utils.torch_utils import fuse_model as yolov6_fuse_model  # noqa: E402
 
 from yolov8_efficientrep.cli import main  # noqa: E402
-from yolov8_efficientrep.fusion import load_checkpoint, onnx_unfused_nodes, sample_image  # noqa: E402
+from yolov8_efficientrep.checkpoints import load_checkpoint  # noqa: E402
+from yolov8_efficientrep.fusion import sample_image  # noqa: E402
+from yolov8_efficientrep.graphs import onnx_unfused_nodes  # noqa: E402
 from yolov8_efficientrep.importer import YOLOv6ImportError, import_yolov6, read_checkpoint  # noqa: E402
 
 RTOL = 1e-4  # max |imported - YOLOv6| / max |YOLOv6| of each backbone and neck output, float32

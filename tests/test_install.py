@@ -126,7 +126,7 @@ def test_hook_is_silent_and_inert_without_ultralytics(wheel, tmp_path):
 def test_half_installed_plugin_leaves_ultralytics_working_and_explains_plugin_rows(wheel, tmp_path):
     python = venv(tmp_path / "venv", wheel)
     package = Path(run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").stdout.strip())
-    (package / "yolov8_efficientrep" / "registration.py").unlink()  # e.g. an interrupted install or upgrade
+    (package / "yolov8_efficientrep" / "rows.py").unlink()  # e.g. an interrupted install or upgrade
 
     stock = run(python, "-c", "from ultralytics import YOLO; print(sum(p.numel() for p in YOLO('yolov8n.yaml')"
                               ".model.parameters()))")
@@ -136,7 +136,7 @@ def test_half_installed_plugin_leaves_ultralytics_working_and_explains_plugin_ro
     broken = run(python, "-c", f"from ultralytics import YOLO; YOLO({str(cfg)!r})", check=False)
     message = broken.stderr.strip().splitlines()[-1]
     assert message.startswith("yolov8_efficientrep_hook.PluginNotRegisteredError: model YAML module 'RepVGGBlock'")
-    assert "No module named 'yolov8_efficientrep.registration'" in message and "import yolov8_efficientrep" in message
+    assert "No module named 'yolov8_efficientrep.rows'" in message and "import yolov8_efficientrep" in message
 
 
 def test_hook_can_be_switched_off(wheel, tmp_path):

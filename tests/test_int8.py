@@ -17,8 +17,9 @@ import pytest
 import torch
 from ultralytics import YOLO
 
-from yolov8_efficientrep.fusion import load_checkpoint
-from yolov8_efficientrep.quantize import ROUTE_VARIABLE, onnx_int8_graph, openvino_int8_graph, ort_int8_route
+from yolov8_efficientrep.checkpoints import load_checkpoint
+from yolov8_efficientrep.graphs import onnx_int8_graph, openvino_int8_graph
+from yolov8_efficientrep.quantize import ROUTE_VARIABLE, ort_int8_route
 
 # INT8 vs the unfused float32 model, on the images the ranges were calibrated on. Every activation is rounded to one of
 # 256 steps of its calibrated range, every weight to one of 127 (7-bit, per channel); on this barely trained model,

@@ -82,3 +82,12 @@ def test_patch_script_names_the_file_it_cannot_recognise(tmp_path):
     not_tasks.write_text("def parse_model(d, ch):\n    return None\n")
     result = make_patch("--tasks", str(not_tasks))
     assert result.returncode != 0 and str(not_tasks) in result.stderr and "not recognised" in result.stderr
+
+
+def test_the_fork_skips_only_the_parser_patch(fork):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fork), str(REPO)]), "YOLOV8_EFFICIENTREP_HOOK": "1"}
+    code = ("from ultralytics import YOLO\n"  # bare names (the shipped YAMLs' lookup) and EffiDeHead's task guess
+            "print(YOLO('yolov8n-efficientrep.yaml').task, YOLO('yolov6n-repbifpan.yaml').task)")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=fork)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-2:] == ["detect", "detect"]

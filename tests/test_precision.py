@@ -18,7 +18,8 @@ from ultralytics import YOLO
 from ultralytics.utils import LOGGER
 
 from yolov8_efficientrep import FusionCheckError, fuse_model, precision
-from yolov8_efficientrep.fusion import TOLERANCE, check_fusion, load_checkpoint, rep_blocks, sample_image
+from yolov8_efficientrep.checkpoints import load_checkpoint
+from yolov8_efficientrep.fusion import TOLERANCE, check_fusion, rep_blocks, sample_image
 from yolov8_efficientrep.precision import full_fp32
 
 BACKENDS = {"generic": torch.backends, "cudnn": torch.backends.cudnn, "mkldnn": torch.backends.mkldnn}

@@ -16,7 +16,8 @@ from ultralytics.nn.modules import Conv, RepConv
 
 import yolov8_efficientrep
 from yolov8_efficientrep import RepBlock, RepVGGBlock, YAMLRowError
-from yolov8_efficientrep.registration import _ROW_ARGS, SUPPORTED_ULTRALYTICS, _plugin_blocks
+from yolov8_efficientrep.rows import ROWS
+from yolov8_efficientrep.versions import SUPPORTED_ULTRALYTICS
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = REPO / "cfg" / "yolov8-efficientrep.yaml"
@@ -149,7 +150,8 @@ def test_bad_plugin_rows_name_the_file_row_and_fix(tmp_path, row, message):
         build(spec, tmp_path, "broken.yaml")
     text = str(error.value)
     assert "broken.yaml" in text and f"backbone row 1 {row}" in text and message in text
-    usage = {"RepVGGBlock": "[c2, k=3, s=1, act]", "RepBlock": "[c2, block=RepVGGBlock|QARepVGGBlock|BottleRep, act]"}
+    usage = {"RepVGGBlock": "[c2, k=3, s=1, act]",
+             "RepBlock": "[c2, block=RepVGGBlock|QARepVGGBlock|QARepVGGBlockV2|ConvBNAct|BottleRep, act]"}
     assert f"{row[2]} args are {usage[row[2]]}" in text
 
 
@@ -177,4 +179,4 @@ def test_unsupported_ultralytics_version_fails_at_import_with_range():
 
 
 def test_every_registered_row_has_its_arguments_documented_for_row_errors():
-    assert set(_ROW_ARGS) == set(_plugin_blocks())
+    assert all(row.args.startswith("[") for row in ROWS) and len({row.name for row in ROWS}) == len(ROWS)

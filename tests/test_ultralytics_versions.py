@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from yolov8_efficientrep.registration import _MAX_VERSION, _MIN_VERSION, SUPPORTED_ULTRALYTICS
+from yolov8_efficientrep.versions import MAX_VERSION, MIN_VERSION, SUPPORTED_ULTRALYTICS
 
 REPO = Path(__file__).resolve().parents[1]
 CHECK = REPO / "tests" / "ultralytics_version_check.py"
@@ -34,7 +34,7 @@ def version(release: str) -> tuple[int, ...]:
 
 def supported(release: str) -> bool:
     """Return whether a release is inside the plugin's declared range."""
-    return _MIN_VERSION <= version(release) < _MAX_VERSION
+    return MIN_VERSION <= version(release) < MAX_VERSION
 
 
 SUPPORTED = [release for release in RELEASES if supported(release)]

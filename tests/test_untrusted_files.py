@@ -30,11 +30,11 @@ import torch
 from torch import nn
 
 from yolov8_efficientrep.blocks import BottleRep, ConvBNAct, RepBlock, RepVGGBlock
-from yolov8_efficientrep.checkpoints import plugin_classes
 from yolov8_efficientrep.csp_blocks import CSPSPPF, BepC3, SimSPPF
 from yolov8_efficientrep.heads import EffiDeHead
 from yolov8_efficientrep.importer import YOLOv6ImportError, import_yolov6, read_checkpoint
 from yolov8_efficientrep.limits import MAX_BLOCK_PARAMETERS, LimitError
+from yolov8_efficientrep.rows import plugin_classes
 
 GROWTH = 64 << 20  # bytes of peak memory a refusal may add to reading an honest file
 

@@ -41,7 +41,8 @@ from yolov6.data.data_augment import letterbox  # noqa: E402
 from yolov6.utils.nms import non_max_suppression as yolov6_nms  # noqa: E402
 
 from yolov8_efficientrep.cli import main  # noqa: E402
-from yolov8_efficientrep.fusion import load_checkpoint, onnx_unfused_nodes  # noqa: E402
+from yolov8_efficientrep.checkpoints import load_checkpoint  # noqa: E402
+from yolov8_efficientrep.graphs import onnx_unfused_nodes  # noqa: E402
 from yolov8_efficientrep.heads import PRIOR, EffiDeHead  # noqa: E402
 from yolov8_efficientrep.importer.forms import FORMS  # noqa: E402
 

@@ -11,7 +11,7 @@ from ultralytics import YOLO
 from ultralytics.nn.modules import Conv, RepConv
 
 from yolov8_efficientrep.blocks import BottleRep, ConvBNAct, QARepVGGBlock, QARepVGGBlockV2, RepBlock
-from yolov8_efficientrep.checkpoints import plugin_classes
+from yolov8_efficientrep.rows import plugin_classes
 from yolov8_efficientrep.csp_blocks import BepC3
 
 RTOL = 1e-4  # max |fused - unfused| / max |unfused|, float32

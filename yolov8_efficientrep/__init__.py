@@ -1,17 +1,16 @@
 """YOLOv6's EfficientRep blocks for Ultralytics YOLOv8, as a plugin: importing this package registers them."""
 
-from .blocks import BottleRep, QARepVGGBlock, RepBlock, RepVGGBlock
-from .checkpoints import scope_restricted_loading
-from .csp_blocks import BepC3, CSPSPPF, SimCSPSPPF, SimSPPF
-from .export import register_callbacks
-from .fusion import FusionCheckError, fuse_checkpoint, fuse_model
-from .registration import register
+from .checkpoints import fuse_checkpoint
+from .fusion import FusionCheckError, fuse_model
+from .integration import install as register  # the public name: importing the package has already called it
 from .row_errors import UnknownModuleError, YAMLRowError
+from .rows import ROWS, is_plugin_class
+
+_ROW_CLASSES = {row.name: row.cls for row in ROWS if is_plugin_class(row.cls)}
+globals().update(_ROW_CLASSES)  # every row class of the table, importable from the package by its row name
 
 __version__ = "0.1.0"
-__all__ = ("BepC3", "BottleRep", "CSPSPPF", "FusionCheckError", "QARepVGGBlock", "RepBlock", "RepVGGBlock",
-           "SimCSPSPPF", "SimSPPF", "UnknownModuleError", "YAMLRowError", "fuse_checkpoint", "fuse_model", "register")
+__all__ = (*_ROW_CLASSES, "FusionCheckError", "UnknownModuleError", "YAMLRowError", "fuse_checkpoint", "fuse_model",
+           "register")
 
 register()
-scope_restricted_loading()  # ULTRALYTICS_SAFE_LOAD=1 may then load checkpoints with plugin blocks
-register_callbacks()

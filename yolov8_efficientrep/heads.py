@@ -11,10 +11,7 @@ Checkpoints pickle ``yolov8_efficientrep.heads.EffiDeHead``: keep the name and t
 
 from __future__ import annotations
 
-import functools
-import importlib
 import math
-from typing import Callable
 
 import torch
 from torch import nn
@@ -23,8 +20,6 @@ from ultralytics.nn.modules import DFL, Conv, Detect
 from .limits import MAX_REG_MAX, check_channels, check_classes, check_parameters
 
 PRIOR = 0.01  # YOLOv6's initial class probability (Detect.prior_prob)
-# Modules that bind Ultralytics' guess_model_task by name (tasks' own loaders, the package re-export, Model).
-_TASK_GUESS_USERS = ("ultralytics.nn.tasks", "ultralytics.nn", "ultralytics.engine.model")
 
 
 class EffiDeHead(Detect):
@@ -114,42 +109,3 @@ class EffiDeHead(Detect):
             nn.init.constant_(cls[-1].bias, -math.log((1 - PRIOR) / PRIOR))
             nn.init.zeros_(box[-1].weight)
             nn.init.constant_(box[-1].bias, 1.0)
-
-
-HEAD_ROWS = frozenset({EffiDeHead.__name__})  # YAML rows that make a model a detection model
-
-
-def _names_plugin_head(cfg: object) -> bool:
-    """Return whether a model YAML dict's last row is one of the plugin's detection heads."""
-    try:
-        return cfg["head"][-1][2] in HEAD_ROWS
-    except (KeyError, IndexError, TypeError):
-        return False
-
-
-def _detect_for_plugin_heads(guess: Callable) -> Callable:
-    """Wrap ``guess_model_task``: a model or YAML whose last row is a plugin head is a detection model.
-
-    Ultralytics guesses a YAML's task from its last row's name (``"detect" in name.lower()``), which ``EffiDeHead``
-    does not contain: without this, ``YOLO("yolov6n-repbifpan.yaml")`` gets no task at all.
-    """
-
-    @functools.wraps(guess)
-    def guess_model_task(model):
-        cfg = model if isinstance(model, dict) else getattr(model, "yaml", None)
-        return "detect" if _names_plugin_head(cfg) else guess(model)
-
-    guess_model_task.knows_plugin_heads = True
-    return guess_model_task
-
-
-def install_task_guess() -> None:
-    """Let Ultralytics' task guess (``guess_model_task``) recognise models that end in a plugin head; idempotent."""
-    tasks = importlib.import_module("ultralytics.nn.tasks")
-    if getattr(tasks.guess_model_task, "knows_plugin_heads", False):
-        return
-    original, wrapped = tasks.guess_model_task, _detect_for_plugin_heads(tasks.guess_model_task)
-    for name in _TASK_GUESS_USERS:
-        module = importlib.import_module(name)
-        if getattr(module, "guess_model_task", None) is original:
-            module.guess_model_task = wrapped

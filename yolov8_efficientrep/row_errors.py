@@ -1,9 +1,9 @@
 """Name the model YAML row that failed to build, and say in plain words what is wrong with it.
 
 Ultralytics' ``parse_model`` stops on a bad row with whatever Python raised on the way: ``KeyError: 'RepVGGBlok'``,
-``list index out of range``, ``not enough values to unpack``, naming neither the file nor the row. ``with_row_context``
-wraps it. When a row fails, it reads the failing row's index from the ``parse_model`` frame the error came through and
-explains three kinds of failure:
+``list index out of range``, ``not enough values to unpack``, naming neither the file nor the row. When a row fails,
+``explain`` (which ``integration/parser.py`` wraps the parser with) reads the failing row's index from the
+``parse_model`` frame the error came through and explains three kinds of failure:
 
 - a row that is not ``[from, repeats, module, args]`` (any row; such a row fails in Ultralytics too);
 - a module name that nothing defines (any row), with the closest names from the plugin, Ultralytics and ``torch.nn``,
@@ -17,13 +17,15 @@ code, so Ultralytics' models are unaffected.
 from __future__ import annotations
 
 import difflib
-import functools
 import re
 from pathlib import Path
 from types import CodeType, TracebackType
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from torch import nn
+
+from .rows import Row
+from .versions import ultralytics_version, version_tuple
 
 ROW_FORMAT = "rows read [from, repeats, module, args], e.g. [-1, 1, Conv, [64, 3, 2]]"
 
@@ -43,59 +45,46 @@ class UnknownModuleError(KeyError, AttributeError):
         return str(self.args[0])  # KeyError would print the message as a quoted repr
 
 
-def with_row_context(parse_model: Callable, blocks: dict[str, tuple[type[nn.Module], bool]],
-                     row_args: dict[str, str]) -> Callable:
-    """Wrap ``parse_model`` so that a failing row is reported with its YAML file, section, index, text and cause.
+def explain(error: Exception, d: dict, parse_model: Callable, rows: Iterable[Row]) -> Exception | None:
+    """Return the error that names the failing row of ``d`` and says what is wrong with it, or None for Ultralytics'.
 
     Args:
-        parse_model (Callable): The parser, as compiled in ``ultralytics.nn.tasks``' namespace.
-        blocks (dict): ``{row name: (class, takes repeats)}`` of the plugin's blocks.
-        row_args (dict): ``{row name: its args as a YAML writes them}``, for the plugin's blocks.
+        error (Exception): What ``parse_model`` raised.
+        d (dict): The model YAML it was parsing.
+        parse_model (Callable): The parser that raised (its frame holds the failing row's index).
+        rows (Iterable[Row]): The plugin's rows (``rows.ROWS``): their classes and args as a YAML writes them.
 
     Returns:
-        (Callable): The wrapped parser; it raises ``YAMLRowError`` or ``UnknownModuleError`` from the original error.
+        (Exception | None): A ``YAMLRowError`` or ``UnknownModuleError`` to raise from ``error``; None where the
+        failure is outside the row loop or in a well-formed row of Ultralytics' own (its own message stands).
     """
-    plugin_classes = {cls: name for name, (cls, _) in blocks.items()}
-
-    @functools.wraps(parse_model)
-    def parse_model_with_row_context(d: dict, ch: Any, verbose: bool = True):
-        from ultralytics.nn.modules import Conv
-
-        default_act = Conv.default_act
-        try:
-            return parse_model(d, ch, verbose)
-        except Exception as error:
-            # parse_model sets the process-wide default from `activation:` and restores it only when it returns: a
-            # failed YAML would otherwise hand its activation to every model built after it
-            Conv.default_act = default_act
-            local = _frame_locals(error.__traceback__, parse_model.__code__)
-            if local is None or "i" not in local:  # outside the row loop (e.g. no 'head:'): Ultralytics' message
-                raise
-            rows = d["backbone"] + d["head"]
-            index, row = local["i"], rows[local["i"]]
-            section = "backbone" if index < len(d["backbone"]) else "head"
-            where = f"{d.get('yaml_file', 'model YAML')}, {section} row {index} {row}"
-            if malformed := _malformed(row):
-                raise YAMLRowError(f"{where}: {malformed}; {ROW_FORMAT}") from error
-            unknown = isinstance(local.get("m"), str)  # the name lookup itself failed: m becomes a class right after
-            if needed := _newer_ultralytics_needed(d.get("yaml_file")):  # a row this release lacks or builds otherwise
-                problem = f"unknown module {row[2]!r}" if unknown else f"{type(error).__name__}: {error}"
-                raise (UnknownModuleError if unknown else YAMLRowError)(
-                    f"{where}: {problem} in Ultralytics {_installed()}; this model YAML needs Ultralytics >= {needed}: "
-                    f"pip install -U 'ultralytics>={needed}'") from error
-            if unknown:
-                known = _known_modules(parse_model.__globals__)
-                examples = ", ".join(list(blocks)[:3])
-                raise UnknownModuleError(f"{where}: unknown module {row[2]!r}; {_suggest(row[2], known)} Module names "
-                                         f"are case-sensitive: the plugin's ({examples}, ...), Ultralytics' (Conv, "
-                                         f"C2f, SPPF, Detect, ...) and torch's as nn.Name") from error
-            name = plugin_classes.get(local.get("m"))
-            if name is None:
-                raise
-            raise YAMLRowError(f"{where}: {_cause(error, row)}. Plugin {ROW_FORMAT}; {name} args are "
-                               f"{row_args[name]}.") from error
-
-    return parse_model_with_row_context
+    local = _frame_locals(error.__traceback__, parse_model.__code__)
+    if local is None or "i" not in local:  # outside the row loop (e.g. no 'head:'): Ultralytics' message
+        return None
+    yaml_rows = d["backbone"] + d["head"]
+    index, row = local["i"], yaml_rows[local["i"]]
+    section = "backbone" if index < len(d["backbone"]) else "head"
+    where = f"{d.get('yaml_file', 'model YAML')}, {section} row {index} {row}"
+    if malformed := _malformed(row):
+        return YAMLRowError(f"{where}: {malformed}; {ROW_FORMAT}")
+    unknown = isinstance(local.get("m"), str)  # the name lookup itself failed: m becomes a class right after
+    if needed := _newer_ultralytics_needed(d.get("yaml_file")):  # a row this release lacks or builds otherwise
+        problem = f"unknown module {row[2]!r}" if unknown else f"{type(error).__name__}: {error}"
+        return (UnknownModuleError if unknown else YAMLRowError)(
+            f"{where}: {problem} in Ultralytics {_installed()}; this model YAML needs Ultralytics >= {needed}: "
+            f"pip install -U 'ultralytics>={needed}'")
+    rows = list(rows)
+    if unknown:
+        known = _known_modules(parse_model.__globals__)
+        examples = ", ".join(plugin_row.name for plugin_row in rows[:3])
+        return UnknownModuleError(f"{where}: unknown module {row[2]!r}; {_suggest(row[2], known)} Module names are "
+                                  f"case-sensitive: the plugin's ({examples}, ...), Ultralytics' (Conv, C2f, SPPF, "
+                                  f"Detect, ...) and torch's as nn.Name")
+    plugin_row = next((plugin_row for plugin_row in rows if plugin_row.cls is local.get("m")), None)
+    if plugin_row is None:
+        return None
+    return YAMLRowError(f"{where}: {_cause(error, row)}. Plugin {ROW_FORMAT}; {plugin_row.name} args are "
+                        f"{plugin_row.args}.")
 
 
 def _frame_locals(traceback: TracebackType | None, code: CodeType) -> dict | None:
@@ -144,7 +133,6 @@ def _newer_ultralytics_needed(yaml_file: str | None) -> str | None:
     The shipped YOLO11 / YOLO26 configs say so: their rows (C3k2, C2PSA, YOLO26's head) do not exist before then.
     """
     from .configs import bundled_yaml
-    from .registration import ultralytics_version, version_tuple  # here: registration imports this module
 
     if not yaml_file:
         return None

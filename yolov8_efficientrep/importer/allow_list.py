@@ -19,7 +19,6 @@ with arguments of the file's choosing, allocates as much memory as the file asks
 from __future__ import annotations
 
 import struct
-from collections import OrderedDict
 from typing import Callable
 
 import torch

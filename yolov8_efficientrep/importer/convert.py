@@ -11,17 +11,16 @@ place.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import torch
 import ultralytics
 import yaml
-from ultralytics import __version__ as ultralytics_version
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
+from ..checkpoints import load_checkpoint, ultralytics_checkpoint
 from ..configs import CFG_DIR, scaled_name
-from ..fusion import FusionCheck, check_fusion, fuse_rep_blocks, load_checkpoint, sample_image
+from ..fusion import FusionCheck, check_fusion, fuse_rep_blocks, sample_image
 from ..limits import check_classes, check_imgsz
 from ..output_files import refuse_output, write_checked
 from .architecture import Architecture, detect_architecture, refuse_model_families
@@ -242,12 +241,8 @@ def _write(model: DetectionModel, output: Path, force: bool, image: torch.Tensor
     The file is reloaded as Ultralytics loads checkpoints and must hold exactly ``model``'s tensors; the reloaded
     model, fused (Ultralytics' ``fuse()`` and every Rep block), must compute what ``model`` computes on ``image``.
     """
-    checkpoint = {
-        "date": datetime.now().astimezone().isoformat(), "version": ultralytics_version,
-        "license": "AGPL-3.0 License (https://ultralytics.com/license)", "docs": "https://docs.ultralytics.com",
-        "epoch": -1, "best_fitness": None, "model": model, "ema": None, "updates": None, "optimizer": None,
-        "train_args": {"task": "detect", "imgsz": 640}, "yolov6_import": provenance,
-    }
+    checkpoint = ultralytics_checkpoint(model, train_args={"task": "detect", "imgsz": 640}, yolov6_import=provenance)
+
     def check(written_file: Path) -> FusionCheck:
         written, _ = load_checkpoint(written_file)
         expected = model.state_dict()
@@ -257,5 +252,4 @@ def _write(model: DetectionModel, output: Path, force: bool, image: torch.Tensor
         fuse_rep_blocks(written.fuse(verbose=False))
         return check_fusion(written, model, image, what=f"import written to {output}", inplace=True)
 
-    check = write_checked(output, checkpoint, check, force, FORCE_HINT)
-    return check
+    return write_checked(output, checkpoint, check, force, FORCE_HINT)

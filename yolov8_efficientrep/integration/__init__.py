@@ -1,0 +1,37 @@
+"""Every assignment the plugin makes into Ultralytics, wired by one ``install()``.
+
+One module per seam, each with a small ``install_*`` function that checks what it needs, is idempotent, and logs one
+warning naming the release and what the user loses when it cannot apply (``notice.cannot_apply``):
+
+- ``parser``: the rows in ``parse_model`` and its namespace, failing rows named (``row_errors``);
+- ``lookups``: shipped model and data YAMLs by bare name;
+- ``task_guess``: models ending in ``EffiDeHead`` are detection models;
+- ``exporter``: the export and training checks of ``callbacks.py``, the ONNX INT8 route of ``quantize.py``;
+- ``restricted_loading``: the plugin's classes on torch's allow-list while Ultralytics' restricted loader runs.
+
+A fork patched by ``patches/make_fork_patch.py`` (``YOLOV8_EFFICIENTREP_NATIVE`` in its ``tasks.py``) skips only the
+parser patch (``parser.py``): its own ``parse_model`` knows the rows. The start-up hook (``yolov8_efficientrep_hook.py``) holds
+the one assignment outside this package: when the plugin cannot be imported at all, it makes the parser's unknown-row
+error say why.
+"""
+
+from __future__ import annotations
+
+from .exporter import install_callbacks, install_export_source, install_int8_route
+from .lookups import install_yaml_lookups
+from .parser import install_parser
+from .restricted_loading import install_restricted_loading
+from .task_guess import install_task_guess
+
+PATCHES = (install_parser, install_yaml_lookups, install_task_guess, install_callbacks, install_export_source,
+           install_int8_route, install_restricted_loading)
+
+
+def install() -> None:
+    """Apply every patch to the running Ultralytics; idempotent.
+
+    Raises:
+        ImportError: The installed Ultralytics is outside the supported range, or its parser has an unknown shape.
+    """
+    for patch in PATCHES:
+        patch()

@@ -1,0 +1,55 @@
+"""Let Ultralytics' task guess recognise models that end in a plugin head (``EffiDeHead``) as detection models.
+
+Ultralytics guesses a YAML's task from its last row's name (``"detect" in name.lower()``), which ``EffiDeHead`` does
+not contain: without this, ``YOLO("yolov6n-repbifpan.yaml")`` gets no task at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from typing import Callable
+
+from ..rows import HEAD, names
+from .notice import cannot_apply
+
+MARK = "knows_plugin_heads"  # set on the wrapper, making install_task_guess() idempotent
+# Modules that bind Ultralytics' guess_model_task by name (tasks' own loaders, the package re-export, Model).
+_TASK_GUESS_USERS = ("ultralytics.nn.tasks", "ultralytics.nn", "ultralytics.engine.model")
+
+
+def _ends_in_plugin_head(cfg: object) -> bool:
+    """Return whether a model YAML dict's last row is one of the plugin's detection heads."""
+    try:
+        return cfg["head"][-1][2] in names(HEAD)
+    except (KeyError, IndexError, TypeError):
+        return False
+
+
+def _detect_for_plugin_heads(guess: Callable) -> Callable:
+    """Wrap ``guess_model_task``: a model or YAML whose last row is a plugin head is a detection model."""
+
+    @functools.wraps(guess)
+    def guess_model_task(model):
+        cfg = model if isinstance(model, dict) else getattr(model, "yaml", None)
+        return "detect" if _ends_in_plugin_head(cfg) else guess(model)
+
+    setattr(guess_model_task, MARK, True)
+    return guess_model_task
+
+
+def install_task_guess() -> None:
+    """Wrap ``guess_model_task`` wherever Ultralytics has bound it; idempotent."""
+    tasks = importlib.import_module("ultralytics.nn.tasks")
+    original = getattr(tasks, "guess_model_task", None)
+    if original is None:
+        cannot_apply("the task guess for EffiDeHead models (ultralytics.nn.tasks.guess_model_task)",
+                     "yolov6-* YAMLs and imports with YOLOv6's head need task=detect")
+        return
+    if getattr(original, MARK, False):
+        return
+    wrapped = _detect_for_plugin_heads(original)
+    for name in _TASK_GUESS_USERS:
+        module = importlib.import_module(name)
+        if getattr(module, "guess_model_task", None) is original:
+            module.guess_model_task = wrapped
