@@ -181,8 +181,7 @@ def demo(epochs: int, imgsz: int, scale: str, device: str, out: str, data: str) 
     out = Path(out)
     model = YOLO(f"yolov8{scale}-efficientrep.yaml")
     # An optimizer step per batch of 8 (nbs=batch): Ultralytics' default accumulates gradients over 64 images, which
-    # leaves a small data set few steps per epoch. Measured on the shipped set, 10 epochs at 160 px: mAP50-95 0.33;
-    # batch 16 with nbs 16: 0.21; Ultralytics' defaults (batch 16, nbs 64) need 15 epochs to reach 0.20.
+    # leaves a small data set few steps per epoch (measured in docs/demo.md, "Training recipe")
     model.train(data=data, epochs=epochs, imgsz=imgsz, device=device, batch=BATCH, nbs=BATCH, seed=0,
                 deterministic=True, project=str(out), name="train", exist_ok=True)
     checkpoint, dataset = Path(model.trainer.best), model.trainer.data

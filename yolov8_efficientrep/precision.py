@@ -2,7 +2,7 @@
 
 PyTorch runs float32 convolutions in TF32 (a 10-bit mantissa) on NVIDIA GPUs since Ampere by default, and users may
 ask for TF32 or BF16 matmuls and oneDNN convolutions too. Two computations of the same network then differ by about
-1e-4 relative from rounding alone (fused vs unfused on an H200: 2.3e-04 with TF32, 3.8e-07 without), which is what a
+1e-4 relative from rounding alone (measured in docs/deployment.md, "`yolo export`"), which is what a
 wrong fusion looks like to a 1e-4 check. ``full_fp32`` switches these modes off while a check runs and restores the
 user's settings afterwards, also when the check raises.
 
