@@ -1,14 +1,14 @@
 """Accuracy ablation: how fast each EfficientRep-n variant learns on the generated set, and what it costs, in one run.
 
-Every variant trains from scratch with the side-by-side's recipe (``zoo.RECIPE``: 160 px, batch 8, nbs 8,
-deterministic, CPU) for ``--epochs`` with each of ``--seeds``; models come from ``zoo.trained`` (cached, shared with
-``int8_accuracy.py``), so a rerun only trains what changed. Ten epochs on 512 images leave a model in the steep part
-of its learning curve, where the seed alone moves mAP50-95 by more than 0.1 (measured here), so the report gives the
-mean and the range over seeds, never one run. Then, on an idle machine, in this process: fused ONNX Runtime latency at
-batch 1 (640 and 320, rotating rounds), parameters and GFLOPs of the fused model, and the training time per epoch
-(the step time of one batch of 8 at 160 px, measured in a fresh process, times the epoch's 64 steps).
+Every variant (``lib/lineup.py``'s ``ABLATION``) trains from scratch with the side-by-side's recipe (``lib/recipe.py``:
+160 px, batch 8, nbs 8, deterministic, CPU) for ``--epochs`` with each of ``--seeds``; models come from
+``lib/zoo.py``'s cache (shared with ``int8_accuracy.py``), so a rerun only trains what changed. After ten epochs on
+512 images the seed alone moves mAP50-95 more than most variants do (docs/benchmarks.md has the figures), so the
+report gives the mean and the range over seeds, never one run. Then, on an idle machine, in this process: fused ONNX
+Runtime latency at batch 1 (640 and 320, rotating rounds), parameters and GFLOPs of the fused model, and the training
+time per epoch (the step time of one batch of 8 at 160 px, measured in a fresh process, times the epoch's 64 steps).
 
-    python benchmarks/ablation.py                      # 3 seeds x 10 epochs, 30 epochs for --long (hours on 2 cores)
+    python benchmarks/ablation.py                      # 3 seeds x 10 epochs, 30 epochs for --long-epochs
     python benchmarks/ablation.py --seeds 0 --epochs 1 --long-epochs 0 --runs 3 --out /tmp/ablation.md  # smoke test
     python benchmarks/ablation.py --trained-only       # report what the zoo holds; train nothing
 """
@@ -22,64 +22,23 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import common  # noqa: F401  before Ultralytics: offline environment
+# lib first: importing it makes Ultralytics offline (lib/offline.py)
+from lib import zoo
+from lib.latency import ORT, prepare_model
+from lib.lineup import ABLATION, ABLATION_LONG, AblationVariant, Entry
+from lib.recipe import GENERATE, RECIPE
+from lib.report import RESULTS, machine_info, marker, refuse_to_overwrite_foreign, table, write
+from lib.timing import Timing, add_latency_args, check_sizes, log, timed_interleaved
+from lib.training_cost import measure_in_fresh_process
+
 import torch
-
-import zoo
-from common import Entry, Timing, add_latency_args, check_sizes, log, machine_info, timed_interleaved
-from latency import ORT, prepare_model
-from report import marker, refuse_to_overwrite_foreign, table
-from training_cost import measure_in_fresh_process
-
-HERE = Path(__file__).resolve().parent
-VARIANTS_DIR = HERE / "ablation"
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One line of the ablation: a model YAML and what it changes."""
-
-    name: str
-    cfg: str
-    change: str
-
-
-VARIANTS = (
-    Variant("YOLOv8n", "yolov8n.yaml", "Ultralytics' model, the reference"),
-    Variant("EfficientRep-n v0.1", str(VARIANTS_DIR / "yolov8n-efficientrep-v01.yaml"),
-            "as version 0.1 shipped yolov8-efficientrep: ReLU everywhere (backbone, SPPF, YOLOv8 neck and head)"),
-    Variant("EfficientRep-n, SiLU", str(VARIANTS_DIR / "yolov8n-efficientrep-silu.yaml"),
-            "v0.1 with its activation line deleted: SiLU everywhere"),
-    Variant("EfficientRep-n, ReLU backbone + SiLU head", "yolov8n-efficientrep.yaml",
-            "ReLU in the Rep rows and SimSPPF, SiLU in YOLOv8's neck and head (YOLOv6's split): the shipped default"),
-    Variant("EfficientRep-n layers, plain", str(VARIANTS_DIR / "yolov8n-efficientrep-plain.yaml"),
-            "each Rep block trained as one Conv+BN+ReLU: the fused network without the training branches"),
-    Variant("EfficientRep-n, BottleRep", str(VARIANTS_DIR / "yolov8n-efficientrep-bottlerep.yaml"),
-            "RepBlock stages of BottleRep units: a learnable-weight shortcut around every two RepVGG layers"),
-    Variant("EfficientRep-n, CSP stages", str(VARIANTS_DIR / "yolov8n-efficientrep-csp.yaml"),
-            "YOLOv6's CSPBep stages (BepC3, e=1/2, BottleRep units on half the channels) in place of RepBlock"),
-    Variant("EfficientRep-n, CSP stages, SiLU", str(VARIANTS_DIR / "yolov8n-efficientrep-csp-silu.yaml"),
-            "the CSP-stage variant with SiLU everywhere"),
-    Variant("QARepVGG-n", "yolov8n-qarepvgg.yaml", "shipped yolov8n-qarepvgg (QARepVGG blocks, Rep-PAN neck)"),
-    Variant("YOLO11n", "yolo11n.yaml", "Ultralytics' model"),
-    Variant("YOLO11n-EfficientRep", "yolo11n-efficientrep.yaml",
-            "shipped: EfficientRep backbone (ReLU Rep rows), YOLO11's SPPF, C2PSA, neck and head"),
-    Variant("YOLO11n-EfficientRep, SiLU", str(VARIANTS_DIR / "yolo11n-efficientrep-silu.yaml"),
-            "the same with SiLU in the Rep rows"),
-    Variant("YOLO26n", "yolo26n.yaml", "Ultralytics' model (end-to-end head)"),
-    Variant("YOLO26n-EfficientRep", "yolo26n-efficientrep.yaml",
-            "shipped: EfficientRep backbone (ReLU Rep rows), YOLO26's neck and end-to-end head"),
-    Variant("YOLO26n-EfficientRep, SiLU", str(VARIANTS_DIR / "yolo26n-efficientrep-silu.yaml"),
-            "the same with SiLU in the Rep rows"),
-)
-LONG = ("YOLOv8n", "EfficientRep-n v0.1")  # also trained for --long-epochs
 
 
 @dataclass
 class Row:
     """What was measured for one variant."""
 
-    variant: Variant
+    variant: AblationVariant
     scores: dict[int, list[tuple[float, float]]] = field(default_factory=dict)  # epochs -> [(mAP50-95, mAP50)] per seed
     latency: dict[int, Timing] = field(default_factory=dict)  # imgsz -> fused ONNX Runtime, batch 1
     params: int = 0
@@ -91,11 +50,12 @@ class Row:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line; every default is the full measurement."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=HERE / "ablation.md", help="markdown report (PNG next to it)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "ablation.md", help="markdown report (PNG next to it)")
     parser.add_argument("--zoo", type=Path, default=zoo.DEFAULT_ZOO, help="cache of trained models")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--long-epochs", type=int, default=30, help="second training length for LONG (0: none)")
+    parser.add_argument("--long-epochs", type=int, default=30,
+                        help=f"second training length for {' and '.join(ABLATION_LONG)} (0: none)")
     parser.add_argument("--long-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", metavar="NAME", help="subset of the variants, by name")
     parser.add_argument("--trained-only", action="store_true",
@@ -104,10 +64,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-runs", type=int, default=20, help="timed training steps per variant")
     args = parser.parse_args(argv)
     check_sizes(parser, args.imgsz, [args.runs, args.train_runs])
-    names = {v.name for v in VARIANTS}
+    names = {v.name for v in ABLATION}
     if args.variants and set(args.variants) - names:
         parser.error(f"unknown variant(s) {sorted(set(args.variants) - names)}; choose from {sorted(names)}")
-    args.selected = [v for v in VARIANTS if not args.variants or v.name in args.variants]
+    args.selected = [v for v in ABLATION if not args.variants or v.name in args.variants]
     return args
 
 
@@ -115,7 +75,7 @@ def train_all(rows: list[Row], args: argparse.Namespace) -> None:
     """Train (or find in the zoo) every variant for every seed; record final-epoch mAP50-95 and mAP50."""
     for row in rows:
         plans = [(args.epochs, args.seeds)]
-        if args.long_epochs and row.variant.name in LONG:
+        if args.long_epochs and row.variant.name in ABLATION_LONG:
             plans.append((args.long_epochs, args.long_seeds))
         for epochs, seeds in plans:
             for seed in seeds:
@@ -142,10 +102,10 @@ def measure_cost(rows: list[Row], args: argparse.Namespace, workdir: Path) -> No
     for (index, imgsz), timing in timed_interleaved(calls, args.warmup, args.runs).items():
         rows[index].latency[imgsz] = timing
     data = zoo.dataset(args.zoo).parent
-    steps = math.ceil(zoo.GENERATE["train"] / zoo.RECIPE["batch"])
+    steps = math.ceil(GENERATE["train"] / RECIPE["batch"])
     for row in rows:
         log(f"training cost: {row.variant.name}")
-        cost = measure_in_fresh_process(row.variant.cfg, data, zoo.RECIPE["batch"], args.threads, 3, args.train_runs,
+        cost = measure_in_fresh_process(row.variant.cfg, data, RECIPE["batch"], args.threads, 3, args.train_runs,
                                         workdir)
         row.epoch_seconds = cost["timing"].median * steps
 
@@ -159,11 +119,11 @@ def _summary(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ({min(values):.3f}-{max(values):.3f}, {len(values)} seeds)"
 
 
-def report(rows: list[Row], args: argparse.Namespace, chart: Path) -> str:
-    """Return the markdown report."""
+def sections(rows: list[Row], args: argparse.Namespace, chart: Path) -> list[str]:
+    """Return the markdown report's sections."""
     info = machine_info(args.threads)
-    recipe = ", ".join(f"{k} {v}" for k, v in zoo.RECIPE.items())
-    info["training"] = (f"{zoo.GENERATE['train']} train / {zoo.GENERATE['val']} val generated images, from scratch, "
+    recipe = ", ".join(f"{k} {v}" for k, v in RECIPE.items())
+    info["training"] = (f"{GENERATE['train']} train / {GENERATE['val']} val generated images, from scratch, "
                         f"{recipe}; seeds {', '.join(map(str, args.seeds))}; mAP of the final epoch's validation")
     lengths = sorted({epochs for row in rows for epochs in row.scores})
     header = ["variant", *(f"mAP50-95 @{e} ep" for e in lengths), *(f"mAP50 @{e} ep" for e in lengths),
@@ -177,18 +137,18 @@ def report(rows: list[Row], args: argparse.Namespace, chart: Path) -> str:
     changes = [[row.variant.name, f"`{Path(row.variant.cfg).name}`", row.variant.change] for row in rows]
     missing = [f"{row.variant.name}: {', '.join(row.missing)}" for row in rows if row.missing]
     untrained = ("Not trained for this report (`--trained-only`): " + "; ".join(missing) + ".") if missing else ""
-    return "\n\n".join([
+    return [
         marker("ablation.py"),
         "# Ablation: how fast EfficientRep-n variants learn, and what they cost",
         table(["", ""], [[k, v] for k, v in info.items()], align="---"),
         "## Results\n\n" + table(header, body),
         "mAP: mean (range) over the seeds. Latency: fused model (Rep blocks re-parameterized, Conv+BN folded), ONNX "
         "Runtime CPU, batch 1, median [interquartile range] of rotating rounds. train s/epoch: median step time "
-        f"(batch {zoo.RECIPE['batch']} at {zoo.RECIPE['imgsz']} px, forward, loss, backward, SGD step, fresh process) "
+        f"(batch {RECIPE['batch']} at {RECIPE['imgsz']} px, forward, loss, backward, SGD step, fresh process) "
         f"times the epoch's steps. {untrained}".strip(),
         "## Variants\n\n" + table(["variant", "YAML", "what it changes"], changes, align="---"),
         f"![mAP50-95 vs latency]({chart.name})",
-    ]) + "\n"
+    ]
 
 
 def plot(rows: list[Row], args: argparse.Namespace, chart: Path) -> None:
@@ -231,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         measure_cost(rows, args, Path(tmp))
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(rows, args, chart)
-    out.write_text(report(rows, args, chart))
+    write(out, sections(rows, args, chart))
     log(f"wrote {out} and {chart}")
 
 

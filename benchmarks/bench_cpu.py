@@ -4,7 +4,7 @@ Measures, side by side: latency in ONNX Runtime and PyTorch eager (batch 1 at ea
 parameters, GFLOPs, achieved GFLOP/s as a fraction of a single large 3x3 conv's peak in the same runtime, the
 fused vs unfused speed-up, and the training cost per batch (time, peak memory) of each model's training form.
 
-Usage: python benchmarks/bench_cpu.py  (defaults: the full line-up, 20 timed runs, benchmarks/RESULTS.md)
+Usage: python benchmarks/bench_cpu.py  (defaults: the full line-up, 20 timed runs, benchmarks/results/RESULTS.md)
 Run it on an otherwise idle machine: timings taken beside other work are not comparable.
 """
 
@@ -14,25 +14,24 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import common  # noqa: F401  before Ultralytics: offline environment
+# lib first: importing it makes Ultralytics offline (lib/offline.py)
+from lib import latency_tables, report
+from lib.latency import EAGER, ORT, check_branches_kept, conv_peak_calls, prepare_model
+from lib.lineup import CPU, select
+from lib.timing import add_latency_args, check_sizes, log, timed_interleaved
+from lib.training_cost import measure_in_fresh_process
+
 import torch
-
-import report
-from common import LINEUP, add_latency_args, check_sizes, log, machine_info, select, timed_interleaved
-from latency import EAGER, ORT, check_branches_kept, conv_peak_calls, prepare_model
-from training_cost import measure_in_fresh_process
 from yolov8_efficientrep.shapes import make_shapes_dataset
-
-HERE = Path(__file__).resolve().parent
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line (every default is the full measurement)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md", help="markdown report to write")
+    parser.add_argument("--out", type=Path, default=report.RESULTS / "RESULTS.md", help="markdown report to write")
     parser.add_argument("--chart", type=Path, help="PNG chart to write (default: latency_vs_gflops.png beside --out)")
     parser.add_argument("--models", nargs="+", metavar="STEM",
-                        help=f"subset of the line-up by YAML stem ({', '.join(sorted({e.stem for e in LINEUP}))})")
+                        help=f"subset of the line-up by YAML stem ({', '.join(sorted({e.stem for e in CPU}))})")
     add_latency_args(parser, "both runtimes")
     parser.add_argument("--train-models", nargs="+", metavar="STEM", default=["yolov8n", "yolov6n",
                         "yolov8n-efficientrep"], help="models whose training step is measured (default: the n scale)")
@@ -43,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     check_sizes(parser, [*args.imgsz, args.batch_imgsz, args.train_imgsz],
                 [args.batch, args.runs, args.train_batch, args.train_runs])
-    args.entries, args.train_cfgs = select(args.models), [e.cfg for e in select(args.train_models)]
+    args.entries, args.train_cfgs = select(args.models, CPU), [e.cfg for e in select(args.train_models, CPU)]
     args.train_cfgs = list(dict.fromkeys(args.train_cfgs))  # unique, in line-up order
     args.chart = args.chart or args.out.with_name("latency_vs_gflops.png")
     return args
@@ -116,23 +115,24 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.chart.parent.mkdir(parents=True, exist_ok=True)
     chart_shape = max((s for s in shapes if s[0] == 1), key=lambda s: s[1], default=shapes[0])
-    report.plot(results, peaks, runtimes, chart_shape, args.chart, f"EfficientRep vs YOLOv8, CPU ({args.threads} "
-                f"threads): latency vs GFLOPs")
+    latency_tables.plot(results, peaks, runtimes, chart_shape, args.chart,
+                        f"EfficientRep vs YOLOv8, CPU ({args.threads} threads): latency vs GFLOPs")
     sizes = sorted({s for _, s in shapes})
     sections = [
         marker,
-        report.header("Benchmarks: EfficientRep vs YOLOv8 on CPU", machine_info(args.threads), args.warmup, args.runs),
-        "## Headline ratios\n\n" + report.headline(results, peaks, runtimes, shapes, chart_shape),
-        "## Models\n\n" + report.models_table(results, sizes),
-        *(f"## Latency: {rt} (CPU)\n\n" + report.latency_table(results, rt, shapes) for rt in runtimes),
+        report.header("Benchmarks: EfficientRep vs YOLOv8 on CPU", report.machine_info(args.threads), args.warmup,
+                      args.runs),
+        "## Headline ratios\n\n" + latency_tables.headline(results, peaks, runtimes, shapes, chart_shape),
+        "## Models\n\n" + latency_tables.models_table(results, sizes),
+        *(f"## Latency: {rt} (CPU)\n\n" + latency_tables.latency_table(results, rt, shapes) for rt in runtimes),
         "## Hardware efficiency: achieved GFLOP/s (fraction of the single-conv peak)\n\n"
-        + report.efficiency_table(results, peaks, runtimes, shapes),
+        + latency_tables.efficiency_table(results, peaks, runtimes, shapes),
         f"## Training cost per batch ({args.train_runs} timed steps after {args.train_warmup} warm-up)\n\n"
-        + report.training_table(training, args.train_batch, args.train_imgsz),
-        report.chart_section(args.chart, args.out),
+        + latency_tables.training_table(training, args.train_batch, args.train_imgsz),
+        latency_tables.chart_section(args.chart, args.out),
         "## How it was measured\n\n" + NOTES + "".join(f"- {note}\n" for note in branch_notes),
     ]
-    args.out.write_text("\n\n".join(s.strip("\n") for s in sections) + "\n")
+    report.write(args.out, sections)
     log(f"wrote {args.out} and {args.chart}")
 
 

@@ -6,10 +6,9 @@ and 256 at 640 px in two ways: PyTorch eager, and its forward pass captured once
 Python or kernel-launch overhead: close to what a compiled runtime such as TensorRT gives). Each cell is timed with
 CUDA events: the median over 7 blocks of 20 forward passes, after 10 warm-up passes. The report gives parameters,
 GFLOPs, images/s at the largest batch and the fraction of the peak of one 3x3 conv (256 -> 256 channels on an 80x80
-map, at the largest batch) on the same GPU, dtype and memory format; the JSON beside it holds every median. About
-5 minutes on an H200.
+map, at the largest batch) on the same GPU, dtype and memory format; the JSON beside it holds every median.
 
-Usage: python benchmarks/bench_gpu.py  (needs a CUDA GPU; writes benchmarks/RESULTS_GPU.md, .json and a chart)
+Usage: python benchmarks/bench_gpu.py  (needs a CUDA GPU; writes benchmarks/results/RESULTS_GPU.md, .json and a chart)
 """
 
 from __future__ import annotations
@@ -20,41 +19,27 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import common  # noqa: F401  before Ultralytics: offline environment
+# lib first: importing it makes Ultralytics offline (lib/offline.py)
+from lib import latency_tables, report
+from lib.latency import PEAK_CHANNELS, PEAK_SIZE, ModelResult, count_gflops, peak_conv, reference_input
+from lib.lineup import GPU, Entry, build, select
+from lib.timing import RUNS_FOR_A_MEASUREMENT, Timing, log
+
 import torch
 from torch import nn
 
-import report
-from common import RUNS_FOR_A_MEASUREMENT, Entry, Timing, build, log, machine_info, select
-from latency import PEAK_CHANNELS, PEAK_SIZE, ModelResult, count_gflops, peak_conv, reference_input
-
-HERE = Path(__file__).resolve().parent
 DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
 GRAPH, EAGER = "CUDA graph", "eager"
-# Ultralytics' own models run after model.fuse(), as Ultralytics deploys them (Conv+BN folded).
-LINEUP = (
-    Entry("yolov8n", "yolov8n.yaml", True),
-    Entry("yolo11n", "yolo11n.yaml", True),
-    Entry("yolo26n", "yolo26n.yaml", True),
-    Entry("yolov6n (Ultralytics, plain)", "yolov6n.yaml", True),
-    Entry("yolov8n-efficientrep fused", "yolov8n-efficientrep.yaml", True),
-    Entry("yolov8n-efficientrep unfused", "yolov8n-efficientrep.yaml", False),
-    Entry("yolov8n-qarepvgg fused", "yolov8n-qarepvgg.yaml", True),
-    Entry("yolov6n-repbifpan fused (YOLOv6-N 3.0)", "yolov6n-repbifpan.yaml", True),
-    Entry("yolov8s", "yolov8s.yaml", True),
-    Entry("yolov8s-efficientrep fused", "yolov8s-efficientrep.yaml", True),
-    Entry("yolov6s-repbifpan fused (YOLOv6-S 3.0)", "yolov6s-repbifpan.yaml", True),
-)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line (every default is the full measurement); stop at once where CUDA is missing."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=HERE / "RESULTS_GPU.md",
+    parser.add_argument("--out", type=Path, default=report.RESULTS / "RESULTS_GPU.md",
                         help="markdown report; the JSON (same name, .json) and the chart are written beside it")
     parser.add_argument("--chart", type=Path, help="PNG chart (default: latency_vs_gflops_gpu.png beside --out)")
     parser.add_argument("--models", nargs="+", metavar="STEM",
-                        help=f"subset of the line-up by YAML stem ({', '.join(sorted({e.stem for e in LINEUP}))})")
+                        help=f"subset of the line-up by YAML stem ({', '.join(sorted({e.stem for e in GPU}))})")
     parser.add_argument("--device", default="cuda", help="torch device; 'cpu' only to try the script out (eager)")
     parser.add_argument("--dtype", choices=DTYPES, help="default: fp16 on CUDA, fp32 elsewhere")
     parser.add_argument("--contiguous", action="store_true", help="NCHW tensors instead of channels_last")
@@ -206,7 +191,7 @@ def as_json(results: list[ModelResult], peaks: dict[str, tuple[float, Timing]], 
 
 def header(args: argparse.Namespace, runtimes: list[str]) -> str:
     """The title and the table describing machine, GPU, libraries, date and timing protocol."""
-    info = machine_info(torch.get_num_threads())
+    info = report.machine_info(torch.get_num_threads())
     info.pop("threads")  # CPU threads do not drive a GPU measurement
     layout = "NCHW" if args.contiguous else "channels_last"
     if args.device.type == "cuda":
@@ -252,26 +237,26 @@ def main(argv: list[str] | None = None) -> None:
     log(f"conv peak on {args.device} ({args.dtype}, batch {args.batches[-1]})")
     peaks = conv_peak(args, runtimes)
     results = []
-    for entry in select(args.models, LINEUP):
+    for entry in select(args.models, GPU):
         log(f"latency: {entry.name}")
         results.append(measure_entry(entry, args, runtimes))
 
     shapes = [(b, args.imgsz) for b in args.batches]
     for path in (args.out, args.chart):
         path.parent.mkdir(parents=True, exist_ok=True)
-    report.plot(results, peaks, runtimes, shapes[-1], args.chart, f"EfficientRep vs YOLOv8, YOLO11, YOLO26, YOLOv6: "
-                f"{args.dtype} on {device_name(args.device)}")
+    latency_tables.plot(results, peaks, runtimes, shapes[-1], args.chart, f"EfficientRep vs YOLOv8, YOLO11, YOLO26, "
+                        f"YOLOv6: {args.dtype} on {device_name(args.device)}")
     sections = [
         first_line,
         header(args, runtimes),
-        "## Headline ratios\n\n" + report.headline(results, peaks, runtimes, shapes, shapes[-1]),
+        "## Headline ratios\n\n" + latency_tables.headline(results, peaks, runtimes, shapes, shapes[-1]),
         f"## Latency: {' and '.join(runtimes)}\n\nMedian ms per forward pass of the batch at {args.imgsz} px; images/s "
         f"and the fraction of the conv peak at batch {args.batches[-1]} in {runtimes[0]}.\n\n"
         + deployment_table(results, peaks, runtimes, args.batches, args.imgsz),
-        report.chart_section(args.chart, args.out),
+        latency_tables.chart_section(args.chart, args.out),
         "## How it was measured\n\n" + NOTES,
     ]
-    args.out.write_text("\n\n".join(s.strip("\n") for s in sections) + "\n")
+    report.write(args.out, sections)
     json_path.write_text(json.dumps(as_json(results, peaks, args, runtimes), indent=1) + "\n")
     log(f"wrote {args.out}, {json_path.name} and {args.chart}")
 

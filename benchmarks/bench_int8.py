@@ -7,58 +7,71 @@ batch 1 (each --imgsz) and throughput at --batch, the fraction of a single 3x3 c
 precision, ONNX Runtime's kernel profile (INT8 vs float conv time) and what each INT8 graph holds. Writes a markdown
 report, a chart and a JSON file of the latencies (which ``int8_accuracy.py`` plots against the accuracy).
 
-Usage: python benchmarks/bench_int8.py  (defaults: the n-scale line-up, 20 timed runs, benchmarks/RESULTS_INT8.md)
+Usage: python benchmarks/bench_int8.py  (defaults: the n-scale line-up, 20 timed runs,
+benchmarks/results/RESULTS_INT8.md)
 Run it on an otherwise idle machine: timings taken beside other work are not comparable.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
-import common  # before Ultralytics: offline environment
-import torch
+# lib first: importing it makes Ultralytics offline (lib/offline.py)
+from lib import int8_tables, report
+from lib.int8_runtimes import (ORT, OPENVINO, PYTORCH, VARIANTS, ModelRun, Shape, export, peak_calls, profile_ort,
+                               runner)
+from lib.latency import count_gflops, eager_forward, reference_input
+from lib.lineup import INT8, INT8_DEFAULT, Entry, build, seeded_yolo, select
+from lib.timing import Timing, add_latency_args, check_sizes, log, timed_interleaved
 
-import int8_report
-import report
-from common import Entry, Timing, add_latency_args, check_sizes, log, select, timed_interleaved
-from int8_runtimes import (ORT, OPENVINO, PYTORCH, VARIANTS, ModelRun, Shape, export, peak_calls, profile_ort, runner,
-                           seeded_yolo)
-from latency import count_gflops, eager_forward, reference_input
+import torch
 from yolov8_efficientrep.graphs import onnx_int8_graph, openvino_int8_graph
 from yolov8_efficientrep.rows import uses_plugin
 from yolov8_efficientrep.shapes import make_shapes_dataset
 
-HERE = Path(__file__).resolve().parent
-LINEUP = (
-    Entry("yolov8n", "yolov8n.yaml", True),
-    Entry("YOLO11n", "yolo11n.yaml", True),
-    Entry("YOLO26n", "yolo26n.yaml", True),
-    Entry("yolov8n-efficientrep fused", "yolov8n-efficientrep.yaml", True),
-    Entry("yolov8n-qarepvgg fused", "yolov8n-qarepvgg.yaml", True),
-    Entry("yolov8s", "yolov8s.yaml", True),
-    Entry("YOLO11s", "yolo11s.yaml", True),
-    Entry("YOLO26s", "yolo26s.yaml", True),
-    Entry("yolov8s-efficientrep fused", "yolov8s-efficientrep.yaml", True),
-    Entry("yolov8s-qarepvgg fused", "yolov8s-qarepvgg.yaml", True),
-)
-DEFAULT_MODELS = ["yolov8n", "yolo11n", "yolo26n", "yolov8n-efficientrep", "yolov8n-qarepvgg"]
+NOTES = """\
+- Models are built from their YAMLs with seeded random weights (latency does not depend on the values) and exported
+  by Ultralytics' own exporter, as `yolo export` writes them (so fused, Rep blocks checked by the plugin; static
+  shapes; Ultralytics' default `simplify=True`): `format=onnx`, `format=onnx quantize=8`, `format=openvino` and
+  `format=openvino quantize=8`, with `batch` and `imgsz` per cell. INT8 exports calibrate on generated shapes images
+  (the calibration ranges do not change the speed).
+- ONNX Runtime INT8 comes twice: with Ultralytics' settings (`quantize_static` defaults: int8 activations, per-tensor
+  weights) and with the plugin's route (pre-processed, uint8 activations, per-channel weights, DFL conv float),
+  whatever the model; `YOLOV8_EFFICIENTREP_ORT_INT8` picks the route. `*` marks the one a plain
+  `yolo export format=onnx quantize=8` gives the model: the plugin's route for models with plugin layers,
+  Ultralytics' settings for the others.
+- ONNX Runtime: CPUExecutionProvider, all graph optimizations, sequential, denormals flushed. OpenVINO: CPU plugin,
+  `INFERENCE_PRECISION_HINT=f32` (without it the float parts run in bfloat16 on CPUs that have it),
+  `PERFORMANCE_HINT=LATENCY`, one infer request. PyTorch: the fused model in eager mode, `torch.inference_mode()`.
+  The same threads everywhere.
+- Every cell of one input shape and one runtime (and that runtime's peak convs) is timed in 4 round-robin rounds:
+  each round gives every cell its warm-up runs and a quarter of its timed runs, so a drift of the machine's speed
+  spreads over all of them; one runtime at a time.
+- GFLOPs are Ultralytics' count (2 x multiply-adds) of the fused model; an INT8 model does the same operations.
+  Achieved rate = GFLOPs x batch / median latency. The peak is one 3x3 conv, 256 -> 256 channels on an 80x80 map,
+  batch 1, in the same runtime and precision, timed in the same rounds: ONNX Runtime INT8 is the plugin's route
+  (`QLinearConv`, uint8 x int8), OpenVINO INT8 is NNCF's.
+- The profile sums ONNX Runtime's per-node kernel times (`SessionOptions.enable_profiling`) over the profiled runs,
+  after 3 untimed runs; the counts are the conv nodes the optimized session runs.
+"""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line (every default is the full measurement)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=HERE / "RESULTS_INT8.md", help="markdown report to write")
-    parser.add_argument("--models", nargs="+", metavar="STEM", default=DEFAULT_MODELS,
-                        help=f"YAML stems (default: the n scale; also {', '.join(e.stem for e in LINEUP[5:])})")
+    parser.add_argument("--out", type=Path, default=report.RESULTS / "RESULTS_INT8.md", help="markdown report to write")
+    parser.add_argument("--models", nargs="+", metavar="STEM", default=INT8_DEFAULT,
+                        help=f"YAML stems (default: the n scale; also {', '.join(e.stem for e in INT8[5:])})")
     add_latency_args(parser)
     parser.add_argument("--calibration-images", type=int, default=16,
                         help="generated images INT8 exports calibrate on (the ranges do not change the speed)")
     parser.add_argument("--profile-runs", type=int, default=10, help="runs in ONNX Runtime's kernel profile")
     args = parser.parse_args(argv)
     check_sizes(parser, [*args.imgsz, args.batch_imgsz], [args.batch, args.runs, args.profile_runs])
-    args.entries = select(args.models, LINEUP)
+    args.entries = select(args.models, INT8)
     args.shapes = [(1, s) for s in args.imgsz] + ([(args.batch, args.batch_imgsz)] if args.batch > 1 else [])
     args.chart, args.json = args.out.with_suffix(".png"), args.out.with_suffix(".json")
     return args
@@ -67,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def prepare(entry: Entry, shapes: list[Shape], graph_shape: Shape, data: Path, workdir: Path) -> ModelRun:
     """Build one model, export every variant for every shape, count its GFLOPs and check its INT8 graphs."""
     yolo = seeded_yolo(entry.cfg)
-    eager = common.build(entry)  # the same seeded weights, fused as the exporter fuses them
+    eager = build(entry)  # the same seeded weights, fused as the exporter fuses them
     run = ModelRun(entry, uses_plugin(eager), eager, graph_shape=graph_shape)
     for batch, imgsz in shapes:
         run.gflops.setdefault(imgsz, count_gflops(eager, imgsz, entry))
@@ -128,7 +141,26 @@ def main(argv: list[str] | None = None) -> None:
                 run.profiles[key] = profile_ort(run.files[(key, *graph_shape)], x, args.threads, args.profile_runs,
                                                 workdir)
 
-    int8_report.write(runs, peak_gflops, peak_timings, args, marker)
+    for path in (args.out, args.chart, args.json):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    int8_tables.plot(runs, graph_shape, args.chart)
+    info = report.machine_info(args.threads, openvino=True)
+    shape = report.shape_label(graph_shape)
+    sections = [
+        marker,
+        report.header("Benchmarks: INT8 and OpenVINO on CPU", info, args.warmup, args.runs),
+        "## Headline ratios\n\n" + int8_tables.headline(runs, args.shapes),
+        *(f"## Latency, {report.shape_label(s)}\n\n" + int8_tables.latency_table(runs, s) for s in args.shapes),
+        *(f"## Fraction of the single-conv peak, {report.shape_label(s)}: achieved GFLOP/s (GOP/s for INT8)\n\n"
+          + int8_tables.efficiency_table(runs, peak_gflops, peak_timings[s], s) for s in args.shapes),
+        f"## ONNX Runtime profile, {shape} ({args.profile_runs} runs)\n\n" + int8_tables.profile_table(runs),
+        f"## INT8 graphs, {shape}\n\n" + int8_tables.graph_table(runs),
+        "## Latency chart\n\n![latency of every model in every runtime and precision]"
+        f"({report.link(args.chart, args.out)})",
+        "## How it was measured\n\n" + NOTES,
+    ]
+    report.write(args.out, sections)
+    args.json.write_text(json.dumps(int8_tables.as_json(runs, info["command"], args.runs), indent=1))
     log(f"wrote {args.out}, {args.chart} and {args.json}")
 
 

@@ -1,7 +1,7 @@
 """INT8 accuracy: what ONNX Runtime and OpenVINO INT8 cost each model in mAP, against the speed they buy.
 
 Each model of the INT8 benchmark's line-up is trained once on the generated shapes set with the side-by-side's recipe
-(``zoo.trained``: cached, shared with the other accuracy benchmarks), exported by Ultralytics' exporter in FP32 and
+(``lib/recipe.py``; ``lib/zoo.py`` caches it, shared with the ablation), exported by Ultralytics' exporter in FP32 and
 INT8 for ONNX Runtime (INT8 with Ultralytics' settings and with the plugin's route) and OpenVINO, and every exported
 file is validated by Ultralytics' validator on the validation split. INT8 calibrates on part of the training split.
 Writes a markdown table and a picture of each INT8 speed-up (read from ``bench_int8.py``'s JSON file) against its
@@ -18,29 +18,27 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import common  # before Ultralytics: offline environment
+# lib first: importing it makes Ultralytics offline (lib/offline.py)
+from lib import report, zoo
+from lib.int8_runtimes import OPENVINO, VARIANTS, export
+from lib.lineup import INT8, INT8_DEFAULT, Entry, select
+from lib.recipe import EPOCHS, RECIPE
+from lib.timing import log
+
 import torch
 from ultralytics import YOLO
 
-import report
-import zoo
-from bench_int8 import DEFAULT_MODELS, LINEUP
-from common import log, select
-from int8_runtimes import OPENVINO, VARIANTS, export
-from report import table
-
-HERE = Path(__file__).resolve().parent
 INT8_PAIRS = (("ort-int8-ultralytics", "ort-fp32"), ("ort-int8-plugin", "ort-fp32"), ("ov-int8", "ov-fp32"))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line (every default is the full measurement)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=HERE / "RESULTS_INT8_ACCURACY.md", help="markdown report")
-    parser.add_argument("--models", nargs="+", metavar="STEM", default=DEFAULT_MODELS, help="YAML stems")
-    parser.add_argument("--epochs", type=int, default=30, help="training epochs (zoo.trained caches each model)")
+    parser.add_argument("--out", type=Path, default=report.RESULTS / "RESULTS_INT8_ACCURACY.md", help="markdown report")
+    parser.add_argument("--models", nargs="+", metavar="STEM", default=INT8_DEFAULT, help="YAML stems")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help="training epochs (the zoo caches each model)")
     parser.add_argument("--zoo", type=Path, default=zoo.DEFAULT_ZOO, help="cache of trained models")
-    parser.add_argument("--latency", type=Path, default=HERE / "RESULTS_INT8.json",
+    parser.add_argument("--latency", type=Path, default=report.RESULTS / "RESULTS_INT8.json",
                         help="bench_int8.py's JSON file, for the speed-ups in the picture")
     parser.add_argument("--speed-shape", default="batch 1 @640", help="the benchmark's shape the speed-ups are from")
     parser.add_argument("--calibration-fraction", type=float, default=0.25,
@@ -48,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.latency.is_file():
         parser.error(f"{args.latency} not found: run python benchmarks/bench_int8.py first (or pass --latency)")
-    args.entries = select(args.models, LINEUP)
+    args.entries = select(args.models, INT8)
     args.speed = json.loads(args.latency.read_text())["models"]
     missing = [e.stem for e in args.entries if f"ort-fp32 {args.speed_shape}" not in args.speed.get(e.stem, {}).get(
         "latency_ms", {})]
@@ -66,10 +64,10 @@ def validate(path: Path, data: Path, imgsz: int) -> dict[str, float]:
     return {"mAP50-95": float(metrics.box.map), "mAP50": float(metrics.box.map50)}
 
 
-def measure(entry, args: argparse.Namespace, workdir: Path) -> dict[str, dict[str, float]]:
+def measure(entry: Entry, args: argparse.Namespace, workdir: Path) -> dict[str, dict[str, float]]:
     """Train (or fetch) one model, export it in every variant and validate each; return metrics per variant."""
     trained = zoo.trained(entry.cfg, args.epochs, zoo=args.zoo, log=log)
-    data, imgsz = zoo.dataset(args.zoo), zoo.RECIPE["imgsz"]
+    data, imgsz = zoo.dataset(args.zoo), RECIPE["imgsz"]
     results = {"pytorch": validate(trained.best, data, imgsz)}  # Ultralytics' validator fuses the model
     for variant in VARIANTS[1:]:
         folder = workdir / entry.stem / variant.key
@@ -93,7 +91,7 @@ def accuracy_table(results: dict, args: argparse.Namespace, metric: str) -> str:
             fp32 = next((values[f][metric] for i, f in INT8_PAIRS if i == variant.key), None)
             cells.append(f"{value:.3f}" + (f" ({value - fp32:+.3f})" if fp32 is not None else ""))
         rows.append([entry.name, *cells])
-    return table(["model", *(v.label for v in VARIANTS)], rows)
+    return report.table(["model", *(v.label for v in VARIANTS)], rows)
 
 
 def speedup(args: argparse.Namespace, stem: str, int8: str, fp32: str) -> float:
@@ -128,9 +126,10 @@ def plot(results: dict, args: argparse.Namespace) -> None:
 
 
 NOTES = """\
-- Training: `benchmarks/zoo.py`'s `trained(cfg, epochs)`, the side-by-side's recipe (generated shapes set, 512 train /
-  128 val images of 160 px, batch 8, nbs 8, seed 0, deterministic, CPU), cached and shared with the other accuracy
-  benchmarks. Every model is validated at 160 px on the 128 validation images by Ultralytics' validator, batch 1.
+- Training: `benchmarks/lib/zoo.py`'s `trained(cfg, epochs)`, the side-by-side's recipe (generated shapes set, 512
+  train / 128 val images of 160 px, batch 8, nbs 8, seed 0, deterministic, CPU), cached and shared with the other
+  accuracy benchmarks. Every model is validated at 160 px on the 128 validation images by Ultralytics' validator,
+  batch 1.
 - PyTorch FP32 is the trained `best.pt` (the validator fuses it). Every other column is a file exported from it by
   Ultralytics' exporter at 160 px, as `yolo export` writes it; INT8 calibrates on the stated fraction of the
   training split (`split=train fraction=...`), so no validation image is a calibration image.
@@ -156,29 +155,26 @@ def main(argv: list[str] | None = None) -> None:
             results[entry.stem] = measure(entry, args, Path(tmp))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     plot(results, args)
-    import nncf
-    import openvino
-
-    info = common.machine_info(torch.get_num_threads())
+    info = report.machine_info(torch.get_num_threads(), openvino=True)
     info.pop("threads")
-    info["versions"] += f", openvino {openvino.__version__}, nncf {nncf.__version__}"
     rows = [[key, value] for key, value in info.items()]
     rows.append(["training", f"{args.epochs} epochs, zoo {args.zoo}"])
     rows.append(["INT8 calibration", f"{args.calibration_fraction:.0%} of the training split"])
     rows.append(["speed-ups", f"{args.latency} ({args.speed_shape})"])
-    if args.epochs < 30:
-        rows.append(["note", f"**{args.epochs} epochs, not the default 30: less trained models, whose INT8 changes "
+    if args.epochs < EPOCHS:
+        rows.append(["note", f"**{args.epochs} epochs, not the default {EPOCHS}: less trained models, whose INT8 "
+                             f"changes "
                              f"may differ from fully trained ones'**"])
-    chart = args.chart.name if args.chart.parent == args.out.parent else str(args.chart)
     sections = [
         marker,
-        "# INT8 accuracy: FP32 and INT8 in ONNX Runtime and OpenVINO\n\n" + table(["", ""], rows, align="---"),
+        "# INT8 accuracy: FP32 and INT8 in ONNX Runtime and OpenVINO\n\n" + report.table(["", ""], rows, align="---"),
         "## mAP50-95\n\n" + accuracy_table(results, args, "mAP50-95"),
         "## mAP50\n\n" + accuracy_table(results, args, "mAP50"),
-        f"## INT8 speed-up vs mAP50-95 change\n\n![INT8 speed-up vs mAP50-95 change]({chart})",
+        "## INT8 speed-up vs mAP50-95 change\n\n![INT8 speed-up vs mAP50-95 change]"
+        f"({report.link(args.chart, args.out)})",
         "## How it was measured\n\n" + NOTES,
     ]
-    args.out.write_text("\n\n".join(s.strip("\n") for s in sections) + "\n")
+    report.write(args.out, sections)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
     log(f"wrote {args.out}, {args.chart} and {args.out.with_suffix('.json')}")
 

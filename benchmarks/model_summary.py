@@ -14,26 +14,26 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 from pathlib import Path
 
-os.environ.setdefault("YOLO_OFFLINE", "true")
+# lib first: importing it makes Ultralytics offline (lib/offline.py)
+from lib.report import table
 
-import yaml  # noqa: E402
-from ultralytics import YOLO  # noqa: E402
-from ultralytics.nn.tasks import guess_model_task  # noqa: E402
-from ultralytics.utils.torch_utils import get_flops  # noqa: E402
-
-import yolov8_efficientrep  # noqa: E402, F401  registers the blocks
-from yolov8_efficientrep.configs import scaled_name  # noqa: E402
+import yaml
+from ultralytics import YOLO
+from ultralytics.nn.tasks import guess_model_task
+from ultralytics.utils.torch_utils import get_flops
+from yolov8_efficientrep.configs import scaled_name
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODELS = [str(REPO / "cfg" / f"yolov8{s}-efficientrep.yaml") for s in "nsmlx"] + ["yolov8n.yaml", "yolov8s.yaml"]
+# every scale of the unified EfficientRep YAML, and Ultralytics' yolov8n and yolov8s for reference
+DEFAULT_MODELS = [*(str(REPO / "cfg" / f"yolov8{s}-efficientrep.yaml") for s in "nsmlx"), "yolov8n.yaml",
+                  "yolov8s.yaml"]
 CLASSIFY_IMGSZ = 224
 
 
 def summarize(model_yaml: str, imgsz: int = 640) -> tuple[int, float, int, float]:
-    """Return (parameters, GFLOPs) of a model built from ``model_yaml`` before and after ``fuse()``."""
+    """Return (parameters, GFLOPs, parameters fused, GFLOPs fused) of a model built from ``model_yaml``."""
     model = YOLO(model_yaml, verbose=False).model.eval()
     fused = copy.deepcopy(model).fuse(verbose=False)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
@@ -45,13 +45,11 @@ def shipped_configs() -> list[Path]:
     return [p for p in sorted((REPO / "cfg").glob("*.yaml")) if "backbone" in (yaml.safe_load(p.read_text()) or {})]
 
 
-def configs_table(imgsz: int = 640) -> list[str]:
-    """Return the markdown lines of the shipped-configs table: task, what it reproduces, scales n and s."""
-    lines = [
-        "| config | task | reproduces | params n (train / fused) | GFLOPs n (train / fused) "
-        "| params s (train / fused) | GFLOPs s (train / fused) |",
-        "|---|---|---|---:|---:|---:|---:|",
-    ]
+def configs_table(imgsz: int = 640) -> str:
+    """Return the markdown table of the shipped configs: task, what each reproduces, scales n and s."""
+    header = ["config", "task", "reproduces", "params n (train / fused)", "GFLOPs n (train / fused)",
+              "params s (train / fused)", "GFLOPs s (train / fused)"]
+    rows = []
     for path in shipped_configs():
         summary = path.read_text().splitlines()[0].split(":", 1)[1].strip()  # "# <stem>: <what it reproduces>"
         task = guess_model_task(yaml.safe_load(path.read_text()))  # as YOLO() decides it
@@ -61,11 +59,12 @@ def configs_table(imgsz: int = 640) -> list[str]:
             scaled = path.with_name(scaled_name(path.stem, scale))
             params, flops, fused_params, fused_flops = summarize(str(scaled), size)
             cells += [f"{params / 1e6:.2f}M / {fused_params / 1e6:.2f}M", f"{flops:.1f} / {fused_flops:.1f}"]
-        lines.append(f"| `{path.name}` | {task} | {summary} | " + " | ".join(cells) + " |")
-    return lines
+        rows.append([f"`{path.name}`", task, summary, *cells])
+    return table(header, rows, align=["---", "---", *["---:"] * 4])
 
 
 def main() -> None:
+    """Print the table the command line asks for."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", default=DEFAULT_MODELS)
     parser.add_argument("--imgsz", type=int, default=640)
@@ -73,13 +72,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.configs:
         print(f"GFLOPs at {args.imgsz} px ({CLASSIFY_IMGSZ} px for classification)\n")
-        print("\n".join(configs_table(args.imgsz)))
+        print(configs_table(args.imgsz))
         return
-    print(f"| model | params (train) | GFLOPs@{args.imgsz} (train) | params (fused) | GFLOPs@{args.imgsz} (fused) |")
-    print("|---|---:|---:|---:|---:|")
+    header = ["model", "params (train)", f"GFLOPs@{args.imgsz} (train)", "params (fused)",
+              f"GFLOPs@{args.imgsz} (fused)"]
+    rows = []
     for model_yaml in args.models:
         params, flops, fused_params, fused_flops = summarize(model_yaml, args.imgsz)
-        print(f"| {Path(model_yaml).name} | {params:,} | {flops:.1f} | {fused_params:,} | {fused_flops:.1f} |")
+        rows.append([Path(model_yaml).name, f"{params:,}", f"{flops:.1f}", f"{fused_params:,}", f"{fused_flops:.1f}"])
+    print(table(header, rows))
 
 
 if __name__ == "__main__":

@@ -3,12 +3,12 @@
 The models (by default these two) train from scratch with the same Ultralytics arguments (data, epochs, image size,
 batch, nbs, seed, deterministic, device), one after the other in this process. The report gives, per model and seed:
 final mAP50 and mAP50-95 of ``best.pt`` validated unfused and fused from the same float32 weights
-(``yolov8_efficientrep.demo``'s ``validate_unfused_and_fused``), training time per epoch (the batches only, without the
+(``yolov8_efficientrep.evaluation.validate_unfused_and_fused``), training time per epoch (the batches only, without the
 validation after each epoch), fused PyTorch inference time on CPU at batch 1, and parameters; one PNG shows every
-learning curve. The full run (the defaults: 30 epochs each) needs about 1,400 CPU-seconds of training, 15-25 minutes on
-2 idle cores:
+learning curve. The defaults are the recipe of ``lib/recipe.py`` (30 epochs each, on CPU; docs/benchmarks.md says how
+long that takes):
 
-    python benchmarks/side_by_side.py --out benchmarks/side_by_side.md
+    python benchmarks/side_by_side.py  # writes benchmarks/results/side_by_side.md and .png
 
 On a GPU, a real training budget (the batch and schedule of the H200 comparison in docs/benchmarks.md), more seeds,
 and QARepVGG-n and YOLOv6-N 3.0 beside them (inference is still timed on CPU):
@@ -29,23 +29,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import common  # noqa: F401  before Ultralytics: offline environment
-import torch
-import yaml
-from ultralytics import YOLO
+# lib first: importing it makes Ultralytics offline (lib/offline.py)
+from lib.lineup import MODELS, SIDE_BY_SIDE
+from lib.recipe import EPOCHS, GENERATE, RECIPE
+from lib.report import RESULTS, machine_info, marker, refuse_to_overwrite_foreign, table, write
+from lib.timing import RUNS_FOR_A_MEASUREMENT, Timing, log, timed
 
-from common import RUNS_FOR_A_MEASUREMENT, Timing, log, machine_info, timed
-from report import marker, refuse_to_overwrite_foreign, table
-from yolov8_efficientrep.demo import DEFAULT_DATA
+import torch
+from ultralytics import YOLO
 from yolov8_efficientrep.evaluation import Scores, validate_unfused_and_fused
 from yolov8_efficientrep.fusion import sample_image
-from yolov8_efficientrep.offline import seed_fonts
 from yolov8_efficientrep.shapes import make_shapes_dataset
 
-# model YAML stem -> the name the report gives it; the first two are the default comparison
-MODELS = {"yolov8n": "YOLOv8n", "yolov8n-efficientrep": "EfficientRep-n", "yolov8n-qarepvgg": "QARepVGG-n",
-          "yolov6n-repbifpan": "YOLOv6-N 3.0"}
-GENERATE = yaml.safe_load(DEFAULT_DATA.read_text())["generate"]  # the shipped data YAML's sizes
 CURVES = (("metrics/mAP50-95(B)", "val mAP50-95"), ("metrics/mAP50(B)", "val mAP50"),
           (("train/box_loss", "train/cls_loss", "train/dfl_loss"), "train loss (box + cls + dfl)"))
 
@@ -65,20 +60,21 @@ class Result:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Return the command-line options; data set sizes default to those of ``cfg/shapes.yaml``."""
+    """Return the command-line options; the defaults are the recipe's, data set sizes those of ``cfg/shapes.yaml``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("side_by_side.md"),
+    parser.add_argument("--out", type=Path, default=RESULTS / "side_by_side.md",
                         help="markdown report; the PNG of learning curves is written next to it")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--imgsz", type=int, default=GENERATE["imgsz"])
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--nbs", type=int, default=8,
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--imgsz", type=int, default=RECIPE["imgsz"])
+    parser.add_argument("--batch", type=int, default=RECIPE["batch"])
+    parser.add_argument("--nbs", type=int, default=RECIPE["nbs"],
                         help="Ultralytics' nominal batch size; = batch: an optimizer step per batch, as in the demo")
-    parser.add_argument("--models", nargs="+", default=list(MODELS)[:2], choices=MODELS, metavar="STEM",
-                        help=f"model YAML stems, in report order: {', '.join(MODELS)}")
+    parser.add_argument("--models", nargs="+", default=list(SIDE_BY_SIDE[:2]), choices=SIDE_BY_SIDE, metavar="STEM",
+                        help=f"model YAML stems, in report order: {', '.join(SIDE_BY_SIDE)}")
     parser.add_argument("--seed", type=int, nargs="+", default=[0],
                         help="Ultralytics' training seed(s), the same for every model; each seed trains every model")
-    parser.add_argument("--device", default="cpu", help="training and validation device, e.g. 0 for the first GPU")
+    parser.add_argument("--device", default=RECIPE["device"],
+                        help="training and validation device, e.g. 0 for the first GPU")
     parser.add_argument("--train-images", type=int, default=GENERATE["train"])
     parser.add_argument("--val-images", type=int, default=GENERATE["val"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
@@ -94,9 +90,9 @@ def train(cfg: str, seed: int, data: Path, workdir: Path, args: argparse.Namespa
     seconds: list[float] = []
     model.add_callback("on_train_epoch_start", lambda trainer: started.append(time.perf_counter()))
     model.add_callback("on_train_epoch_end", lambda trainer: seconds.append(time.perf_counter() - started[-1]))
-    model.train(data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, nbs=args.nbs, seed=seed,
-                deterministic=True, device=args.device, plots=False, project=str(workdir),
-                name=f"{Path(cfg).stem}-s{seed}", exist_ok=True)
+    settings = {**RECIPE, "imgsz": args.imgsz, "batch": args.batch, "nbs": args.nbs, "device": args.device}
+    model.train(data=str(data), epochs=args.epochs, seed=seed, project=str(workdir), name=f"{Path(cfg).stem}-s{seed}",
+                exist_ok=True, **settings)
     return Path(model.trainer.best), seconds, Path(model.trainer.save_dir) / "results.csv"
 
 
@@ -147,8 +143,8 @@ def plot(results: list[Result], chart: Path) -> None:
     plt.close(figure)
 
 
-def report(results: list[Result], chart: Path, args: argparse.Namespace, info: dict[str, str]) -> str:
-    """Return the markdown report."""
+def sections(results: list[Result], chart: Path, args: argparse.Namespace, info: dict[str, str]) -> list[str]:
+    """Return the markdown report's sections."""
     settings = (f"{args.train_images} train / {args.val_images} val images of `make_shapes_dataset` "
                 f"({GENERATE['imgsz']} px, seed 0), {args.epochs} epoch{'s' * (args.epochs != 1)} from scratch, "
                 f"imgsz {args.imgsz}, batch {args.batch}, nbs {args.nbs}, seed{'s' * (len(args.seed) > 1)} "
@@ -158,27 +154,26 @@ def report(results: list[Result], chart: Path, args: argparse.Namespace, info: d
     timing = (f"fused PyTorch model, batch 1 at {args.imgsz}x{args.imgsz}, {args.runs} timed runs after {args.warmup} "
               f"warm-up runs; median [interquartile range]")
     rows = [[key, value] for key, value in info.items()] + [["training", settings], ["inference", timing]]
-    title = f"# {' vs '.join(MODELS[stem] for stem in args.models)}, trained side by side"
-    text = [marker("side_by_side.py"), "", title, "",
-            table(["", ""], rows, align="---"), ""]
+    title = f"# {' vs '.join(MODELS[stem].title for stem in args.models)}, trained side by side"
+    text = [marker("side_by_side.py"), title, table(["", ""], rows, align="---")]
     if args.runs < RUNS_FOR_A_MEASUREMENT or args.epochs < 10:
-        text += [f"**Smoke-test settings ({args.epochs} epochs, {args.runs} timed runs): these numbers prove the "
-                 f"script runs; they are not a measurement.**", ""]
+        text.append(f"**Smoke-test settings ({args.epochs} epochs, {args.runs} timed runs): these numbers prove the "
+                    f"script runs; they are not a measurement.**")
     header = ["model", "mAP50", "mAP50-95", "train s/epoch", "fused inference ms", "params (fused)"]
     body = [[r.name, f"{r.fused.map50:.3f}", f"{r.fused.map50_95:.3f}", f"{statistics.median(r.epoch_seconds):.1f}",
              r.inference.ms(), f"{r.params[1]:,}"] for r in results]
     header2 = ["model", "mAP50 unfused", "mAP50 fused", "mAP50-95 unfused", "mAP50-95 fused", "max \\|difference\\|"]
     body2 = [[r.name, *(f"{v:.3f}" for v in (r.unfused.map50, r.fused.map50, r.unfused.map50_95, r.fused.map50_95)),
               f"{max(abs(a - b) for a, b in zip(r.unfused, r.fused)):.1e}"] for r in results]
-    text += ["## Results", "", table(header, body), "",
-             "mAP: `best.pt` on the val split, fused (as deployed). train s/epoch: median over the epochs of the "
-             "training batches' time, without the validation that follows each epoch.", "",
-             "## Fused vs unfused", "", table(header2, body2), "",
-             "Both from the same float32 weights of `best.pt`: Ultralytics' validator scores the network as it is, "
-             "once before and once after re-parameterization (Conv+BN folding, and for EfficientRep every RepVGG "
-             "block into one 3x3 convolution).", "",
-             "## Learning curves", "", f"![learning curves]({chart.name})", ""]
-    return "\n".join(text)
+    return text + [
+        "## Results", table(header, body),
+        "mAP: `best.pt` on the val split, fused (as deployed). train s/epoch: median over the epochs of the training "
+        "batches' time, without the validation that follows each epoch.",
+        "## Fused vs unfused", table(header2, body2),
+        "Both from the same float32 weights of `best.pt`: Ultralytics' validator scores the network as it is, once "
+        "before and once after re-parameterization (Conv+BN folding, and for EfficientRep every RepVGG block into one "
+        "3x3 convolution).",
+        "## Learning curves", f"![learning curves]({chart.name})"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -188,19 +183,18 @@ def main(argv: list[str] | None = None) -> None:
     chart = out.with_name(f"{out.stem}.png")
     refuse_to_overwrite_foreign(out, chart, marker("side_by_side.py"))
     torch.set_num_threads(args.threads)
-    seed_fonts()
     info = {**machine_info(args.threads), "threads": f"{args.threads} (torch.set_num_threads)"}
     workdir = Path(tempfile.mkdtemp(prefix="side-by-side-"))
     try:
         data = make_shapes_dataset(workdir / "shapes", train=args.train_images, val=args.val_images,
                                    imgsz=GENERATE["imgsz"])
-        results = [measure(MODELS[stem] + (f", seed {seed}" if len(args.seed) > 1 else ""), f"{stem}.yaml", seed, data,
-                           workdir, args) for seed in args.seed for stem in args.models]
+        results = [measure(MODELS[stem].title + (f", seed {seed}" if len(args.seed) > 1 else ""), f"{stem}.yaml", seed,
+                           data, workdir, args) for seed in args.seed for stem in args.models]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(results, chart)
-    out.write_text(report(results, chart, args, info))
+    write(out, sections(results, chart, args, info))
     log(f"wrote {out} and {chart}")
     for r in results:
         difference = abs(r.unfused.map50_95 - r.fused.map50_95)

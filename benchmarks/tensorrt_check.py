@@ -15,25 +15,21 @@ builds may use TF32 on Ampere and later GPUs, hence their looser bound. Exits 1 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("YOLO_OFFLINE", "true")
-os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolo-config-"))
+# lib first: importing it makes Ultralytics offline (lib/offline.py); the yolo commands run here inherit that
+from lib.timing import log
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import yolov8_efficientrep  # noqa: E402, F401  registers the blocks and the export check
-from yolov8_efficientrep.checkpoints import load_checkpoint  # noqa: E402
-from yolov8_efficientrep.fusion import sample_image  # noqa: E402
-from yolov8_efficientrep.graphs import onnx_unfused_nodes  # noqa: E402
-from yolov8_efficientrep.precision import full_fp32  # noqa: E402
+import numpy as np
+import torch
+from yolov8_efficientrep.checkpoints import load_checkpoint
+from yolov8_efficientrep.fusion import sample_image
+from yolov8_efficientrep.graphs import onnx_unfused_nodes
+from yolov8_efficientrep.precision import full_fp32
 
 BOUNDS = {"onnxruntime": 1e-4, "fp32": 1e-2, "fp16": 5e-2}  # see relative_difference
 
@@ -48,10 +44,9 @@ def train_tiny(workdir: Path) -> Path:
     """Train yolov8n-efficientrep for one epoch on the generated shapes data; return best.pt."""
     from ultralytics import YOLO
 
-    from yolov8_efficientrep.offline import seed_fonts
     from yolov8_efficientrep.shapes import make_shapes_dataset
 
-    seed_fonts()
+    log(f"no checkpoint given: training yolov8n-efficientrep for one epoch in {workdir}")
     data = make_shapes_dataset(workdir / "shapes", train=64, val=16, imgsz=128)
     YOLO("yolov8n-efficientrep.yaml").train(data=str(data), epochs=1, imgsz=128, batch=16, device=0, plots=False,
                                             project=str(workdir), name="train", exist_ok=True)
@@ -71,6 +66,7 @@ def export_engine(checkpoint: Path, imgsz: int, half: bool) -> tuple[Path, str]:
 
 
 def main() -> int:
+    """Build and check the engines; return the exit status (1 if any check failed)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", nargs="?", help="a trained plugin .pt (default: train a tiny one)")
     parser.add_argument("--imgsz", type=int, default=640)
@@ -96,8 +92,10 @@ def main() -> int:
 
     failures = 0
     for precision in ("fp32", "fp16"):
-        engine, log = export_engine(checkpoint, args.imgsz, half=precision == "fp16")
-        fused_line = next((line for line in log.splitlines() if "fused" in line and "max |diff|" in line), None)
+        log(f"[{precision}] yolo export format=engine in a fresh process")
+        engine, export_log = export_engine(checkpoint, args.imgsz, half=precision == "fp16")
+        fused_line = next((line for line in export_log.splitlines() if "fused" in line and "max |diff|" in line),
+                          None)
         print(f"[{precision}] export check: {fused_line or 'MISSING'}")
         onnx_file = engine.with_suffix(".onnx")  # the graph TensorRT built the engine from
         leftovers = onnx_unfused_nodes(onnx_file)

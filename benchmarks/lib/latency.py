@@ -21,8 +21,10 @@ import torch
 from torch import nn
 from ultralytics.utils.torch_utils import get_flops
 
-from common import Entry, Timing, build, set_export_mode
 from yolov8_efficientrep import RepVGGBlock
+
+from .lineup import Entry, build
+from .timing import Timing
 
 ORT, EAGER = "ONNX Runtime", "PyTorch eager"
 PEAK_CHANNELS, PEAK_SIZE = 256, 80  # the single large 3x3 conv whose speed stands for the hardware limit
@@ -47,6 +49,14 @@ class ModelResult:
     latency: dict[tuple[str, int, int], Timing] = field(default_factory=dict)
     onnx_files: dict[tuple[int, int], Path] = field(default_factory=dict)
     output: np.ndarray | None = None
+
+
+def set_export_mode(model: nn.Module) -> nn.Module:
+    """Make the Detect head return only its decoded predictions, as an exported model does."""
+    for module in model.modules():
+        if hasattr(module, "export") and hasattr(module, "format"):
+            module.export, module.format = True, "onnx"
+    return model
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
@@ -128,6 +138,11 @@ def peak_conv(batch: int = 1) -> tuple[nn.Conv2d, torch.Tensor, float]:
     return conv, x, 2 * PEAK_CHANNELS * PEAK_CHANNELS * 9 * PEAK_SIZE * PEAK_SIZE * batch / 1e9
 
 
+def peak_label(batch: int = 1) -> str:
+    """The peak-reference conv's row name in the reports."""
+    return f"3x3 conv {PEAK_CHANNELS}->{PEAK_CHANNELS} @{PEAK_SIZE}x{PEAK_SIZE}, batch {batch} (the peak)"
+
+
 def conv_peak_calls(threads: int, workdir: Path) -> tuple[float, dict[str, Callable[[], object]]]:
     """Return the peak-reference conv's GFLOPs per call and, per runtime, the call to time (batch 1)."""
     conv, x, work = peak_conv()
@@ -163,7 +178,8 @@ def check_branches_kept(unfused: ModelResult, fused: ModelResult) -> str:
                            f"per RepVGG block, one Add per extra branch): the exporter merged branches, so the "
                            f"unfused timing would not be of the training form")
     # boxes (rows 0-3, in pixels) and class scores (0-1) separately, so that neither hides the other
-    pairs = {"boxes": (unfused.output[:, :4], fused.output[:, :4]), "scores": (unfused.output[:, 4:], fused.output[:, 4:])}
+    pairs = {"boxes": (unfused.output[:, :4], fused.output[:, :4]),
+             "scores": (unfused.output[:, 4:], fused.output[:, 4:])}
     absolute = {k: float(np.abs(a - b).max()) for k, (a, b) in pairs.items()}
     largest = {k: float(np.abs(a).max()) for k, (a, _) in pairs.items()}
     difference = max(absolute[k] / largest[k] for k in pairs)

@@ -1,4 +1,4 @@
-"""Models trained once with the side-by-side's recipe on the generated shapes set, shared by every accuracy benchmark.
+"""Models trained once with the recipe (``recipe.RECIPE``) on the generated shapes set, for the accuracy benchmarks.
 
 The ablation (``ablation.py``) and the INT8 accuracy table (``int8_accuracy.py``) need the same trained models; each
 costs minutes of CPU. ``trained()`` trains a model YAML with ``RECIPE`` once and keeps its ``best.pt``, results.csv and
@@ -16,20 +16,17 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import ultralytics
-import yaml
 
 import yolov8_efficientrep
-from yolov8_efficientrep.demo import DEFAULT_DATA
-from yolov8_efficientrep.offline import seed_fonts
 from yolov8_efficientrep.shapes import make_shapes_dataset
 
+from .recipe import GENERATE, RECIPE
+
 DEFAULT_ZOO = Path.home() / ".cache" / "yolov8-efficientrep" / "zoo"
-GENERATE = yaml.safe_load(DEFAULT_DATA.read_text())["generate"]  # the shipped data YAML's sizes
-# The side-by-side's recipe: one optimizer step per batch of 8, deterministic, CPU; everything else Ultralytics' default.
-RECIPE = {"imgsz": GENERATE["imgsz"], "batch": 8, "nbs": 8, "deterministic": True, "device": "cpu", "plots": False}
 
 
 @dataclass
@@ -88,7 +85,8 @@ def cached(cfg: str, epochs: int, seed: int = 0, zoo: Path = DEFAULT_ZOO, **over
     return TrainedModel(cfg, folder / "weights" / "best.pt", folder / "results.csv", saved["epoch_seconds"])
 
 
-def trained(cfg: str, epochs: int, seed: int = 0, zoo: Path = DEFAULT_ZOO, log=print, **overrides) -> TrainedModel:
+def trained(cfg: str, epochs: int, seed: int = 0, zoo: Path = DEFAULT_ZOO, log: Callable[[str], object] = print,
+            **overrides) -> TrainedModel:
     """Return ``cfg`` trained with ``RECIPE`` for ``epochs`` (and any training ``overrides``), training it if needed."""
     from ultralytics import YOLO
 
@@ -99,7 +97,6 @@ def trained(cfg: str, epochs: int, seed: int = 0, zoo: Path = DEFAULT_ZOO, log=p
     record = folder / "trained.json"
     log(f"training {cfg} for {epochs} epochs (seed {seed}{', ' if overrides else ''}"
         f"{', '.join(f'{k}={v}' for k, v in overrides.items())}) into {folder}")
-    seed_fonts()  # Ultralytics checks its plot font even with plots=False; offline it must find it locally
     model = YOLO(cfg)
     started: list[float] = []
     seconds: list[float] = []

@@ -21,9 +21,11 @@ import numpy as np
 import torch
 from ultralytics import YOLO
 
-from common import Entry, Timing
-from latency import PEAK_CHANNELS, PEAK_SIZE, eager_forward, ort_session, peak_conv
 from yolov8_efficientrep.quantize import ROUTE_VARIABLE, ort_int8_route, quantize_onnx_int8
+
+from .latency import eager_forward, ort_session, peak_conv
+from .lineup import Entry
+from .timing import Timing
 
 PYTORCH, ORT, OPENVINO = "PyTorch eager", "ONNX Runtime", "OpenVINO"
 
@@ -114,13 +116,6 @@ def _working_directory(path: Path) -> Iterator[None]:
         os.chdir(old)
 
 
-def seeded_yolo(cfg: str) -> YOLO:
-    """Build ``cfg`` with the benchmarks' seeded random weights (latency does not depend on their values)."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        return YOLO(cfg, verbose=False)
-
-
 def export(model: YOLO, variant: Variant, batch: int, imgsz: int, data: Path, folder: Path, **calibration) -> Path:
     """Export ``model`` with Ultralytics' exporter for one variant and input shape into ``folder``; return the file.
 
@@ -183,7 +178,6 @@ def peak_calls(threads: int, workdir: Path) -> tuple[float, dict[str, Callable[[
     return gflops, calls
 
 
-PEAK_LABEL = f"3x3 conv {PEAK_CHANNELS}->{PEAK_CHANNELS} @{PEAK_SIZE}x{PEAK_SIZE}, batch 1 (the peak)"
 QUANTIZED_CONV, FLOAT_CONVS, QDQ = "QLinearConv", {"Conv", "FusedConv", "NchwcConv"}, {"QuantizeLinear",
                                                                                         "DequantizeLinear"}
 

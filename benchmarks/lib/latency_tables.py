@@ -1,57 +1,23 @@
-"""Turn benchmark results into markdown tables and the latency-vs-GFLOPs chart."""
+"""The latency benchmarks' tables and chart (CPU and GPU): models, latency, efficiency against the conv peak, ratios,
+training cost."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Tuple
 
-from common import BASELINE, RUNS_FOR_A_MEASUREMENT, Timing
-from latency import PEAK_CHANNELS, PEAK_SIZE, ModelResult
+from .latency import ModelResult, peak_label
+from .lineup import BASELINE
+from .report import link, shape_label, table
+from .timing import Timing
 
 Shape = Tuple[int, int]  # (batch, imgsz)
 MIB = 2**20
 
 
-def marker(script: str) -> str:
-    """Return the first line of a report written by ``script``: it lets a rerun replace the file."""
-    return f"<!-- written by benchmarks/{script}; rerun it to update this file -->"
-
-
-def refuse_to_overwrite_foreign(out: Path, chart: Path, first_line: str) -> None:
-    """Stop before measuring if ``out`` or ``chart`` exists and was not written by the same benchmark."""
-    ours = out.is_file() and out.read_text().startswith(first_line)
-    for path in (out, chart):
-        if path.exists() and not ours:
-            raise SystemExit(f"{path} exists and was not written by this benchmark (its report would start with "
-                             f"{first_line!r}); choose another --out / --chart, or move the file")
-
-
-def table(header: list[str], rows: list[list[str]], align: str = "---:") -> str:
-    """Return a markdown table, first column left-aligned, the others aligned by ``align``."""
-    lines = ["| " + " | ".join(header) + " |", "|---|" + f"{align}|" * (len(header) - 1)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
-def _shape(shape: Shape) -> str:
-    """Return ``batch B @S`` for a (batch, imgsz) shape."""
-    return f"batch {shape[0]} @{shape[1]}"
-
-
 def _find(results: list[ModelResult], name: str) -> ModelResult | None:
     """Return the result of the line-up entry called ``name``, if it was measured."""
     return next((r for r in results if r.entry.name == name), None)
-
-
-def header(title: str, info: dict[str, str], warmup: int, runs: int) -> str:
-    """Return the title and the table describing machine, libraries, date and timing protocol."""
-    rows = [[key, value] for key, value in info.items()]
-    rows.append(["timing", f"{runs} timed runs after {warmup} warm-up runs per cell; median [interquartile range]"])
-    text = f"# {title}\n\n{table(['', ''], rows, align='---')}\n"
-    if runs < RUNS_FOR_A_MEASUREMENT:
-        text += (f"\n**Smoke-test settings ({runs} timed runs, fewer than {RUNS_FOR_A_MEASUREMENT}): these numbers "
-                 f"prove the scripts run; they are not a measurement.**\n")
-    return text
 
 
 def models_table(results: list[ModelResult], sizes: list[int]) -> str:
@@ -66,7 +32,7 @@ def latency_table(results: list[ModelResult], runtime: str, shapes: list[Shape])
     def cell(timing: Timing, batch: int) -> str:
         return timing.ms() if batch == 1 else f"{batch / timing.median:.1f} img/s ({timing.ms()} ms)"
 
-    header_cells = [f"{_shape(s)}: ms" if s[0] == 1 else f"{_shape(s)}: throughput" for s in shapes]
+    header_cells = [f"{shape_label(s)}: ms" if s[0] == 1 else f"{shape_label(s)}: throughput" for s in shapes]
     rows = [[r.entry.name, *(cell(r.latency[runtime, b, i], b) for b, i in shapes)] for r in results]
     return table(["model", *header_cells], rows)
 
@@ -75,8 +41,7 @@ def efficiency_table(results: list[ModelResult], peaks: dict[str, tuple[float, T
                      shapes: list[Shape], peak_batch: int = 1) -> str:
     """Achieved GFLOP/s of each model and its fraction of the single-conv peak of the same runtime."""
     peak_rate = {rt: gflops / timing.median for rt, (gflops, timing) in peaks.items()}
-    rows = [[f"3x3 conv {PEAK_CHANNELS}->{PEAK_CHANNELS} @{PEAK_SIZE}x{PEAK_SIZE}, batch {peak_batch} (the peak)",
-             *(f"{peak_rate[rt]:.1f} (100%)" for rt in runtimes for _ in shapes)]]
+    rows = [[peak_label(peak_batch), *(f"{peak_rate[rt]:.1f} (100%)" for rt in runtimes for _ in shapes)]]
     for r in results:
         cells = []
         for rt in runtimes:
@@ -84,7 +49,7 @@ def efficiency_table(results: list[ModelResult], peaks: dict[str, tuple[float, T
                 rate = r.gflops[imgsz] * batch / r.latency[rt, batch, imgsz].median
                 cells.append(f"{rate:.1f} ({rate / peak_rate[rt]:.0%})")
         rows.append([r.entry.name, *cells])
-    return table(["model", *(f"{rt}, {_shape(s)}" for rt in runtimes for s in shapes)], rows)
+    return table(["model", *(f"{rt}, {shape_label(s)}" for rt in runtimes for s in shapes)], rows)
 
 
 def ratio_rows(results: list[ModelResult], runtimes: list[str], shapes: list[Shape]) -> list[list[str]]:
@@ -97,7 +62,7 @@ def ratio_rows(results: list[ModelResult], runtimes: list[str], shapes: list[Sha
         if a and b:
             for shape in shapes:
                 ratios = (a.latency[(rt, *shape)].median / b.latency[(rt, *shape)].median for rt in runtimes)
-                rows.append([f"{numerator} / {denominator}, {_shape(shape)}", *(f"{x:.2f}x" for x in ratios)])
+                rows.append([f"{numerator} / {denominator}, {shape_label(shape)}", *(f"{x:.2f}x" for x in ratios)])
     return rows
 
 
@@ -111,14 +76,14 @@ def headline(results: list[ModelResult], peaks: dict[str, tuple[float, Timing]],
             gflops, timing = peaks[rt]
             achieved = r.gflops[fraction_shape[1]] * fraction_shape[0] / r.latency[(rt, *fraction_shape)].median
             fractions.append(f"{achieved / (gflops / timing.median):.0%}")
-        rows.append([f"{r.entry.name}: fraction of conv peak, {_shape(fraction_shape)}", *fractions])
+        rows.append([f"{r.entry.name}: fraction of conv peak, {shape_label(fraction_shape)}", *fractions])
     explanation = ("Latency ratios are median latency over median latency (above 1: the first model is slower; "
                    "unfused / fused is the speed-up from fusing).")
     return f"{table(['', *runtimes], rows)}\n\n{explanation}\n"
 
 
 def training_table(training: dict[str, dict], batch: int, imgsz: int) -> str:
-    """Time and peak memory of one training step per model, and their ratios to YOLOv8n."""
+    """Time and peak memory of one training step per model, and their ratios to the baseline model."""
     base = training.get(f"{BASELINE}.yaml")
     rows = []
     for cfg, m in training.items():
@@ -136,7 +101,7 @@ def training_table(training: dict[str, dict], batch: int, imgsz: int) -> str:
 
 def chart_section(chart: Path, out: Path) -> str:
     """Return the report section that shows the chart, linked relative to the report."""
-    return f"## Latency vs GFLOPs\n\n![latency vs GFLOPs]({Path(os.path.relpath(chart, out.parent)).as_posix()})"
+    return f"## Latency vs GFLOPs\n\n![latency vs GFLOPs]({link(chart, out)})"
 
 
 def plot(results: list[ModelResult], peaks: dict[str, tuple[float, Timing]], runtimes: list[str], shape: Shape,
@@ -157,7 +122,7 @@ def plot(results: list[ModelResult], peaks: dict[str, tuple[float, Timing]], run
         gflops, timing = peaks[rt]
         rate = gflops / timing.median
         ax.plot([0, xmax], [0, xmax / rate * 1e3], "k--", lw=1, label="at the single 3x3 conv's peak GFLOP/s")
-        ax.set(xlabel=f"GFLOPs per forward pass ({_shape(shape)})", ylabel="median latency, ms",
+        ax.set(xlabel=f"GFLOPs per forward pass ({shape_label(shape)})", ylabel="median latency, ms",
                title=f"{rt} (conv peak {rate:.0f} GFLOP/s)",
                xlim=(0, xmax), ylim=(0, None))
         ax.grid(alpha=0.3)
