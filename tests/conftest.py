@@ -30,10 +30,10 @@ seed_fonts()
 
 # The slowest test files (seconds each, measured on 2 cores), started first: the suite runs one file per worker at a
 # time (setup.cfg), so a long file started last would leave the other worker idle at the end.
-SLOWEST_FIRST = ("test_ultralytics_versions.py", "test_shapes.py", "test_registration.py", "test_export.py",
-                 "test_family.py", "test_int8.py", "test_checkpoints.py", "test_ddp.py", "test_import_yolov6.py",
-                 "test_demo.py", "test_cli_errors.py", "test_benchmarks.py", "test_yolov6_head.py", "test_cli.py",
-                 "test_untrusted_files.py")
+SLOWEST_FIRST = ("test_ultralytics_versions.py", "test_qat.py", "test_shapes.py", "test_registration.py",
+                 "test_export.py", "test_family.py", "test_int8.py", "test_checkpoints.py", "test_ddp.py",
+                 "test_import_yolov6.py", "test_demo.py", "test_cli_errors.py", "test_benchmarks.py",
+                 "test_yolov6_head.py", "test_cli.py", "test_untrusted_files.py")
 
 
 def pytest_collection_modifyitems(items):
@@ -80,6 +80,21 @@ def scale_n_model():
         return built[stem]
 
     return get
+
+
+@pytest.fixture
+def ultralytics_log():
+    """Collect Ultralytics' log messages during the test (its logger does not propagate to pytest's caplog)."""
+    import logging
+
+    from ultralytics.utils import LOGGER
+
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    LOGGER.addHandler(handler)
+    yield records
+    LOGGER.removeHandler(handler)
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """fuse_model and the fused-vs-unfused check: duck-typed, idempotent, float32 before half, and able to fail."""
 
 import copy
-import logging
 import re
 
 import pytest
@@ -9,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from ultralytics import YOLO
-from ultralytics.utils import LOGGER
 
 from yolov8_efficientrep import FusionCheckError, QARepVGGBlock, RepBlock, RepVGGBlock, fuse_model
 from yolov8_efficientrep.fusion import TOLERANCE, check_fusion, is_fused, rep_blocks, sample_image
@@ -38,27 +36,14 @@ class TwinConv(nn.Module):
         del self.a, self.b
 
 
-def log_lines():
-    """Collect Ultralytics' log messages (its logger does not propagate to pytest's caplog)."""
-    records = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())
-    return records, handler
-
-
-def test_fuse_model_fuses_a_copy_of_every_rep_block_and_checks_it(randomize_bn):
+def test_fuse_model_fuses_a_copy_of_every_rep_block_and_checks_it(randomize_bn, ultralytics_log):
     model = randomize_bn(YOLO("yolov8n-efficientrep.yaml").model)
-    records, handler = log_lines()
-    LOGGER.addHandler(handler)
-    try:
-        fused = fuse_model(model, imgsz=96)
-    finally:
-        LOGGER.removeHandler(handler)
+    fused = fuse_model(model, imgsz=96)
     assert fused is not model and all(not is_fused(b) for b in rep_blocks(model))  # the trainable model is kept
     blocks = rep_blocks(fused)
     assert len(blocks) == 19 and all(is_fused(b) and isinstance(b.conv, nn.Conv2d) for b in blocks)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())  # Conv+BN folded too
-    line = next(line for line in records if "fused 19 Rep blocks, max |diff| = " in line)
+    line = next(line for line in ultralytics_log if "fused 19 Rep blocks, max |diff| = " in line)
     print(line)
     assert float(re.search(r"\((\S+) relative", line)[1]) < TOLERANCE[torch.float32]
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731

@@ -7,7 +7,6 @@ on an H200, tolerance 1e-04).
 """
 
 import copy
-import logging
 import shutil
 import warnings
 from pathlib import Path
@@ -15,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 from ultralytics import YOLO
-from ultralytics.utils import LOGGER
 
 from yolov8_efficientrep import FusionCheckError, fuse_model, precision
 from yolov8_efficientrep.checkpoints import load_checkpoint
@@ -165,14 +163,6 @@ def test_legacy_flags_alone_on_torch_before_2_9(monkeypatch):
     assert {name: legacy(read) for name, read in LEGACY.items()} == users
 
 
-def log_lines():
-    """Collect Ultralytics' log messages (its logger does not propagate to pytest's caplog)."""
-    records = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())
-    return records, handler
-
-
 def test_check_fusion_reports_no_switch_on_cpu_and_leaves_cuda_settings_alone(randomize_bn):
     """On CPU the user's CUDA TF32 choice is not touched, and the check says it switched nothing."""
     model = randomize_bn(YOLO("yolov8n-efficientrep.yaml").model)
@@ -224,17 +214,12 @@ def test_check_fusion_on_cuda_with_tf32_left_on_passes(trained_checkpoint):
 
 
 @needs_cuda
-def test_gpu_export_of_a_trained_checkpoint_passes_its_fusion_check(trained_checkpoint, tmp_path):
+def test_gpu_export_of_a_trained_checkpoint_passes_its_fusion_check(trained_checkpoint, tmp_path, ultralytics_log):
     checkpoint = tmp_path / "best.pt"  # the export is written next to it
     shutil.copy(trained_checkpoint, checkpoint)
     users = settings()
-    records, handler = log_lines()
-    LOGGER.addHandler(handler)
-    try:
-        exported = YOLO(checkpoint).export(format="onnx", imgsz=160, device=0)
-    finally:
-        LOGGER.removeHandler(handler)
-    line = next(line for line in records if "fused 19 blocks" in line)
+    exported = YOLO(checkpoint).export(format="onnx", imgsz=160, device=0)
+    line = next(line for line in ultralytics_log if "fused 19 blocks" in line)
     print(line)
     assert Path(exported).is_file() and settings() == users  # the user's TF32 choice is theirs again
     assert ("in full FP32 (TF32 cuDNN convolutions off for the check)" in line) == tf32_convolutions(users)

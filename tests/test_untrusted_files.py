@@ -282,14 +282,25 @@ def test_importing_the_plugin_adds_nothing_to_torchs_weights_only_allow_list(tmp
 
 
 def test_restricted_ultralytics_loading_refuses_a_block_called_with_absurd_sizes(tmp_path, run_fresh):
-    attack = tmp_path / "attack.pt"
+    from ultralytics import YOLO
+
+    attack, honest = tmp_path / "attack.pt", tmp_path / "honest.pt"
     torch.save({"model": Call(RepBlock, 8, 8, 10**6), "train_args": {}}, attack)
+    YOLO("yolov8n-efficientrep.yaml").save(honest)  # what loading a real checkpoint of the plugin costs
     code = ("import resource, sys\nfrom ultralytics import YOLO\n"
-            "try:\n    YOLO(sys.argv[1])\nexcept Exception as error:\n    print('refused', type(error).__name__)\n"
+            "try:\n    YOLO(sys.argv[1])\n    print('loaded')\nexcept Exception as error:\n"
+            "    print('refused', type(error).__name__, error)\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    result = run_fresh(sys.executable, "-c", code, attack, env={"ULTRALYTICS_SAFE_LOAD": "1"}, timeout=120)
-    refused, peak = result.stdout.strip().splitlines()[-2:]
-    assert refused.startswith("refused") and int(peak) * 1024 < 2 << 30
+    peaks = {}
+    for name, path in (("honest", honest), ("attack", attack)):
+        lines = run_fresh(sys.executable, "-c", code, path, env={"ULTRALYTICS_SAFE_LOAD": "1"}, timeout=120
+                          ).stdout.strip().splitlines()
+        peaks[name] = int(lines[-1]) * 1024
+        if name == "attack":
+            assert lines[-2].startswith("refused LimitError") and "repeats n must be" in lines[-2]
+        else:
+            assert lines[-2] == "loaded"
+    assert peaks["attack"] <= peaks["honest"] + GROWTH, peaks  # the block was refused before it allocated
 
 
 @pytest.mark.parametrize("build", [
