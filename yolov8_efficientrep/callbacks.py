@@ -28,7 +28,7 @@ from ultralytics.utils import LOGGER, colorstr
 
 from .checkpoints import load_checkpoint
 from .fusion import check_fusion, fuse_rep_blocks, image_size, is_fused, rep_blocks, sample_image
-from .graphs import onnx_int8_graph, openvino_int8_graph
+from .graphs import onnx_int8_graph, openvino_int8_graph, qat_onnx_graph
 from .limits import non_finite_tensor
 from .quantize import ROUTE_VARIABLE, ort_int8_route
 from .rows import uses_plugin
@@ -79,7 +79,14 @@ def verify_export_fusion(exporter) -> None:
     if not isinstance(source, nn.Module) or not uses_plugin(source) or not rep_blocks(source):
         return
     if getattr(exporter, "qat", False):
-        LOGGER.info(f"{PREFIX} quantization-aware model: Rep blocks stay unfused, as Ultralytics keeps them")
+        fused, blocks = sum(map(is_fused, rep_blocks(source))), len(rep_blocks(source))
+        if fused == blocks:
+            LOGGER.info(f"{PREFIX} quantization-aware model trained fused: its {blocks} Rep blocks are single 3x3 "
+                        f"convolutions in the INT8 graph")
+        else:
+            LOGGER.warning(f"{PREFIX} quantization-aware model trained with {blocks - fused} Rep blocks unfused (a "
+                           f"QAT run without this plugin's fused QAT): the INT8 graph keeps their branches; train QAT "
+                           f"again with yolov8-efficientrep installed to deploy single convolutions")
         return
     if all(is_fused(b) for b in rep_blocks(source)):
         LOGGER.info(f"{PREFIX} all {len(rep_blocks(source))} Rep blocks were fused before export (a fused "
@@ -122,6 +129,13 @@ def refuse_fused_checkpoint(trainer) -> None:
             continue
         model, ckpt = load_checkpoint(weights)
         fused = sum(is_fused(b) for b in rep_blocks(model))
+        if fused and uses_plugin(model) and ckpt.get("modelopt"):  # QAT trained fused: QAT may go on from it
+            if getattr(trainer.args, "quantize", None) == 8:
+                continue
+            raise FusedCheckpointError(
+                f"{key}={weights} was quantization-aware trained with its Rep blocks fused ({fused} single "
+                f"convolutions, no branches or BatchNorm statistics left): continue with quantize=8, which trains "
+                f"that fused network, or train float from the checkpoint QAT started from")
         if fused and uses_plugin(model):
             origin = ckpt.get("efficientrep", {}).get("fused_from")
             raise FusedCheckpointError(
@@ -143,16 +157,25 @@ def check_int8_export(exporter, exported: str | list[str] | None) -> None:
     int8 = getattr(args, "quantize", None) == 8 or getattr(args, "int8", False)  # 8.4.x; 8.1-8.4.0 say int8=True
     source = getattr(exporter, _SOURCE, None)
     if not (int8 and exported and args.format in {"onnx", "openvino"} and isinstance(source, nn.Module)
-            and uses_plugin(source)) or getattr(exporter, "qat", False):  # QAT graphs keep their Rep blocks
+            and uses_plugin(source)):
         return
     path = Path(exported[-1] if isinstance(exported, (list, tuple)) else exported)  # 8.1 returns a list
-    graph = onnx_int8_graph(path) if args.format == "onnx" else openvino_int8_graph(next(path.glob("*.xml")))
+    qat = getattr(exporter, "qat", False)
+    if qat:  # ModelOpt's QDQ graph: OpenVINO runs it in INT8, ONNX Runtime in float
+        try:
+            graph = qat_onnx_graph(path)
+        except ImportError:
+            LOGGER.info(f"{PREFIX} INT8 {path.name} (quantization-aware): install openvino to check how it runs")
+            return
+    else:
+        graph = onnx_int8_graph(path) if args.format == "onnx" else openvino_int8_graph(next(path.glob("*.xml")))
     expected = sum(isinstance(m, nn.Conv2d) for m in _export_model(exporter).modules())
-    runtime = "ONNX Runtime" if args.format == "onnx" else "OpenVINO's CPU plugin"
-    LOGGER.info(f"{PREFIX} INT8 {path.name} in {runtime}: {graph.summary()} (the fused model has {expected} convs)")
+    runtime = "OpenVINO's CPU plugin" if qat or args.format == "openvino" else "ONNX Runtime"
+    LOGGER.info(f"{PREFIX} INT8 {path.name} in {runtime}: {graph.summary()} (the fused model has {expected} convs)"
+                + ("; ONNX Runtime runs ModelOpt's quantize/dequantize pairs in float" if qat else ""))
     problems = [f"{graph.convs} convs where the fused model has {expected}"] if graph.convs != expected else []
     problems += [f"unfused layers {graph.leftovers}"] if graph.leftovers else []
-    if graph.runtime_quantized < graph.quantized:
+    if graph.runtime_quantized < graph.quantized and not qat:
         problems.append(f"{graph.quantized - graph.runtime_quantized} quantized convs run in float32 between quantize "
                         f"and dequantize nodes, paying for the conversions without the INT8 speed "
                         f"({ROUTE_VARIABLE}={ort_int8_route(True)})")

@@ -187,7 +187,7 @@ def check_fusion(fused: nn.Module, unfused: nn.Module, image: torch.Tensor, tole
     return FusionCheck(blocks, max_abs, max_rel, tolerance, switched)
 
 
-def _qat(model: nn.Module) -> bool:
+def is_qat(model: nn.Module) -> bool:
     """Return True for a quantization-aware-trained model (Ultralytics >=8.4 marks them; older versions have none)."""
     from ultralytics.utils import torch_utils
 
@@ -211,10 +211,19 @@ def fuse_model(model: nn.Module, inplace: bool = False, check: bool = True, imgs
 
     Returns:
         (nn.Module): The fused model (``model`` itself when ``inplace``), in eval mode.
+
+    Raises:
+        ValueError: ``model`` was quantization-aware trained with its Rep blocks unfused: fusing them now would
+            invalidate the ranges it learned. A model QAT trained fused (``qat.py``) only gets Ultralytics' ``fuse()``.
     """
-    if _qat(model):
-        raise ValueError("fuse_model: this model is quantization-aware trained; re-parameterizing its Rep blocks would "
-                         "invalidate the quantization ranges it learned (Ultralytics keeps them unfused too)")
+    if is_qat(model):
+        blocks = rep_blocks(model)
+        if not all(map(is_fused, blocks)):
+            raise ValueError("fuse_model: this model was quantization-aware trained with its Rep blocks unfused; "
+                             "fusing them now would invalidate the quantization ranges it learned (Ultralytics keeps "
+                             "them unfused too). Train QAT again with this plugin installed: it trains them fused")
+        fused = (model if inplace else copy.deepcopy(model)).eval()
+        return fused.fuse(verbose=False)  # folds the BatchNorms left in Conv layers; the Rep blocks trained fused
     dtype = next(model.parameters()).dtype
     fused = (model if inplace else copy.deepcopy(model)).float().eval()
     unfused = copy.deepcopy(fused) if check else None

@@ -105,6 +105,24 @@ def onnx_int8_graph(path: str | Path) -> Int8Graph:
                      unfused_layers(_onnx_nodes(graph)))
 
 
+def qat_onnx_graph(path: str | Path) -> Int8Graph:
+    """Check the ONNX file of a quantization-aware-trained model, as OpenVINO's CPU plugin runs it.
+
+    ModelOpt's QAT export puts quantize/dequantize pairs on each convolution's input and weights but not on its output,
+    so ONNX Runtime forms no ``QLinearConv`` and runs the graph in float; OpenVINO reads the ``.onnx`` itself and runs
+    those convolutions in INT8. Quantized in the file: input and weights dequantized; run in INT8: OpenVINO's CPU plugin's
+    count (``openvino_int8_graph``, which needs ``openvino``).
+    """
+    import onnx
+
+    graph = openvino_int8_graph(path)
+    onnx_graph = onnx.load(str(path), load_external_data=False).graph
+    producer = {output: node.op_type for node in onnx_graph.node for output in node.output}
+    convs = [node for node in onnx_graph.node if node.op_type == "Conv"]
+    quantized = sum(all(producer.get(name) == "DequantizeLinear" for name in node.input[:2]) for node in convs)
+    return graph._replace(convs=len(convs), quantized=quantized, leftovers=unfused_layers(_onnx_nodes(onnx_graph)))
+
+
 def _ov_source(value, skip: set[str]):
     """Return the OpenVINO op that feeds ``value``, looking through the op types in ``skip``."""
     node = value.get_node()

@@ -7,7 +7,8 @@ warning naming the release and what the user loses when it cannot apply (``notic
 - ``lookups``: shipped model and data YAMLs by bare name;
 - ``task_guess``: models ending in ``EffiDeHead`` are detection models;
 - ``exporter``: the export and training checks of ``callbacks.py``, the ONNX INT8 route of ``quantize.py``;
-- ``restricted_loading``: the plugin's classes on torch's allow-list while Ultralytics' restricted loader runs.
+- ``restricted_loading``: the plugin's classes on torch's allow-list while Ultralytics' restricted loader runs;
+- ``qat``: quantization-aware training (``quantize=8``) trains plugin models fused (``qat.py``).
 
 A fork patched by ``patches/make_fork_patch.py`` (``YOLOV8_EFFICIENTREP_NATIVE`` in its ``tasks.py``) skips only the
 parser patch (``parser.py``): its own ``parse_model`` knows the rows. The start-up hook (``yolov8_efficientrep_hook.py``) holds
@@ -20,11 +21,12 @@ from __future__ import annotations
 from .exporter import install_callbacks, install_export_source, install_int8_route
 from .lookups import install_yaml_lookups
 from .parser import install_parser
+from .qat import install_qat
 from .restricted_loading import install_restricted_loading
 from .task_guess import install_task_guess
 
 PATCHES = (install_parser, install_yaml_lookups, install_task_guess, install_callbacks, install_export_source,
-           install_int8_route, install_restricted_loading)
+           install_int8_route, install_restricted_loading, install_qat)
 
 
 def install() -> None:
