@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 RTOL = 1e-4  # max |fused - unfused| relative to max |unfused|, float32
 CONFIGS = {  # every model YAML in cfg/: the task Ultralytics must recognise
     "yolov8-efficientrep": "detect",
+    "yolov8-efficientrep-relu": "detect",
     "yolov8-reppan": "detect",
     "yolov8-cspbep": "detect",
     "yolov8-qarepvgg": "detect",
