@@ -120,3 +120,24 @@ def test_benchmark_never_overwrites_a_file_it_did_not_write(run_fresh, tmp_path)
     result = run_fresh(sys.executable, BENCHMARKS / "bench_cpu.py", "--out", notes, cwd=REPO, check=False)
     assert result.returncode != 0 and "was not written by this benchmark" in result.stderr
     assert notes.read_text() == "my own notes\n" and not (tmp_path / "latency_vs_gflops.png").exists()
+
+
+def test_qat_benchmark_defaults_are_the_full_measurement(run_fresh):
+    args = parsed(run_fresh, "qat")
+    assert args["models"] == ["yolov8n-efficientrep", "yolov8n-qarepvgg"]
+    assert (args["epochs"], args["qat_epochs"], args["seed"], args["imgsz"], args["threads"], args["runs"]) == (
+        30, 5, 0, 640, 2, 20)
+    assert args["out"].endswith("benchmarks/results/RESULTS_QAT.md") and args["qat_overrides"] == {}
+    tuned = parsed(run_fresh, "qat", "--qat-overrides", "optimizer=SGD", "lr0=0.001", "warmup_epochs=0")
+    assert tuned["qat_overrides"] == {"optimizer": "SGD", "lr0": 0.001, "warmup_epochs": 0}
+    wrong = run_fresh(sys.executable, BENCHMARKS / "qat.py", "--qat-overrides", "lr0", cwd=REPO, check=False)
+    assert wrong.returncode == 2 and "--qat-overrides takes KEY=VALUE pairs" in wrong.stderr
+
+
+def test_qat_benchmark_refuses_a_foreign_report_before_training(run_fresh, tmp_path):
+    notes = tmp_path / "RESULTS_QAT.md"
+    notes.write_text("my own notes\n")
+    result = run_fresh(sys.executable, BENCHMARKS / "qat.py", "--out", notes, "--zoo", tmp_path / "zoo", cwd=REPO,
+                       check=False)
+    assert result.returncode != 0 and "was not written by this benchmark" in result.stderr
+    assert notes.read_text() == "my own notes\n" and not (tmp_path / "zoo").exists()

@@ -23,6 +23,7 @@ from ultralytics import YOLO
 
 from yolov8_efficientrep.quantize import ROUTE_VARIABLE, ort_int8_route, quantize_onnx_int8
 
+from .environment import environment
 from .latency import eager_forward, ort_session, peak_conv
 from .lineup import Entry
 from .timing import Timing
@@ -86,22 +87,8 @@ class ModelRun:
     @property
     def default_int8(self) -> str:
         """The ONNX Runtime INT8 variant a plain ``yolo export format=onnx quantize=8`` gives this model."""
-        with _environment(ROUTE_VARIABLE, None):
+        with environment(ROUTE_VARIABLE, None):
             return f"ort-int8-{ort_int8_route(self.uses_plugin)}"
-
-
-@contextlib.contextmanager
-def _environment(name: str, value: str | None) -> Iterator[None]:
-    """Set (or, for None, unset) an environment variable for the duration of a block."""
-    old = os.environ.pop(name, None)
-    if value is not None:
-        os.environ[name] = value
-    try:
-        yield
-    finally:
-        os.environ.pop(name, None)
-        if old is not None:
-            os.environ[name] = old
 
 
 @contextlib.contextmanager
@@ -125,7 +112,7 @@ def export(model: YOLO, variant: Variant, batch: int, imgsz: int, data: Path, fo
     fmt = "onnx" if variant.runtime == ORT else "openvino"
     quantize = {"INT8": 8}.get(variant.precision)
     int8 = {"data": str(data), **calibration} if quantize else {}
-    with _working_directory(folder), _environment(ROUTE_VARIABLE, variant.route), warnings.catch_warnings():
+    with _working_directory(folder), environment(ROUTE_VARIABLE, variant.route), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript tracer's warnings about the head, once per export
         path = Path(model.export(format=fmt, imgsz=imgsz, batch=batch, quantize=quantize, verbose=False,
                                  **int8)).resolve()

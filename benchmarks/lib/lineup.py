@@ -45,6 +45,8 @@ MODELS = {model.stem: model for model in (
     Model("yolo26s", "YOLO26s"),
     Model("yolov6n", "YOLOv6n", note="Ultralytics, plain"),
     Model("yolov8n-efficientrep", "EfficientRep-n", rep=True),
+    Model("yolov8n-efficientrep-relu", "EfficientRep-n, ReLU", rep=True, note="ReLU neck and head"),
+    Model("yolov8n-reppan", "EfficientRep-n + Rep-PAN", rep=True, note="Rep-PAN neck"),
     Model("yolov8s-efficientrep", "EfficientRep-s", rep=True),
     Model("yolov8n-qarepvgg", "QARepVGG-n", rep=True),
     Model("yolov8s-qarepvgg", "QARepVGG-s", rep=True),
@@ -94,9 +96,11 @@ CPU = pick("yolov8n", "yolov6n", "yolov8n-efficientrep unfused", "yolov8n-effici
            "yolov8s-efficientrep unfused", "yolov8s-efficientrep")
 GPU = pick("yolov8n", "yolo11n", "yolo26n", "yolov6n", "yolov8n-efficientrep", "yolov8n-efficientrep unfused",
            "yolov8n-qarepvgg", "yolov6n-repbifpan", "yolov8s", "yolov8s-efficientrep", "yolov6s-repbifpan")
-INT8 = pick("yolov8n", "yolo11n", "yolo26n", "yolov8n-efficientrep", "yolov8n-qarepvgg",
-            "yolov8s", "yolo11s", "yolo26s", "yolov8s-efficientrep", "yolov8s-qarepvgg")
+INT8 = pick("yolov8n", "yolo11n", "yolo26n", "yolov8n-efficientrep", "yolov8n-qarepvgg", "yolov8n-efficientrep-relu",
+            "yolov8n-reppan", "yolov8s", "yolo11s", "yolo26s", "yolov8s-efficientrep", "yolov8s-qarepvgg")
 INT8_DEFAULT = [entry.stem for entry in INT8[:5]]  # the n scale; INT8 accuracy trains the same models
+QAT = pick("yolov8n-efficientrep", "yolov8n-qarepvgg", "yolov8n-efficientrep-relu", "yolov8n-reppan")  # Rep blocks
+QAT_DEFAULT = [entry.stem for entry in QAT[:2]]  # EfficientRep-n and QARepVGG-n
 SIDE_BY_SIDE = ("yolov8n", "yolov8n-efficientrep", "yolov8n-qarepvgg", "yolov6n-repbifpan")  # the first two: default
 
 

@@ -77,8 +77,9 @@ def cpu_flags() -> str:
     return f"{' '.join(present) or 'none of them'}; without {', '.join(missing) or 'none'}"
 
 
-def machine_info(threads: int, openvino: bool = False) -> dict[str, str]:
-    """Describe the machine, the libraries (OpenVINO and NNCF too if ``openvino``) and the moment, for the header."""
+def machine_info(threads: int, openvino: bool = False, modelopt: bool = False) -> dict[str, str]:
+    """Describe the machine, the libraries (OpenVINO and NNCF too if ``openvino``, NVIDIA ModelOpt if ``modelopt``)
+    and the moment, for the header."""
     import numpy
     import onnx
     import onnxruntime
@@ -106,6 +107,10 @@ def machine_info(threads: int, openvino: bool = False) -> dict[str, str]:
         import openvino as ov
 
         info["versions"] += f", openvino {ov.__version__}, nncf {nncf.__version__}"
+    if modelopt:
+        import modelopt as mo
+
+        info["versions"] += f", nvidia-modelopt {mo.__version__}"
     return info
 
 
