@@ -120,6 +120,22 @@ def test_a_qat_checkpoint_reloads_in_a_fresh_process_also_under_the_restricted_l
         assert "fused 19 19" in result.stdout
 
 
+def test_qat_distills_from_the_float_model_through_ultralytics_distill_model(trained_checkpoint, shapes_data,
+                                                                            run_fresh, tmp_path):
+    """``distill_model=`` (Ultralytics' feature distillation) wraps the fused student: the unfused float model teaches
+    the network that deploys."""
+    source = shutil.copy(trained_checkpoint, tmp_path / "float.pt")
+    trained = run_fresh("yolo", "train", f"model={source}", f"data={shapes_data}", "epochs=1", f"imgsz={IMGSZ}",
+                        "batch=8", "workers=0", "device=cpu", "plots=False", "quantize=8", f"distill_model={source}",
+                        f"project={tmp_path}", "name=distill")
+    assert "19 Rep blocks fused into single 3x3 convolutions before quantization-aware training" in trained.stdout
+    header = (tmp_path / "distill" / "results.csv").read_text().splitlines()[0].split(",")
+    assert "train/dis_loss" in header  # the distillation loss was part of training
+    code = ("import sys\nfrom ultralytics import YOLO\nfrom yolov8_efficientrep.qat import fused_rep_blocks\n"
+            "print('fused', *fused_rep_blocks(YOLO(sys.argv[1]).model))")
+    assert "fused 19 19" in run_fresh(sys.executable, "-c", code, tmp_path / "distill" / "weights" / "best.pt").stdout
+
+
 def test_float_training_from_a_fused_qat_checkpoint_is_refused(qat_run, shapes_data, run_fresh, tmp_path):
     result = run_fresh("yolo", "train", f"model={qat_run / 'weights' / 'best.pt'}", f"data={shapes_data}", "epochs=1",
                        "imgsz=64", "device=cpu", f"project={tmp_path}", check=False)
