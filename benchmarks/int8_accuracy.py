@@ -20,7 +20,7 @@ from pathlib import Path
 
 # lib first: importing it makes Ultralytics offline (lib/offline.py)
 from lib import report, zoo
-from lib.int8_runtimes import OPENVINO, VARIANTS, export
+from lib.int8_runtimes import OPENVINO, VARIANTS, export, validate
 from lib.lineup import INT8, INT8_DEFAULT, Entry, select
 from lib.recipe import EPOCHS, RECIPE
 from lib.timing import log
@@ -55,13 +55,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      f"with them (--models) or pick another --speed-shape")
     args.chart = args.out.with_suffix(".png")
     return args
-
-
-def validate(path: Path, data: Path, imgsz: int) -> dict[str, float]:
-    """mAP50-95 and mAP50 of a checkpoint or exported model from Ultralytics' validator (batch 1: static exports)."""
-    metrics = YOLO(str(path), task="detect").val(data=str(data), imgsz=imgsz, batch=1, plots=False, verbose=False,
-                                                 split="val")
-    return {"mAP50-95": float(metrics.box.map), "mAP50": float(metrics.box.map50)}
 
 
 def measure(entry: Entry, args: argparse.Namespace, workdir: Path) -> dict[str, dict[str, float]]:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 # lib first: importing it makes Ultralytics offline (lib/offline.py)
 from lib import report, zoo
-from lib.int8_runtimes import OPENVINO, ORT, VARIANTS, Variant, export, peak_calls, runner
+from lib.int8_runtimes import OPENVINO, ORT, VARIANTS, Variant, export, peak_calls, runner, validate
 from lib.latency import count_gflops, op_counts, peak_label, reference_input
 from lib.lineup import MODELS, QAT, QAT_DEFAULT, Entry, build, select
 from lib.recipe import EPOCHS, RECIPE
@@ -174,13 +174,6 @@ def export_files(model: Measured, imgsz: int, args: argparse.Namespace, workdir:
         log(f"{model.name}: export {LABELS[variant.key]} at {imgsz} px")
         model.files[variant.key, imgsz] = export(YOLO(checkpoint), variant, 1, imgsz, zoo.dataset(args.zoo), folder,
                                                  split="train", fraction=args.calibration_fraction)
-
-
-def validate(path: Path, data: Path, imgsz: int) -> dict[str, float]:
-    """mAP50-95 and mAP50 of a checkpoint or exported model from Ultralytics' validator (batch 1: static exports)."""
-    metrics = YOLO(str(path), task="detect").val(data=str(data), imgsz=imgsz, batch=1, plots=False, verbose=False,
-                                                 split="val")
-    return {"mAP50-95": float(metrics.box.map), "mAP50": float(metrics.box.map50)}
 
 
 def measure_accuracy(model: Measured, args: argparse.Namespace) -> None:

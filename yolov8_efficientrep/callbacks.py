@@ -26,7 +26,7 @@ from typing import Iterator
 from torch import nn
 from ultralytics.utils import LOGGER, colorstr
 
-from .checkpoints import load_checkpoint
+from .checkpoints import checkpoint_file, load_checkpoint
 from .fusion import check_fusion, fuse_rep_blocks, image_size, is_fused, rep_blocks, sample_image
 from .graphs import onnx_int8_graph, openvino_int8_graph, qat_onnx_graph
 from .limits import non_finite_tensor
@@ -124,8 +124,8 @@ def refuse_fused_checkpoint(trainer) -> None:
     re-initializing every fused block and BatchNorm.
     """
     for key in ("model", "pretrained"):
-        weights = getattr(trainer.args, key, None)
-        if not isinstance(weights, (str, Path)) or not str(weights).endswith(".pt") or not Path(weights).is_file():
+        weights = checkpoint_file(getattr(trainer.args, key, None))
+        if weights is None:
             continue
         model, ckpt = load_checkpoint(weights)
         fused = sum(is_fused(b) for b in rep_blocks(model))

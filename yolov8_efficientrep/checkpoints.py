@@ -20,6 +20,14 @@ from .limits import LimitError, check_imgsz, non_finite_tensor
 from .output_files import missing_folder, refuse_output, write_checked
 
 
+def checkpoint_file(value: object) -> str | Path | None:
+    """Return a training argument (``model=``, ``pretrained=``) as given if it names an existing ``.pt`` file, else
+    None (a YAML, a bool, a file that does not exist)."""
+    if isinstance(value, (str, Path)) and str(value).endswith(".pt") and Path(value).is_file():
+        return value
+    return None
+
+
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     """Load an Ultralytics ``.pt`` as ``yolo`` does (float32, eval, unfused); return (model, checkpoint dict)."""
     from ultralytics.nn import tasks

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .checkpoints import load_checkpoint
+from .checkpoints import checkpoint_file, load_checkpoint
 from .fusion import fuse_rep_blocks, is_fused, rep_blocks
 from .rows import uses_plugin
 
@@ -70,9 +70,8 @@ def choose_fused_qat_optimizer(trainer) -> None:
     from ultralytics.utils import LOGGER
 
     args = trainer.args
-    weights = getattr(args, "model", None)
-    if (getattr(args, "quantize", None) != 8 or str(getattr(args, "optimizer", "")).lower() != "auto"
-            or not isinstance(weights, (str, Path)) or not str(weights).endswith(".pt") or not Path(weights).is_file()):
+    weights = checkpoint_file(getattr(args, "model", None))
+    if getattr(args, "quantize", None) != 8 or str(getattr(args, "optimizer", "")).lower() != "auto" or weights is None:
         return
     if not trains_fused(load_checkpoint(weights)[0]):
         return

@@ -119,6 +119,13 @@ def export(model: YOLO, variant: Variant, batch: int, imgsz: int, data: Path, fo
     return path if fmt == "onnx" else next(path.glob("*.xml"))
 
 
+def validate(path: Path, data: Path, imgsz: int) -> dict[str, float]:
+    """mAP50-95 and mAP50 of a checkpoint or exported model from Ultralytics' validator (batch 1: static exports)."""
+    metrics = YOLO(str(path), task="detect").val(data=str(data), imgsz=imgsz, batch=1, plots=False, verbose=False,
+                                                 split="val")
+    return {"mAP50-95": float(metrics.box.map), "mAP50": float(metrics.box.map50)}
+
+
 def openvino_compiled(path: Path, threads: int) -> Callable[[np.ndarray], object]:
     """Compile an IR (or ONNX file) for OpenVINO's CPU plugin: float parts in float32, ``threads`` threads, latency."""
     import openvino

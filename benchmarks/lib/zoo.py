@@ -78,6 +78,11 @@ def key(cfg: str, epochs: int, seed: int, overrides: dict) -> str:
     parts = {"yaml": _yaml_text(cfg), "recipe": RECIPE, "epochs": epochs, "seed": seed, "overrides": overrides,
              "versions": [torch.__version__, ultralytics.__version__, yolov8_efficientrep.__version__],
              "data": GENERATE}
+    return _digest(parts)
+
+
+def _digest(parts: dict) -> str:
+    """Return a short hash of ``parts``, the cache key of a run."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -123,8 +128,7 @@ def _qat_folder(source: TrainedModel, epochs: int, route: str, seed: int, zoo: P
     parts = {"source": source.best.parents[1].name, "epochs": epochs, "route": route, "seed": seed, "recipe": RECIPE,
              "overrides": overrides, "versions": [torch.__version__, ultralytics.__version__,
                                                   yolov8_efficientrep.__version__, modelopt.__version__]}
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return zoo / f"qat-{route}-e{epochs}-s{seed}-{digest}"
+    return zoo / f"qat-{route}-e{epochs}-s{seed}-{_digest(parts)}"
 
 
 def qat_trained(source: TrainedModel, epochs: int, route: str, seed: int = 0, zoo: Path = DEFAULT_ZOO,
