@@ -112,7 +112,7 @@ def test_the_qat_export_runs_in_onnx_runtime_and_in_int8_in_openvino(qat_export)
 
 def test_a_qat_checkpoint_reloads_in_a_fresh_process_also_under_the_restricted_loader(qat_run, run_fresh):
     code = ("import sys\nfrom ultralytics import YOLO\nfrom ultralytics.utils import ASSETS\n"
-            "from yolov8_efficientrep.qat import fused_rep_blocks\n"
+            "from yolov8_efficientrep.fusion import fused_rep_blocks\n"
             "model = YOLO(sys.argv[1])\nprint('fused', *fused_rep_blocks(model.model))\n"
             "model.predict(ASSETS / 'bus.jpg', imgsz=64, device='cpu', verbose=False)")
     for env in ({}, {"ULTRALYTICS_SAFE_LOAD": "1"}):
@@ -131,7 +131,7 @@ def test_qat_distills_from_the_float_model_through_ultralytics_distill_model(tra
     assert "19 Rep blocks fused into single 3x3 convolutions before quantization-aware training" in trained.stdout
     header = (tmp_path / "distill" / "results.csv").read_text().splitlines()[0].split(",")
     assert "train/dis_loss" in header  # the distillation loss was part of training
-    code = ("import sys\nfrom ultralytics import YOLO\nfrom yolov8_efficientrep.qat import fused_rep_blocks\n"
+    code = ("import sys\nfrom ultralytics import YOLO\nfrom yolov8_efficientrep.fusion import fused_rep_blocks\n"
             "print('fused', *fused_rep_blocks(YOLO(sys.argv[1]).model))")
     assert "fused 19 19" in run_fresh(sys.executable, "-c", code, tmp_path / "distill" / "weights" / "best.pt").stdout
 

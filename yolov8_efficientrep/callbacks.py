@@ -27,7 +27,7 @@ from torch import nn
 from ultralytics.utils import LOGGER, colorstr
 
 from .checkpoints import checkpoint_file, load_checkpoint
-from .fusion import check_fusion, fuse_rep_blocks, image_size, is_fused, rep_blocks, sample_image
+from .fusion import check_fusion, fuse_rep_blocks, fused_rep_blocks, image_size, is_fused, rep_blocks, sample_image
 from .graphs import onnx_int8_graph, openvino_int8_graph, qat_onnx_graph
 from .limits import non_finite_tensor
 from .quantize import ROUTE_VARIABLE, ort_int8_route
@@ -79,7 +79,7 @@ def verify_export_fusion(exporter) -> None:
     if not isinstance(source, nn.Module) or not uses_plugin(source) or not rep_blocks(source):
         return
     if getattr(exporter, "qat", False):
-        fused, blocks = sum(map(is_fused, rep_blocks(source))), len(rep_blocks(source))
+        fused, blocks = fused_rep_blocks(source)
         if fused == blocks:
             LOGGER.info(f"{PREFIX} quantization-aware model trained fused: its {blocks} Rep blocks are single 3x3 "
                         f"convolutions in the INT8 graph")
@@ -128,7 +128,7 @@ def refuse_fused_checkpoint(trainer) -> None:
         if weights is None:
             continue
         model, ckpt = load_checkpoint(weights)
-        fused = sum(is_fused(b) for b in rep_blocks(model))
+        fused = fused_rep_blocks(model)[0]
         if fused and uses_plugin(model) and ckpt.get("modelopt"):  # QAT trained fused: QAT may go on from it
             if getattr(trainer.args, "quantize", None) == 8:
                 continue

@@ -27,7 +27,7 @@ import torch
 
 from .configs import CFG_DIR
 from .evaluation import check_onnx, sample_val_image, validate_unfused_and_fused
-from .fusion import is_fused, rep_blocks
+from .fusion import fused_rep_blocks
 from .limits import check_imgsz
 
 DEFAULT_OUT = Path("runs") / "efficientrep-demo"
@@ -201,7 +201,7 @@ def demo(epochs: int, imgsz: int, scale: str, device: str, out: str, data: str) 
         "map50": {"unfused": scores.unfused.map50, "fused": scores.fused.map50},
         "parameters": {name: sum(p.numel() for p in network.parameters())
                        for name, network in (("unfused", scores.unfused_model), ("fused", scores.fused_model))},
-        "fused_rep_blocks": sum(is_fused(b) for b in rep_blocks(scores.fused_model)),
+        "fused_rep_blocks": fused_rep_blocks(scores.fused_model)[0],
         "onnx_vs_pytorch": {"max_abs": max_abs, "max_rel": max_rel},
         "prediction": {"image": str(image), "labelled": objects, "detections": len(result.boxes)},
         "files": {"training run": str(checkpoint.parent.parent), "checkpoint": str(checkpoint),

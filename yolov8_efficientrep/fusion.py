@@ -48,6 +48,12 @@ def is_fused(block: nn.Module) -> bool:
     return block.forward == block.forward_fuse
 
 
+def fused_rep_blocks(model: nn.Module) -> tuple[int, int]:
+    """Return (fused, all) Rep blocks of ``model``."""
+    blocks = rep_blocks(model)
+    return sum(map(is_fused, blocks)), len(blocks)
+
+
 def fuse_rep_blocks(model: nn.Module) -> int:
     """Fuse every Rep block of ``model`` that is not fused yet, in place, in float32; return how many it fused.
 
@@ -176,7 +182,7 @@ def check_fusion(fused: nn.Module, unfused: nn.Module, image: torch.Tensor, tole
     devices = {p.device.type for model in (fused, unfused) for p in model.parameters()}
     with full_fp32(devices) as switched:  # measure the fusion, not the device's TF32 / BF16 rounding
         max_abs, max_rel = compare(fused, unfused, image)
-    blocks = sum(is_fused(b) for b in rep_blocks(fused))
+    blocks = fused_rep_blocks(fused)[0]
     if not max_rel <= tolerance:  # also catches NaN
         raise FusionCheckError(
             f"fused {what} differs from the unfused one: max |diff| = {max_abs:.3g} ({max_rel:.3g} relative to its "

@@ -16,7 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from .checkpoints import checkpoint_file, load_checkpoint
-from .fusion import fuse_rep_blocks, is_fused, rep_blocks
+from .fusion import fuse_rep_blocks, rep_blocks
 from .rows import uses_plugin
 
 
@@ -39,12 +39,6 @@ def qat_route() -> str:
     if route not in ROUTES:
         raise ValueError(f"{ROUTE_VARIABLE}={route!r}: use one of {', '.join(ROUTES)}")
     return route
-
-
-def fused_rep_blocks(model: nn.Module) -> tuple[int, int]:
-    """Return (fused, all) Rep blocks of ``model``."""
-    blocks = rep_blocks(model)
-    return sum(map(is_fused, blocks)), len(blocks)
 
 
 def trains_fused(model: nn.Module) -> bool:

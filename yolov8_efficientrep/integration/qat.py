@@ -15,8 +15,8 @@ import inspect
 
 from ultralytics.utils import LOGGER
 
-from ..fusion import is_qat
-from ..qat import choose_fused_qat_optimizer, fuse_for_qat, fused_rep_blocks, trains_fused
+from ..fusion import fused_rep_blocks, is_qat
+from ..qat import choose_fused_qat_optimizer, fuse_for_qat, trains_fused
 from .notice import cannot_apply
 
 MARK = "yolov8_efficientrep"  # set on the wrappers, making install_qat() idempotent
