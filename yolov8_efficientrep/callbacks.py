@@ -27,6 +27,7 @@ from torch import nn
 from ultralytics.utils import LOGGER, colorstr
 
 from .checkpoints import checkpoint_file, load_checkpoint
+from .errors import EfficientRepError
 from .fusion import check_fusion, fuse_rep_blocks, fused_rep_blocks, image_size, is_fused, rep_blocks, sample_image
 from .graphs import onnx_int8_graph, openvino_int8_graph, qat_onnx_graph
 from .limits import non_finite_tensor
@@ -39,7 +40,7 @@ _SOURCE = "efficientrep_source_model"  # Exporter attribute holding the model th
 _EXPORTING: contextvars.ContextVar[nn.Module | None] = contextvars.ContextVar("efficientrep_exporting", default=None)
 
 
-class FusedCheckpointError(ValueError):
+class FusedCheckpointError(EfficientRepError, ValueError):
     """Training was asked to start from a checkpoint whose Rep blocks are fused."""
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from ultralytics.utils import ASSETS, LOGGER
 
+from .errors import EfficientRepError
 from .precision import full_fp32
 
 # Largest accepted max |fused - unfused| / max |unfused| of any compared tensor, by the dtype of the fused weights:
@@ -24,7 +25,7 @@ from .precision import full_fp32
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
 
-class FusionCheckError(RuntimeError):
+class FusionCheckError(EfficientRepError, RuntimeError):
     """The fused model's outputs differ from the unfused model's by more than the tolerance."""
 
 

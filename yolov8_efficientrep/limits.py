@@ -11,6 +11,8 @@ from typing import Iterable
 
 import torch
 
+from .errors import EfficientRepError
+
 # Channels of one plugin row: over 6x the widest plugin row any shipped config builds at scale x (1280).
 MAX_CHANNELS = 8192
 # Layers of one stage: 3.5x the deepest stage of any shipped or YOLOv6 config (18: scale x, YOLOv6-L).
@@ -29,7 +31,7 @@ MAX_REG_MAX = 64
 MIN_IMGSZ, MAX_IMGSZ = 32, 2048
 
 
-class LimitError(ValueError):
+class LimitError(EfficientRepError, ValueError):
     """A size from a file, a flag or a YAML row is beyond the plugin's bounds; the message says which and why."""
 
 

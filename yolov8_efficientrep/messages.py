@@ -33,10 +33,11 @@ def _os_error(error: OSError) -> str:
 def describe(error: Exception, command: str) -> str:
     """Return the one line that reports ``error`` of ``command``, prefixed with the program and the command.
 
-    The plugin's own errors already name the file or option and what to do, and ``OSError``s from the system get
-    their path, cause and fix. Anything else is a bug, reported as unexpected with how to see where it happened.
+    The plugin's own errors (``errors.EfficientRepError``) already name the file or option and what to do, and
+    ``OSError``s from the system get their path, cause and fix. Anything else is a bug, reported as unexpected with
+    how to see where it happened.
     """
-    from .fusion import FusionCheckError
+    from .errors import EfficientRepError
     from .output_files import OutputExistsError
 
     prefix = f"yolov8-efficientrep {command}:"
@@ -47,7 +48,7 @@ def describe(error: Exception, command: str) -> str:
     if isinstance(error, ModuleNotFoundError) and error.name and str(error) == f"No module named '{error.name}'":
         return f"{prefix} error: the Python package {error.name} is not installed: pip install {error.name}"
     message = _one_line(str(error))
-    if message and isinstance(error, (OSError, ValueError, ImportError, FusionCheckError)):
+    if message and isinstance(error, (EfficientRepError, OSError, ValueError, ImportError)):
         return f"{prefix} error: {message}"
     cause = f"{type(error).__name__}: {message}" if message else f"{type(error).__name__} with no message"
     return (f"{prefix} unexpected error ({cause}); this is a bug: run the same command with --traceback to see where "

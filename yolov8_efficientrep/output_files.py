@@ -22,6 +22,8 @@ from typing import Callable, Iterator, TypeVar
 
 import torch
 
+from .errors import EfficientRepError
+
 Checked = TypeVar("Checked")
 
 # Temporary files: .yolov8-efficientrep-partial.<host>.<pid>.<random>.pt (Ultralytics loads only *.pt)
@@ -39,7 +41,7 @@ _WRITE_FIXES = {
 }
 
 
-class OutputExistsError(FileExistsError):
+class OutputExistsError(EfficientRepError, FileExistsError):
     """The output file exists and may not be replaced. ``output`` is that file, so a command line can name its flag."""
 
     def __init__(self, output: Path, replace_hint: str):
@@ -47,7 +49,7 @@ class OutputExistsError(FileExistsError):
         self.output = output
 
 
-class OutputWriteError(OSError):
+class OutputWriteError(EfficientRepError, OSError):
     """The output could not be written (no space, a read-only folder, ...); no partial file was left behind."""
 
 

@@ -24,17 +24,18 @@ from typing import Any, Callable, Iterable
 
 from torch import nn
 
+from .errors import EfficientRepError
 from .rows import Row
 from .versions import ultralytics_version, version_tuple
 
 ROW_FORMAT = "rows read [from, repeats, module, args], e.g. [-1, 1, Conv, [64, 3, 2]]"
 
 
-class YAMLRowError(ValueError):
+class YAMLRowError(EfficientRepError, ValueError):
     """A model YAML row could not be built; the message names the file, the row and what to change."""
 
 
-class UnknownModuleError(KeyError, AttributeError):
+class UnknownModuleError(EfficientRepError, KeyError, AttributeError):
     """A model YAML row names a module that neither Ultralytics, torch nor the plugin defines.
 
     A ``KeyError`` like the one Ultralytics raises for an unknown bare name, and an ``AttributeError`` like its error

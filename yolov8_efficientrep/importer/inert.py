@@ -15,8 +15,10 @@ from typing import Iterator
 
 import torch
 
+from ..errors import EfficientRepError
 
-class UntrustedFileError(ValueError):
+
+class UntrustedFileError(EfficientRepError, ValueError):
     """A foreign checkpoint holds something the inert reader refuses; the message says what."""
 
 

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..errors import EfficientRepError
 from ..limits import non_finite_tensor
 from .allow_list import RECORD_CLASSES, REBUILDERS, STORAGE_DTYPES
 from .inert import Record, UntrustedFileError
 from .unpickler import load_inert
 
 
-class YOLOv6ImportError(ValueError):
+class YOLOv6ImportError(EfficientRepError, ValueError):
     """A YOLOv6 checkpoint that cannot be imported; the message names the file, what was found and what to do."""
 
 
