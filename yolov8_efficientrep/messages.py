@@ -18,6 +18,18 @@ _OS_FIXES = {
 }
 
 
+def printable(value: object, limit: int = 80) -> str:
+    """Return ``value`` as text safe to show: control characters escaped, at most ``limit`` characters.
+
+    For anything a file or a user wrote (class names, keys, paths): a terminal must never receive escape codes or
+    line breaks from a file, and no message may grow with the file.
+    """
+    text = value if isinstance(value, str) else repr(value) if isinstance(value, (int, float, bool, type(None))) \
+        else f"<{type(value).__name__}>"
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text[:limit + 1])
+    return shown if len(shown) <= limit else f"{shown[:limit - 3]}..."
+
+
 def _one_line(text: str) -> str:
     """Join a message's lines into one."""
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
