@@ -77,6 +77,15 @@ def cpu_flags() -> str:
     return f"{' '.join(present) or 'none of them'}; without {', '.join(missing) or 'none'}"
 
 
+def all_cpu_flags() -> str:
+    """Return every flag ``lscpu`` (/proc/cpuinfo) lists for the CPU, space-separated."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((line.split(":", 1)[1].strip() for line in info if line.startswith("flags")), "unknown")
+    except OSError:
+        return "unknown (no /proc/cpuinfo)"
+
+
 def machine_info(threads: int, openvino: bool = False, modelopt: bool = False) -> dict[str, str]:
     """Describe the machine, the libraries (OpenVINO and NNCF too if ``openvino``, NVIDIA ModelOpt if ``modelopt``)
     and the moment, for the header."""
