@@ -7,7 +7,7 @@ place); ``fuse_checkpoint`` is the ``fuse`` command's work, and the YOLOv6 impor
 from __future__ import annotations
 
 import importlib.util
-import zipfile
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -15,9 +15,14 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from .errors import UntrustedFileError
 from .fusion import TOLERANCE, FusionCheck, check_fusion, fuse_model, image_size, is_fused, rep_blocks, sample_image
 from .limits import LimitError, check_imgsz, non_finite_tensor
+from .messages import printable
 from .output_files import missing_folder, refuse_output, write_checked
+from .rebuild import TRUST_HINT, RestrictedLoadError, is_fused_record, read_restricted, rebuild, rep_block_records
+from .untrusted.decode import scan_untrusted
+from .untrusted.jail import open_file
 
 
 def checkpoint_file(value: object) -> str | Path | None:
@@ -61,18 +66,6 @@ def ultralytics_checkpoint(model: nn.Module, based_on: dict | None = None, **ent
 _SOURCE_FIX = "pass a .pt that Ultralytics training wrote, e.g. runs/detect/train/weights/best.pt"
 
 
-def _pickled_globals(path: Path) -> list[str]:
-    """Return the classes and functions a torch checkpoint names, read from its pickle without running anything.
-
-    Empty where torch cannot list them (before 2.5) or the pickle is damaged; the loader then names the problem.
-    """
-    lister = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
-    try:
-        return list(lister(path)) if lister else []
-    except Exception:  # a damaged or unusual archive: loading it reports what is wrong
-        return []
-
-
 def _installed(package: str) -> bool:
     """Return True if the top-level ``package`` can be imported (found without importing it)."""
     package = {"__builtin__": "builtins", "copy_reg": "copyreg"}.get(package, package)  # Python 2 pickle names
@@ -84,51 +77,99 @@ def _installed(package: str) -> bool:
         return False
 
 
-def _check_source(path: Path) -> None:
-    """Refuse, in one line, a source that no loader should open: missing, a folder, not a torch archive, YOLOv6's.
+def _foreign_global(path: Path, name: str) -> str | None:
+    """Say what is wrong with a checkpoint that pickles ``name``: YOLOv6's class, or a package not installed."""
+    shown = printable(name, 120)
+    if name.startswith("yolov6."):
+        return (f"{path} is a YOLOv6 checkpoint (it pickles {shown}), not an Ultralytics one; convert it first with: "
+                f"yolov8-efficientrep import-yolov6 {path} -o {path.stem}-ultralytics.pt, then use that file")
+    if not _installed(name.split(".")[0]):
+        return (f"{path} pickles {shown}, from the package {printable(name.split('.')[0], 60)}, which is not "
+                f"installed; {_SOURCE_FIX} (nothing was loaded or installed)")
+    return None
 
-    Runs before the output is checked (the input is the first thing a user gets wrong) and before Ultralytics' loader
-    sees the file: for a checkpoint pickling modules that are not installed, such as YOLOv6's, that loader would try
-    to pip-install them.
+
+def _refusal(path: Path, error: UntrustedFileError) -> RestrictedLoadError:
+    """Say in one line why the jailed reader refused the source of ``fuse``, and what to do."""
+    if error.reason == "global":
+        known = _foreign_global(path, str(error.name))
+        return RestrictedLoadError(known or f"{path} pickles {printable(error.name, 120)}, which fuse does not read "
+                                            f"as data (only Ultralytics', torch's and the plugin's layers); "
+                                            f"{TRUST_HINT}")
+    if error.reason == "format":
+        return RestrictedLoadError(f"{path} is not a PyTorch checkpoint ({error}); {_SOURCE_FIX}, copied whole")
+    if error.reason == "damaged":
+        return RestrictedLoadError(f"{path} is damaged ({error}); copy it again whole, or {_SOURCE_FIX}")
+    if error.reason == "file":
+        return RestrictedLoadError(f"{error}; {_SOURCE_FIX}")
+    return RestrictedLoadError(f"{path} cannot be read as an Ultralytics checkpoint: {error}; nothing in the file was "
+                               f"run. Ultralytics never writes such a file: {_SOURCE_FIX}")
+
+
+def _check_source(path: Path) -> None:
+    """Refuse, in one line, a source that no loader should open: missing, a folder, a FIFO, unreadable.
+
+    Runs before the output is checked: the input is the first thing a user gets wrong.
     """
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder, not a checkpoint; {_SOURCE_FIX}")
-    if not path.is_file():
+    if not path.exists():
         where = missing_folder(path.parent) if not path.parent.is_dir() else f"no file {path.name} in {path.parent}"
         raise FileNotFoundError(f"{path}: no such checkpoint ({where}); check the path, or {_SOURCE_FIX}")
-    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
-        raise ValueError(f"{path} is not a PyTorch checkpoint (not the zip archive torch.save writes: it is empty, "
-                         f"cut short or another kind of file); {_SOURCE_FIX}, copied whole")
-    names = _pickled_globals(path)
-    yolov6 = next((name for name in names if name.startswith("yolov6.")), None)
-    if yolov6:
-        raise ValueError(f"{path} is a YOLOv6 checkpoint (it pickles {yolov6}), not an Ultralytics one; convert it "
-                         f"first with: yolov8-efficientrep import-yolov6 {path} -o {path.stem}-ultralytics.pt, then "
-                         f"use that file")
-    missing = next((name for name in names if not _installed(name.split(".")[0])), None)
-    if missing:
-        raise ValueError(f"{path} pickles {missing}, from the package {missing.split('.')[0]}, which is not "
-                         f"installed; {_SOURCE_FIX} (nothing was loaded or installed)")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a checkpoint; {_SOURCE_FIX}")
+    try:
+        os.close(open_file(path))
+    except UntrustedFileError as error:
+        raise _refusal(path, error) from None
 
 
-def _load_source(path: Path) -> tuple[nn.Module, dict]:
-    """``load_checkpoint``, with a one-line ``ValueError`` naming the file when it cannot be loaded or is not finite.
+def _load_restricted(path: Path) -> tuple[nn.Module, dict]:
+    """Read ``path`` as data in the jailed reader and rebuild its model (``rebuild.py``); nothing in it runs."""
+    try:
+        checkpoint = read_restricted(path)
+    except UntrustedFileError as error:
+        raise _refusal(path, error) from None
+    if checkpoint.root is not None:
+        blocks = rep_block_records(checkpoint.root)
+        if not blocks:
+            raise ValueError(f"{path} has no Rep blocks to fuse, so there is nothing to do; use it as it is "
+                             f"(Ultralytics folds its Conv+BN layers itself when predict, val or export load it)")
+        if all(map(is_fused_record, blocks)):
+            raise ValueError(f"{path} is already fused (a deploy checkpoint), so there is nothing to do; use it as it "
+                             f"is for predict, val and export")
+        if checkpoint.non_finite is not None:
+            raise _non_finite(path, checkpoint.non_finite)
+    return rebuild(checkpoint)
 
-    Ultralytics reports such files differently from release to release (a 40-line traceback, or a bare ``invalid
-    literal for int()`` from the unpickler); whatever it raises, the user needs the file and the fix.
+
+def _load_trusted(path: Path) -> tuple[nn.Module, dict]:
+    """Load ``path`` with Ultralytics' own loader, which runs code the file holds: for files the user trusts.
+
+    The jailed reader still lists what the file pickles first: a YOLOv6 checkpoint, or one pickling a package that is
+    not installed (which Ultralytics' loader would try to pip-install), is named instead of loaded.
     """
     try:
+        names = scan_untrusted(path)
+    except UntrustedFileError as error:
+        raise _refusal(path, error) from None
+    problem = next(filter(None, (_foreign_global(path, name) for name in names)), None)
+    if problem:
+        raise RestrictedLoadError(problem)
+    try:
         model, ckpt = load_checkpoint(path)
-    except Exception as error:
+    except Exception as error:  # whatever Ultralytics' loader raises, the user needs the file and the fix
         cause = (str(error).strip().splitlines() or [""])[0] or "no message"
-        raise ValueError(f"{path} could not be loaded as an Ultralytics checkpoint ({type(error).__name__}: {cause}); "
-                         f"{_SOURCE_FIX}") from error
+        raise RestrictedLoadError(f"{path} could not be loaded as an Ultralytics checkpoint ({type(error).__name__}: "
+                                  f"{printable(cause, 160)}); {_SOURCE_FIX}") from error
     bad = non_finite_tensor(model.state_dict().items())
     if bad is not None:
-        raise ValueError(f"{path}: its weights are not finite: tensor {bad} holds NaN or infinite values (a training "
-                         f"run that diverged, or a damaged file); fuse a checkpoint whose weights are finite, such as "
-                         f"an earlier epoch's")
+        raise _non_finite(path, bad)
     return model, ckpt
+
+
+def _non_finite(path: Path, tensor: str) -> RestrictedLoadError:
+    return RestrictedLoadError(f"{path}: its weights are not finite: tensor {tensor} holds NaN or infinite values (a "
+                               f"training run that diverged, or a damaged file); fuse a checkpoint whose weights are "
+                               f"finite, such as an earlier epoch's")
 
 
 def _check_size(source: Path, model: nn.Module, imgsz: int | list[int] | None) -> int | list[int]:
@@ -160,9 +201,13 @@ class FusedCheckpoint(NamedTuple):
 
 
 def fuse_checkpoint(source: str | Path, target: str | Path | None = None, overwrite: bool = False, half: bool = False,
-                    imgsz: int | list[int] | None = None) -> FusedCheckpoint:
+                    imgsz: int | list[int] | None = None, trusted: bool = False) -> FusedCheckpoint:
     """Write a deploy checkpoint with every Rep block fused; ``yolo predict/val/export`` load it like any ``.pt``.
 
+    The source is read as data by default, whoever wrote it: parsed in a jailed child process and its model rebuilt
+    from its own YAML (``rebuild.py``), so nothing stored in the file runs. ``trusted=True`` loads it with
+    Ultralytics' own loader instead, which runs code stored in the file: only for checkpoints you made yourself,
+    or models the restricted reading cannot rebuild (modified after training, saved by another release's classes).
     The written file is reloaded the way ``yolo`` loads it and checked against the unfused source; a file that fails
     the check is removed, and so is one interrupted by SIGTERM. The source is never modified. The input is checked
     first, then the output, then the checkpoint is loaded; nothing is written before all three pass.
@@ -175,6 +220,7 @@ def fuse_checkpoint(source: str | Path, target: str | Path | None = None, overwr
             checked at the float16 tolerance); by default float32, equal to the unfused model within 1e-4.
         imgsz (int | list, optional): Check image size (32 to 2048 pixels); defaults to the checkpoint's training
             ``imgsz``, which must be within the same bounds.
+        trusted (bool): Load ``source`` with Ultralytics' full unpickler, which runs code stored in the file.
 
     Returns:
         (FusedCheckpoint): The written path, parameter counts, file sizes and the check's result.
@@ -184,7 +230,7 @@ def fuse_checkpoint(source: str | Path, target: str | Path | None = None, overwr
         IsADirectoryError: ``source`` or ``target`` is a folder.
         FileExistsError: ``target`` exists and ``overwrite`` is False (``output_files.OutputExistsError``).
         ValueError: ``source`` is not a loadable Ultralytics checkpoint (a YOLOv6 one: the message names
-            ``import-yolov6``), holds weights that are not finite, or has nothing to fuse; ``target`` is not a ``.pt``
+            ``import-yolov6``; one the restricted reading cannot rebuild: ``rebuild.RestrictedLoadError``), holds weights that are not finite, or has nothing to fuse; ``target`` is not a ``.pt``
             or is the source; ``imgsz`` is out of bounds (``limits.LimitError``).
         OSError: ``target`` could not be written (``output_files.OutputWriteError``); nothing is left behind.
     """
@@ -193,7 +239,7 @@ def fuse_checkpoint(source: str | Path, target: str | Path | None = None, overwr
         check_imgsz("imgsz (--imgsz)", imgsz)
     _check_source(source)
     refuse_output(source, target, overwrite, "pass overwrite=True")
-    model, ckpt = _load_source(source)
+    model, ckpt = _load_trusted(source) if trusted else _load_restricted(source)
     blocks = rep_blocks(model)
     if not blocks:
         raise ValueError(f"{source} has no Rep blocks to fuse, so there is nothing to do; use it as it is (Ultralytics "

@@ -26,7 +26,8 @@ def _add_fuse(commands: argparse._SubParsersAction) -> None:
         description="Write <checkpoint>-fused.pt next to the checkpoint, with every Rep block re-parameterized into "
                     "one 3x3 convolution and every Conv+BN folded. The written file is reloaded and checked against "
                     "the unfused model; 'yolo predict/val/export' load it like any .pt. It cannot be trained: train "
-                    "from the original checkpoint.")
+                    "from the original checkpoint. The checkpoint is read as data (nothing stored in it runs) unless "
+                    "--trusted is given.")
     parser.add_argument("checkpoint", help="an Ultralytics .pt with Rep blocks, e.g. runs/detect/train/weights/best.pt")
     parser.add_argument("-o", "--output", help="output path (default: <checkpoint stem>-fused.pt next to it)")
     parser.add_argument("--force", action="store_true", help="replace the output file if it exists")
@@ -34,6 +35,10 @@ def _add_fuse(commands: argparse._SubParsersAction) -> None:
                         help="store float16 weights like Ultralytics' checkpoints: half the size, one more rounding")
     parser.add_argument("--imgsz", type=int,
                         help="check image size, 32 to 2048 (default: the checkpoint's training imgsz)")
+    parser.add_argument("--trusted", action="store_true",
+                        help="the checkpoint is yours: load it with Ultralytics' full unpickler, which RUNS CODE stored "
+                             "in the file (by default it is read as data in a jailed process and its model rebuilt "
+                             "from its YAML)")
     _add_traceback(parser)
     parser.set_defaults(run=_run_fuse)
 
@@ -45,7 +50,8 @@ def _run_fuse(args: argparse.Namespace) -> None:
 
     if args.imgsz is not None:
         check_imgsz("--imgsz", args.imgsz)
-    result = fuse_checkpoint(args.checkpoint, args.output, overwrite=args.force, half=args.half, imgsz=args.imgsz)
+    result = fuse_checkpoint(args.checkpoint, args.output, overwrite=args.force, half=args.half, imgsz=args.imgsz,
+                             trusted=args.trusted)
     (params, fused_params), (size, fused_size) = result.params, result.sizes
     check = result.check
     print(f"{args.checkpoint} -> {result.path}: fused {check.blocks} Rep blocks, max |diff| = {check.max_abs:.2e} "

@@ -10,3 +10,20 @@ from __future__ import annotations
 
 class EfficientRepError(Exception):
     """An error of this package: its message is one line naming the file, flag or YAML row, and what to do."""
+
+
+class UntrustedFileError(EfficientRepError, ValueError):
+    """A file the plugin did not write was refused by the jailed reader (``untrusted/``).
+
+    The message says what was found, without the path (the caller names the file and what to do).
+
+    Attributes:
+        reason (str): ``format`` (not a torch archive), ``damaged``, ``budget``, ``global`` (a name outside the
+            allow-list), ``content``, ``file`` (not a regular file), ``limit`` (the child overran a limit), ``crash``
+            (the child died or answered nonsense) or ``jail`` (no child could start).
+        name (str | None): The global the file names, for ``global``.
+    """
+
+    def __init__(self, message: str, reason: str = "content", name: str | None = None) -> None:
+        super().__init__(message)
+        self.reason, self.name = reason, name

@@ -1,7 +1,7 @@
 """Import YOLOv6's trained weights: ``import_yolov6()`` and the ``import-yolov6`` command.
 
-Modules, in the order a checkpoint goes through them: ``reader`` (reading as data, no YOLOv6 needed: ``unpickler``
-with ``allow_list``'s exact names, module objects as ``inert`` records), ``architecture``
+Modules, in the order a checkpoint goes through them: ``reader`` (read as data by the jailed reader of ``untrusted/``,
+no YOLOv6 needed, with ``allow_list``'s exact class names; module objects become inert records), ``architecture``
 (what the network is), ``forms`` (which shipped config reproduces it), ``remap`` (YOLOv6 tensors into that config, by
 structure), ``convert`` (build, check, write).
 """

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .inert import Record
+from ..untrusted.records import Record
 from .reader import YOLOv6Checkpoint, YOLOv6ImportError
 
 # YOLOv6 unit classes (the `block` of its backbone and neck stages) -> the unit's name in this package's terms.

@@ -1,11 +1,10 @@
-"""Read a YOLOv6 checkpoint as data: without YOLOv6 installed and without running anything the file names.
+"""Read a YOLOv6 checkpoint as data: in the jailed reader, without YOLOv6 installed, running nothing the file names.
 
 YOLOv6's ``strip_optimizer`` saves ``{"model": <the whole training-form nn.Module, float16>, "ema": None, "epoch": ..}``
 (0.4.x adds ``scheduler`` and ``results``): the network is pickled by class path, ``yolov6.layers.common.RepVGGBlock``
-and so on. ``unpickler.load_inert`` reads such a file with an allow-list of exact names (``allow_list.py``): module
-objects become inert records of their class path, attributes and tensors, and no class or function the file names
-is ever called. This module adds what is YOLOv6's: which file is a YOLOv6 checkpoint, where its network is, and that
-its weights are finite.
+and so on. ``untrusted.read_untrusted`` parses such a file in a child process with limits, allowing exactly the
+module classes of ``allow_list.py``, and hands back the module tree as inert records with their tensors. This module
+adds what is YOLOv6's: which file is a YOLOv6 checkpoint, where its network is, and that its weights are finite.
 """
 
 from __future__ import annotations
@@ -14,11 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import EfficientRepError
-from ..limits import non_finite_tensor
-from .allow_list import RECORD_CLASSES, REBUILDERS, STORAGE_DTYPES
-from .inert import Record, UntrustedFileError
-from .unpickler import load_inert
+from ..errors import EfficientRepError, UntrustedFileError
+from ..messages import printable
+from ..untrusted.decode import read_untrusted
+from ..untrusted.records import Record
+from .allow_list import RECORD_CLASSES
+
+NOT_RUN = "nothing in the file was run"
+# What to do, by why the jailed reader refused the file (``UntrustedFileError.reason``).
+_FIXES = {
+    "format": "Pass the .pt that YOLOv6's training wrote (best_ckpt.pt, or a release file)",
+    "damaged": "If it is a YOLOv6 .pt, it is truncated or damaged: download or copy it again",
+    "budget": "YOLOv6 never writes such a file: use a release file or your own run's best_ckpt.pt",
+    "content": "YOLOv6 never writes such a file: use a release file or your own run's best_ckpt.pt",
+    "limit": "YOLOv6's checkpoints read in a fraction of that: use a release file or your own run's best_ckpt.pt",
+    "crash": "If the file is an honest YOLOv6 checkpoint, please report it",
+}
 
 
 class YOLOv6ImportError(EfficientRepError, ValueError):
@@ -45,35 +55,32 @@ class YOLOv6Checkpoint:
     classes: frozenset[str]
 
 
-def _screen_globals(path: Path, names: list[str], screen: Callable[[Path, frozenset[str]], None] | None) -> None:
-    """Refuse a file by the globals it names, before anything is unpickled: not YOLOv6's, or naming other things."""
-    yolov6 = frozenset(name for name in names if name.startswith("yolov6."))
-    if not yolov6 and any(name.startswith("ultralytics.") for name in names):
-        raise YOLOv6ImportError(f"{path} is an Ultralytics checkpoint, not a YOLOv6 one: use it directly, e.g. "
-                                f"yolo train model={path} data=...")
-    for name in names:
-        if name in RECORD_CLASSES or name in REBUILDERS or name in STORAGE_DTYPES:
-            continue
-        what = "a class no YOLOv6 release (0.1-0.4) defines" if name.startswith("yolov6.") else \
+def _refusal(path: Path, error: UntrustedFileError) -> YOLOv6ImportError:
+    """Say in one line why the jailed reader refused ``path`` and what to do."""
+    if error.reason == "global":
+        name = printable(error.name, 120)
+        if str(error.name).startswith(("ultralytics.", "yolov8_efficientrep.")):
+            return YOLOv6ImportError(f"{path} is an Ultralytics checkpoint, not a YOLOv6 one: use it directly, e.g. "
+                                     f"yolo train model={path} data=...")
+        what = "a class no YOLOv6 release (0.1-0.4) defines" if str(error.name).startswith("yolov6.") else \
             "which a YOLOv6 training checkpoint does not hold"
-        raise YOLOv6ImportError(f"{path} pickles {name}, {what}; nothing in the file was run. Pass the .pt that "
-                                f"YOLOv6's training wrote (best_ckpt.pt, or a release file)")
-    if not yolov6:
-        raise YOLOv6ImportError(f"{path} is not a YOLOv6 checkpoint (it pickles no yolov6.* class); pass a .pt that "
-                                f"YOLOv6's training wrote, e.g. yolov6s.pt from github.com/meituan/YOLOv6/releases")
-    if screen is not None:
-        screen(path, yolov6)
+        return YOLOv6ImportError(f"{path} pickles {name}, {what}; {NOT_RUN}. Pass the .pt that YOLOv6's training "
+                                 f"wrote (best_ckpt.pt, or a release file)")
+    if error.reason == "file":
+        return YOLOv6ImportError(f"{error}; pass a YOLOv6 .pt file")
+    return YOLOv6ImportError(f"{path} cannot be read as a PyTorch checkpoint: {error}; {NOT_RUN}. "
+                             f"{_FIXES.get(error.reason, _FIXES['crash'])}")
 
 
 def read_checkpoint(path: str | Path, screen: Callable[[Path, frozenset[str]], None] | None = None
                     ) -> YOLOv6Checkpoint:
-    """Read a YOLOv6 checkpoint as inert data: the module tree as records with the stored tensors.
+    """Read a YOLOv6 checkpoint as inert data, in the jailed reader: the module tree as records with their tensors.
 
     Args:
         path (str | Path): A ``.pt`` written by YOLOv6's training (a release file such as ``yolov6s.pt``, or a run's
             ``best_ckpt.pt``), of any YOLOv6 release.
         screen (Callable, optional): Called with the path and the ``yolov6.*`` class paths the file pickles, before
-            anything is unpickled; it may raise to refuse the file early (``architecture.refuse_model_families``).
+            any record is used; it may raise to refuse the file (``architecture.refuse_model_families``).
 
     Returns:
         (YOLOv6Checkpoint): The network's module tree (records) with its stored tensors.
@@ -84,25 +91,25 @@ def read_checkpoint(path: str | Path, screen: Callable[[Path, frozenset[str]], N
             allow-list, holds no network, or holds weights that are not finite.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     try:
-        checkpoint, names = load_inert(path, lambda globals_: _screen_globals(path, globals_, screen))
+        checkpoint = read_untrusted(path, RECORD_CLASSES)
     except UntrustedFileError as error:
-        raise YOLOv6ImportError(f"{path} cannot be read as a PyTorch checkpoint: {error}; nothing in the file was "
-                                f"run. If it is a YOLOv6 .pt, it is truncated or damaged: download or copy it again"
-                                ) from error
-    entry = next((key for key in ("ema", "model") if isinstance(checkpoint, dict)
-                  and isinstance(checkpoint.get(key), Record)), None)
-    if entry is None:
+        raise _refusal(path, error) from None
+    classes = frozenset(name for name in checkpoint.globals if name.startswith("yolov6."))
+    if not classes:
+        raise YOLOv6ImportError(f"{path} is not a YOLOv6 checkpoint (it pickles no yolov6.* class); pass a .pt that "
+                                f"YOLOv6's training wrote, e.g. yolov6s.pt from github.com/meituan/YOLOv6/releases")
+    if screen is not None:
+        screen(path, classes)
+    if checkpoint.root is None:
         raise YOLOv6ImportError(f"{path} holds no YOLOv6 network under 'model' or 'ema' (a state dict or another "
                                 f"layout); pass the .pt that YOLOv6's training wrote, which pickles the whole model")
-    model = checkpoint[entry]
-    bad = non_finite_tensor(model.state_dict().items())
-    if bad is not None:
-        raise YOLOv6ImportError(f"{path}: its {entry} tensor {bad} holds NaN or infinite values (a run that diverged, "
-                                f"or a damaged file); import a checkpoint whose weights are finite")
-    epoch = checkpoint.get("epoch")
-    classes = frozenset(name for name in names if name.startswith("yolov6."))
-    return YOLOv6Checkpoint(path, model, entry, epoch if isinstance(epoch, int) and not isinstance(epoch, bool)
-                            else None, classes)
+    if checkpoint.non_finite is not None:
+        raise YOLOv6ImportError(f"{path}: its {checkpoint.root_key} tensor {checkpoint.non_finite} holds NaN or "
+                                f"infinite values (a run that diverged, or a damaged file); import a checkpoint whose "
+                                f"weights are finite")
+    epoch = checkpoint.entries.get("epoch")
+    return YOLOv6Checkpoint(path, checkpoint.root, checkpoint.root_key,
+                            epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None, classes)

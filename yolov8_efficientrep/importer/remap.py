@@ -38,7 +38,7 @@ from ..csp_blocks import CSPSPPF, BepC3, SimSPPF
 from ..heads import EffiDeHead
 from .architecture import HeadLayout
 from .forms import Form
-from .inert import Record
+from ..untrusted.records import Record
 from .reader import YOLOv6ImportError
 
 WRAPPERS = {"ConvWrapper", "SimConvWrapper", "ConvBNReLU", "ConvBNSiLU", "ConvBN"}  # hold their layer as `.block`

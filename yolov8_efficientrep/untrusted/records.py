@@ -1,11 +1,10 @@
-"""What a foreign checkpoint's objects become when read: inert records, never the classes the file names.
+"""What an untrusted checkpoint's module objects become in this process: inert records, never the classes named.
 
-A YOLOv6 checkpoint pickles its whole network: module objects by class path (``yolov6.layers.common.RepVGGBlock``,
-``torch.nn.modules.conv.Conv2d``), their attributes, child modules and tensors. The reader never creates an object of
-such a class. While unpickling, each module object is a ``PickledObject`` that only stores the state the file gives
-it; afterwards ``Record`` holds the same content as plain data: the class path, the attributes, the child records and
-the tensors, with the few read-only helpers (``named_modules``, ``state_dict``) that the importer's architecture and
-remapping steps use.
+A checkpoint pickles its whole network: module objects by class path (``yolov6.layers.common.RepVGGBlock``,
+``torch.nn.modules.conv.Conv2d``), their attributes, child modules and tensors. The jailed reader hands back that
+content as data, and ``decode`` makes a ``Record`` of each module object: the class path, the attributes, the child
+records and the tensors, with the few read-only helpers (``named_modules``, ``state_dict``) that the YOLOv6
+importer and ``fuse`` use. No object of a class the file names is ever created.
 """
 
 from __future__ import annotations
@@ -15,51 +14,7 @@ from typing import Iterator
 
 import torch
 
-from ..errors import EfficientRepError
-
-
-class UntrustedFileError(EfficientRepError, ValueError):
-    """A foreign checkpoint holds something the inert reader refuses; the message says what."""
-
-
-class PickledObject:
-    """A module object while the file is unpickled: its class path and the state the file gave it, nothing else.
-
-    Pickle creates such an object without arguments (``NEWOBJ``) and hands it its state (``BUILD``); a file that
-    tries to call the class with arguments, or to give the object more than one state, is refused.
-    """
-
-    class_path = ""  # set on the per-path subclass that the unpickler creates
-
-    def __new__(cls, *args: object, **kwargs: object):
-        if args or kwargs:
-            raise UntrustedFileError(f"the file constructs {cls.class_path} with arguments; a checkpoint stores module "
-                                     f"objects, it does not call their classes")
-        return super().__new__(cls)
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        raise UntrustedFileError(f"the file calls {self.class_path}; a checkpoint stores module objects, it does not "
-                                 f"call their classes")
-
-    def __setstate__(self, state: object) -> None:
-        if "state" in vars(self):
-            raise UntrustedFileError(f"the file gives a {self.class_path} object its state twice")
-        vars(self)["state"] = state
-
-
-class ValueWrapper:
-    """A value the allow-listed rebuild functions returned (a tensor, a storage), wrapped so pickle cannot modify it.
-
-    Pickle's ``BUILD`` would otherwise call the value's own ``__setstate__`` (a tensor's) with data from the file.
-    """
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-    def __setstate__(self, state: object) -> None:
-        raise UntrustedFileError(f"the file modifies a rebuilt {type(self.value).__name__} after building it")
+from ..messages import printable
 
 
 def class_path(cls: type) -> str:
@@ -108,11 +63,11 @@ class Record:
 
     def __repr__(self) -> str:
         """Torch's way of printing a layer, for error messages: ``BatchNorm2d(16, eps=0.001, momentum=0.03)``."""
-        counts = [repr(self.attributes[key]) for key in ("num_features", "in_channels", "out_channels")
+        counts = [_shown(self.attributes[key]) for key in ("num_features", "in_channels", "out_channels")
                   if key in self.attributes]
-        settings = [f"{key}={self.attributes[key]!r}" for key in ("kernel_size", "stride", "padding", "eps", "momentum")
-                    if key in self.attributes]
-        return f"{self.class_name}({', '.join(counts + settings)})"
+        settings = [f"{key}={_shown(self.attributes[key])}" for key in ("kernel_size", "stride", "padding", "eps",
+                                                                        "momentum") if key in self.attributes]
+        return f"{printable(self.class_name, 60)}({', '.join(counts + settings)})"
 
     # containers (Sequential, ModuleList) -------------------------------------------------------------------------
 
@@ -164,3 +119,10 @@ class Record:
         if tensor is None:
             raise AttributeError(f"{self.class_path} record has no tensor {target!r}")
         return tensor
+
+
+def _shown(value: object) -> str:
+    """A layer setting as torch prints it, if it is the numbers or tuple of numbers a setting is, else its type."""
+    plain = isinstance(value, (int, float)) or (isinstance(value, tuple) and len(value) <= 4
+                                                and all(isinstance(item, (int, float)) for item in value))
+    return repr(value) if plain else printable(value, 20)
