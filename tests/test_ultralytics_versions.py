@@ -111,6 +111,7 @@ def test_supported_release_registers_builds_trains_and_fuses(release, route, che
             name: model for name, model in result["models"].items() if name not in needs}
         assert set(result["models"]) == set(reference) and all(version(m["needs"]) > version(release)
                                                                 for m in needs.values())
+        assert result["odd_folder"] == {"scale": "s", "stem_width": 32}  # yolov8s-efficientrep.yaml in a6n0m/...
     train = result["train_forward"]
     assert train["rep_params"] > 0 and train["rep_params_with_grad"] == train["rep_params"]
     fuse = result["fuse"]

@@ -3,15 +3,18 @@
 Run as ``python ultralytics_version_check.py OUT.json hook|import`` in a fresh interpreter with the start-up hook on.
 ``hook`` imports only Ultralytics and relies on the hook (as the ``yolo`` CLI does); ``import`` imports the plugin
 first (the Python route, which meets the hook half-way through its own import). Checks: registration;
-building every model YAML in cfg/ (hook route only, to save time); for the EfficientRep detector, one training batch
-forward and backward and Ultralytics' ``fuse()`` against the unfused model. Errors are recorded, not raised, so the
-test can assert on them. JSON goes to a file because Ultralytics logs to stdout.
+building every model YAML in cfg/, and scale s from folders named ``a6n0m/2024models`` (hook route only, to save
+time); for the EfficientRep detector, one training batch forward and backward and Ultralytics' ``fuse()`` against the
+unfused model. Errors are recorded, not raised, so the test can assert on them. JSON goes to a file because
+Ultralytics logs to stdout.
 """
 
 import copy
 import json
 import re
+import shutil
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -74,6 +77,17 @@ for path in sorted(CFG.glob("*.yaml")) if ROUTE == "hook" else []:  # every ship
     except Exception as error:
         models[path.name] = {"error": f"{type(error).__name__}: {error}"}
 result["models"] = models
+
+if ROUTE == "hook":  # a scaled path under folders with a digit before n/s/l/m/x (integration/scaled_paths.py)
+    with tempfile.TemporaryDirectory() as root:
+        odd = Path(root) / "a6n0m" / "2024models"
+        odd.mkdir(parents=True)
+        shutil.copy(CFG / "yolov8-efficientrep.yaml", odd)
+        try:
+            model = YOLO(odd / "yolov8s-efficientrep.yaml").model
+            result["odd_folder"] = {"scale": model.yaml["scale"], "stem_width": model.model[0].c2}
+        except Exception as error:
+            result["odd_folder"] = {"error": f"{type(error).__name__}: {error}"}
 
 try:
     model = YOLO(CFG / "yolov8n-efficientrep.yaml").model

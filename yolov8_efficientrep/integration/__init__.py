@@ -5,6 +5,7 @@ warning naming the release and what the user loses when it cannot apply (``notic
 
 - ``parser``: the rows in ``parse_model`` and its namespace, failing rows named (``row_errors``);
 - ``lookups``: shipped model and data YAMLs by bare name;
+- ``scaled_paths``: a scaled model path (``yolov8s-...yaml``) finds its unified YAML by file name, whatever its folders;
 - ``task_guess``: models ending in ``EffiDeHead`` are detection models;
 - ``exporter``: the export and training checks of ``callbacks.py``, the ONNX INT8 route of ``quantize.py``;
 - ``restricted_loading``: the plugin's classes on torch's allow-list while Ultralytics' restricted loader runs;
@@ -23,10 +24,11 @@ from .lookups import install_yaml_lookups
 from .parser import install_parser
 from .qat import install_qat
 from .restricted_loading import install_restricted_loading
+from .scaled_paths import install_scaled_paths
 from .task_guess import install_task_guess
 
-PATCHES = (install_parser, install_yaml_lookups, install_task_guess, install_callbacks, install_export_source,
-           install_int8_route, install_restricted_loading, install_qat)
+PATCHES = (install_parser, install_yaml_lookups, install_scaled_paths, install_task_guess, install_callbacks,
+           install_export_source, install_int8_route, install_restricted_loading, install_qat)
 
 
 def install() -> None:
