@@ -15,7 +15,8 @@ from ultralytics.nn.modules import Conv, RepConv
 from ultralytics.utils import LOGGER
 
 from .activations import Act, is_activation_name, resolve_act
-from .limits import check_channels, check_kernel, check_parameters, check_repeats
+from .limits import (check_channels, check_folded, check_kernel, check_parameters, check_repeats, check_stored,
+                     check_torch_layer)
 
 
 def _folded_kernel_bias(branch: Conv) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,6 +39,60 @@ def _fold_bn(kernel: torch.Tensor, bn: nn.BatchNorm2d, bias: torch.Tensor | None
     scale = bn.weight.float() / (bn.running_var.float() + bn.eps).sqrt()
     mean = bn.running_mean.float() if bias is None else bn.running_mean.float() - bias
     return kernel * scale.reshape(-1, 1, 1, 1), bn.bias.float() - mean * scale
+
+
+def _branch_conv(branch: nn.Module) -> nn.Conv2d:
+    """Return a branch's convolution: the branch itself, or an Ultralytics ``Conv``'s ``conv``."""
+    return branch if isinstance(branch, nn.Conv2d) else branch.conv
+
+
+def check_rep_conv(block: RepConv, owner: str) -> None:
+    """Refuse a RepConv-layout block whose stored sizes disagree with its own tensors, before fusion allocates.
+
+    Fusion sizes the identity kernel and the fused convolution with ``c1``, ``c2`` and ``g``; a file can store any
+    value there beside honest weights. Held here: each to the 3x3 kernel (``c2 = kernel.shape[0]``, ``c1 =
+    kernel.shape[1] * groups``), the branches to one stride (1 or 2) and groups, their kernels, padding and BatchNorms
+    to the design, and an identity branch to ``c1 == c2`` at stride 1. Works on fused blocks too (``conv`` only).
+    """
+    fused = not hasattr(block, "conv1")
+    branches = {"conv": block.conv} if fused else {"conv1": block.conv1, "conv2": block.conv2}
+    for name, branch in branches.items():
+        for part, module in branch.named_modules():
+            check_torch_layer(f"{owner} {name}{'.' * bool(part)}{part}", module)
+    kernel = _branch_conv(branches["conv" if fused else "conv1"])
+    weight = kernel.weight
+    check_stored(owner, "kernel_size", kernel.kernel_size, (3, 3), "a Rep block's design")
+    check_stored(owner, "padding", kernel.padding, (1, 1), "a Rep block's design")
+    check_stored(owner, "dilation", kernel.dilation, (1, 1), "a Rep block's design")
+    if kernel.stride not in ((1, 1), (2, 2)):
+        check_stored(owner, "stride", kernel.stride, (1, 1), "a Rep block's design (stride 1 or 2)")
+    check_stored(owner, "g", block.g, kernel.groups, "its convolution's groups")
+    check_stored(owner, "c2", block.c2, weight.shape[0], "its 3x3 kernel")
+    check_stored(owner, "c1", block.c1, weight.shape[1] * kernel.groups, "its 3x3 kernel and groups")
+    if fused:
+        return
+    for name in ("conv1", "conv2"):
+        branch = getattr(block, name)
+        bn = getattr(branch, "bn", None)
+        if isinstance(bn, nn.BatchNorm2d):
+            check_stored(owner, f"{name}.bn.num_features", bn.num_features, block.c2, "its 3x3 kernel")
+    pointwise = _branch_conv(block.conv2)
+    for name, expected in (("kernel_size", (1, 1)), ("padding", (0, 0)), ("stride", kernel.stride),
+                           ("groups", kernel.groups)):
+        check_stored(owner, f"conv2 {name}", getattr(pointwise, name), expected, "its 3x3 branch")
+    check_stored(owner, "conv2 weight shape", tuple(pointwise.weight.shape), (*weight.shape[:2], 1, 1),
+                 "its 3x3 kernel")
+    identity = getattr(block, "has_identity", block.bn is not None)
+    if identity is not False:
+        check_stored(owner, "identity branch at c1, c2, stride", (block.c1, block.c2, kernel.stride),
+                     (block.c2, block.c2, (1, 1)), "an identity branch (c1 == c2, stride 1)")
+
+
+def _check_batch_norm(owner: str, bn: nn.Module, channels: int) -> None:
+    """Refuse a block's own BatchNorm (identity branch, or after the sum) unless it is one over ``channels``."""
+    check_stored(owner, "bn type", type(bn).__name__, "BatchNorm2d", "a Rep block's design")
+    check_torch_layer(f"{owner} bn", bn)
+    check_stored(owner, "bn.num_features", bn.num_features, channels, "its 3x3 kernel")
 
 
 class RepVGGBlock(RepConv):
@@ -88,6 +143,13 @@ class RepVGGBlock(RepConv):
         # RepConv.default_act ignores the YAML's `activation:`; resolve_act reads Conv.default_act, which carries it
         self.act = activation
 
+    def check_stored(self, owner: str | None = None) -> None:
+        """Refuse stored sizes that disagree with the block's own tensors (``check_rep_conv``), naming it ``owner``."""
+        owner = owner or type(self).__name__
+        check_rep_conv(self, owner)
+        if getattr(self, "bn", None) is not None and hasattr(self, "conv1"):
+            _check_batch_norm(owner, self.bn, self.c1)
+
     def get_equivalent_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the 3x3 kernel and bias equal to the sum of the three branches (float32, BN statistics folded)."""
         kernel, bias = _folded_kernel_bias(self.conv1)
@@ -113,8 +175,10 @@ class RepVGGBlock(RepConv):
         """
         if hasattr(self, "conv"):
             return
+        self.check_stored()  # c1, c2 and g size what follows: a file may store any value beside honest weights
         reference = self.conv1.conv
         kernel, bias = self.get_equivalent_kernel_bias()
+        check_folded(type(self).__name__, kernel, bias)
         self.conv = nn.Conv2d(self.c1, self.c2, 3, reference.stride, 1, groups=self.g, bias=True).to(
             device=reference.weight.device, dtype=reference.weight.dtype
         ).requires_grad_(False)
@@ -148,6 +212,18 @@ class QARepVGGBlock(RepVGGBlock):
         self.conv2 = nn.Conv2d(c1, c2, 1, s, 0, groups=g, bias=False)
         self.bn = nn.BatchNorm2d(c2)
 
+    def check_stored(self, owner: str | None = None) -> None:
+        """Refuse stored sizes that disagree with the block's own tensors; ``has_identity`` too, and the BN after the
+        sum (``c2`` channels)."""
+        owner = owner or type(self).__name__
+        check_rep_conv(self, owner)
+        if not hasattr(self, "conv1"):
+            return
+        _check_batch_norm(owner, self.bn, self.c2)
+        stride = self.conv1.conv.stride
+        check_stored(owner, "has_identity", self.has_identity, self.c1 == self.c2 and stride == (1, 1),
+                     "its channels and stride")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Sum the 3x3+BN, 1x1 and identity branches, then apply BN and the activation."""
         y = self.conv1(x) + self.conv2(x)
@@ -178,6 +254,17 @@ class QARepVGGBlockV2(QARepVGGBlock):
         """Initialize the block; arguments and their checks are ``RepVGGBlock``'s."""
         super().__init__(c1, c2, k, s, act, g, p=p, d=d)
         self.avg = nn.AvgPool2d(3, 1, 1) if self.has_identity else None
+
+    def check_stored(self, owner: str | None = None) -> None:
+        """``QARepVGGBlock``'s checks, and the pooling branch: present with the identity, a 3x3 window at stride 1."""
+        owner = owner or type(self).__name__
+        super().check_stored(owner)
+        if not hasattr(self, "conv1"):
+            return
+        pool = self.avg
+        window = (pool.kernel_size, pool.stride, pool.padding) if isinstance(pool, nn.AvgPool2d) else None
+        check_stored(owner, "avg (kernel, stride, padding)", window, (3, 1, 1) if self.has_identity else None,
+                     "its identity branch")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Sum the 3x3+BN, 1x1, identity and average-pooling branches, then apply BN and the activation."""
@@ -263,6 +350,16 @@ class BottleRep(nn.Module):
         self.add = c1 == c2
         # no parameter without a shortcut to weight: an unused one would break DDP without find_unused_parameters
         self.alpha = nn.Parameter(torch.ones(1)) if weight and self.add else 1.0
+
+    def check_stored(self, owner: str | None = None) -> None:
+        """Refuse a stored shortcut flag or weight that the forward pass would broadcast into a larger tensor."""
+        owner = owner or type(self).__name__
+        if not isinstance(self.add, bool):
+            check_stored(owner, "add", self.add, bool(self.add), "a shortcut flag (True or False)")
+        alpha = self.alpha
+        shape = tuple(alpha.shape) if isinstance(alpha, torch.Tensor) else () if isinstance(alpha, float) else None
+        check_stored(owner, "alpha shape", shape, (1,) if isinstance(alpha, torch.Tensor) else (),
+                     "a shortcut weight (one number)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run both units and add the weighted input when shapes match."""

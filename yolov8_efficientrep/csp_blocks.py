@@ -12,7 +12,7 @@ from ultralytics.nn.modules import Conv
 
 from .activations import Act, resolve_act
 from .blocks import BASIC_UNITS, RepBlock
-from .limits import check_channels, check_kernel, check_parameters, check_repeats
+from .limits import MAX_KERNEL, check_channels, check_kernel, check_parameters, check_repeats, stored_attribute_error
 
 
 def _check_expansion(owner: str, e: float) -> None:
@@ -20,6 +20,16 @@ def _check_expansion(owner: str, e: float) -> None:
     if isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 < e <= 1:
         raise ValueError(f"{owner}: expansion e must be a number in (0, 1], got {e!r} (a C3-style shortcut flag does "
                          f"not belong here)")
+
+
+def _check_pooling(owner: str, pool: nn.Module) -> None:
+    """Refuse a stored pooling window that would not keep the feature map's size (the scales are concatenated)."""
+    window = (pool.kernel_size, pool.stride, pool.padding, pool.dilation) if isinstance(pool, nn.MaxPool2d) else pool
+    k = window[0] if isinstance(window, tuple) else None
+    if not (isinstance(k, int) and k % 2 == 1 and k <= MAX_KERNEL and window == (k, 1, k // 2, 1)):
+        raise stored_attribute_error(owner, "m (kernel, stride, padding, dilation)", window,
+                                     f"must be a max pooling window that keeps the size: (k, 1, k // 2, 1), k odd, "
+                                     f"at most {MAX_KERNEL}")
 
 
 class BepC3(nn.Module):
@@ -94,6 +104,10 @@ class SimSPPF(nn.Module):
         self.cv2 = Conv(c_ * 4, c2, 1, 1, act=activation)
         self.m = nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2)
 
+    def check_stored(self, owner: str | None = None) -> None:
+        """Refuse a stored pooling window that does not keep the size of the scales it concatenates."""
+        _check_pooling(owner or type(self).__name__, self.m)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Pool three times in sequence and mix the four scales."""
         y = [self.cv1(x)]
@@ -142,6 +156,10 @@ class CSPSPPF(nn.Module):
         self.cv5 = Conv(4 * c_, c_, 1, 1, act=act)
         self.cv6 = Conv(c_, c_, 3, 1, act=act)
         self.cv7 = Conv(2 * c_, c2, 1, 1, act=act)
+
+    def check_stored(self, owner: str | None = None) -> None:
+        """Refuse a stored pooling window that does not keep the size of the scales it concatenates."""
+        _check_pooling(owner or type(self).__name__, self.m)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the pooling path and the bypass, then mix them."""

@@ -17,7 +17,10 @@ import torch
 from torch import nn
 from ultralytics.utils import ASSETS, LOGGER
 
+from .blocks import check_rep_conv
 from .errors import EfficientRepError
+from .limits import (StoredAttributeError, WeightsOverflowError, check_image_channels, check_stored, check_stride,
+                     check_torch_layer, non_finite_tensor)
 from .precision import full_fp32
 
 # Largest accepted max |fused - unfused| / max |unfused| of any compared tensor, by the dtype of the fused weights:
@@ -55,18 +58,48 @@ def fused_rep_blocks(model: nn.Module) -> tuple[int, int]:
     return sum(map(is_fused, blocks)), len(blocks)
 
 
+def check_stored_attributes(model: nn.Module) -> None:
+    """Refuse a model whose stored attributes disagree with its own tensors, before fusion or a check allocates.
+
+    A checkpoint stores beside its tensors the sizes that fusion and the forward pass allocate with: a block's ``c1``,
+    ``c2`` and ``g``, a convolution's padding, a head's class count. Checked here, named by their module: every
+    convolution, BatchNorm, pooling and upsampling layer (``limits.check_torch_layer``), every module with a
+    ``check_stored`` method (the plugin's blocks and head), and Ultralytics' own ``RepConv``.
+
+    Raises:
+        StoredAttributeError: A stored value disagrees with the module's tensors, or is out of bounds.
+    """
+    from ultralytics.nn.modules import RepConv
+
+    for name, module in model.named_modules():
+        owner = f"{name or 'model'} ({type(module).__name__})"
+        check_torch_layer(owner, module)
+        if callable(getattr(module, "check_stored", None)):
+            module.check_stored(owner)
+        elif isinstance(module, RepConv):
+            check_rep_conv(module, owner)
+
+
 def fuse_rep_blocks(model: nn.Module) -> int:
     """Fuse every Rep block of ``model`` that is not fused yet, in place, in float32; return how many it fused.
 
     Idempotent: fused blocks are skipped, so it can run before or after Ultralytics' ``model.fuse()``. A block held in
     another dtype is fused in float32 and cast back, so re-parameterizing always happens before any ``half()``.
+
+    Raises:
+        StoredAttributeError: A block's stored sizes disagree with its tensors (checked before fusing it).
+        WeightsOverflowError: A block's weights overflow float32 once folded.
     """
     count = 0
-    for block in rep_blocks(model):
+    blocks = {id(block) for block in rep_blocks(model)}
+    for name, block in [(name, m) for name, m in model.named_modules() if id(m) in blocks]:
         if is_fused(block):
             continue
         dtype = next(block.parameters()).dtype
-        block.float().fuse_convs()
+        try:
+            block.float().fuse_convs()
+        except (StoredAttributeError, WeightsOverflowError) as error:  # the block names its class: add where it is
+            raise type(error)(f"{name or 'model'}: {error}") from None
         block.to(dtype)
         block.forward = block.forward_fuse
         count += 1
@@ -78,19 +111,51 @@ def sample_image(height: int, width: int, channels: int = 3) -> torch.Tensor:
 
     A photo exercises every channel with natural statistics, which a zero or random tensor does not. One-channel
     models get its grey level; other channel counts cycle through R, G, B.
+
+    Raises:
+        LimitError: ``channels`` (a model YAML's ``channels:``) is beyond ``limits.MAX_IMAGE_CHANNELS``.
     """
+    check_image_channels("the check image", channels)
     image = cv2.resize(cv2.imread(str(ASSETS / "bus.jpg")), (width, height), interpolation=cv2.INTER_AREA)
     rgb = torch.from_numpy(image[..., ::-1].copy()).permute(2, 0, 1).float() / 255
     planes = rgb.mean(0, keepdim=True) if channels == 1 else rgb[torch.arange(channels) % 3]
     return planes.unsqueeze(0)
 
 
-def image_size(imgsz: int | list[int] | tuple[int, ...], model: nn.Module) -> tuple[int, int]:
-    """Return (height, width) from an Ultralytics ``imgsz``, rounded up to multiples of the model's stride."""
+def image_size(imgsz: int | list[int] | tuple[int, ...], model: nn.Module, owner: str = "the model"
+               ) -> tuple[int, int]:
+    """Return (height, width) from an Ultralytics ``imgsz``, rounded up to multiples of the model's stride.
+
+    Raises:
+        LimitError: The model's stored ``stride`` is beyond ``limits.MAX_STRIDE`` (it would size the image).
+    """
     from ultralytics.utils.checks import check_imgsz
 
-    height, width = check_imgsz(imgsz, stride=int(max(getattr(model, "stride", [32]))), min_dim=2)
+    stride = getattr(model, "stride", 32)
+    check_stride(owner, stride)
+    height, width = check_imgsz(imgsz, stride=int(max(torch.as_tensor(stride).flatten().tolist())), min_dim=2)
     return height, width
+
+
+def check_image(model: nn.Module, imgsz: int | list[int] | tuple[int, ...], owner: str = "the model"
+                ) -> torch.Tensor:
+    """Return the fusion check's image for an Ultralytics ``model``: ``sample_image`` at ``image_size``, with the
+    model's stored ``stride`` and ``yaml['channels']`` checked first (both size the image), ``owner`` naming it.
+
+    Raises:
+        LimitError: The stride or the channel count is beyond ``limits.MAX_STRIDE`` / ``limits.MAX_IMAGE_CHANNELS``.
+        StoredAttributeError: ``yaml['channels']`` disagrees with the input channels of the model's first convolution.
+    """
+    height, width = image_size(imgsz, model, owner)
+    yaml = getattr(model, "yaml", None)
+    channels = yaml.get("channels", 3) if isinstance(yaml, dict) else 3
+    check_image_channels(f"{owner}: its yaml channels", channels)
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is not None:
+        check_torch_layer(f"{owner}: its first convolution", first)
+        check_stored(owner, "yaml channels", channels, first.weight.shape[1] * first.groups,
+                     "the input channels of its first convolution")
+    return sample_image(height, width, channels)
 
 
 def _tensors(output) -> list[torch.Tensor]:
@@ -139,19 +204,61 @@ def _outputs(model: nn.Module, image: torch.Tensor) -> list[torch.Tensor]:
     return features + _tensors(output)
 
 
-def compare(fused: nn.Module, unfused: nn.Module, image: torch.Tensor) -> tuple[float, float]:
-    """Run both models on ``image``; return (max |fused - unfused|, largest relative difference).
+def _differences(fused: list[torch.Tensor], unfused: list[torch.Tensor]) -> tuple[float, float]:
+    """Return (max |fused - unfused|, largest relative difference) of two models' outputs.
 
     Compared: the head's input feature maps and every output tensor, each difference relative to the largest magnitude
-    of its own tensor. Both models must be in eval mode, float32, and return outputs of the same structure.
+    of its own tensor.
     """
-    outputs = [_outputs(model, image) for model in (fused, unfused)]
-    shapes = [[tuple(t.shape) for t in out] for out in outputs]
-    if not outputs[1] or shapes[0] != shapes[1]:
+    shapes = [[tuple(t.shape) for t in out] for out in (fused, unfused)]
+    if not unfused or shapes[0] != shapes[1]:
         raise FusionCheckError(f"fused and unfused models return different outputs: shapes {shapes[0]} vs {shapes[1]}")
     tiny = torch.finfo(torch.float32).tiny
-    diffs = [((a - b.to(a.device)).abs().max().item(), b.abs().max().item()) for a, b in zip(*outputs)]
+    diffs = [((a - b.to(a.device)).abs().max().item(), b.abs().max().item()) for a, b in zip(fused, unfused)]
     return max(d for d, _ in diffs), max(d / max(scale, tiny) for d, scale in diffs)
+
+
+# What to do about weights that are finite in a file but overflow float32 once folded or run.
+_OVERFLOW_FIX = "the checkpoint is damaged or was altered: use the one training wrote, or an earlier epoch's"
+
+
+def _check_fused_weights(fused: nn.Module, what: str) -> None:
+    """Refuse a fused model whose folded weights overflowed float32 (the fusion algebra did what it should)."""
+    bad = non_finite_tensor(fused.state_dict().items())
+    if bad is not None:
+        raise WeightsOverflowError(
+            f"fused {what}: tensor {bad} is NaN or infinite after folding: its weights are finite but overflow "
+            f"float32 when the BatchNorm is folded into the convolution (e.g. a huge BN weight over a tiny "
+            f"running_var); {_OVERFLOW_FIX}")
+
+
+def _first_non_finite(model: nn.Module, image: torch.Tensor) -> str:
+    """Return the name of the first module whose output is NaN or infinite on ``image`` although its input is not."""
+    found: list[str] = []
+
+    def record(name: str):
+        def hook(module, args, output):
+            finite = lambda values: all(bool(torch.isfinite(t).all()) for t in _tensors(values))  # noqa: E731
+            if not found and finite(args) and not finite(output):
+                found.append(f"{name} ({type(module).__name__})")
+        return hook
+
+    hooks = [m.register_forward_hook(record(name)) for name, m in model.named_modules() if name]
+    try:
+        _outputs(model, image)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return found[0] if found else "a layer"
+
+
+def _check_reference_outputs(unfused: nn.Module, outputs: list[torch.Tensor], image: torch.Tensor, what: str) -> None:
+    """Refuse a check whose unfused reference computes NaN or infinity: the weights overflow, whatever the fusion."""
+    if not all(bool(torch.isfinite(t).all()) for t in outputs):
+        raise WeightsOverflowError(
+            f"unfused {what}: {_first_non_finite(unfused, image)} computes NaN or infinite values on a "
+            f"{tuple(image.shape)} image: its weights are finite but overflow float32 when run, so no fusion can be "
+            f"checked; {_OVERFLOW_FIX}")
 
 
 def check_fusion(fused: nn.Module, unfused: nn.Module, image: torch.Tensor, tolerance: float | None = None,
@@ -174,7 +281,13 @@ def check_fusion(fused: nn.Module, unfused: nn.Module, image: torch.Tensor, tole
     Returns:
         (FusionCheck): Number of fused Rep blocks, max |diff|, relative difference, tolerance, and the reduced-precision
             modes switched off for the check.
+
+    Raises:
+        WeightsOverflowError: Weights overflow float32: the fused model's once folded, or the unfused model's outputs
+            on ``image`` are not finite. The file is at fault, not the fusion.
+        FusionCheckError: The fused model's outputs differ from the unfused one's beyond the tolerance.
     """
+    _check_fused_weights(fused, what)
     dtype = next(fused.parameters()).dtype
     tolerance = TOLERANCE.get(dtype, TOLERANCE[torch.float16]) if tolerance is None else tolerance
     if not inplace:
@@ -182,7 +295,9 @@ def check_fusion(fused: nn.Module, unfused: nn.Module, image: torch.Tensor, tole
     _copy_settings(fused, unfused)
     devices = {p.device.type for model in (fused, unfused) for p in model.parameters()}
     with full_fp32(devices) as switched:  # measure the fusion, not the device's TF32 / BF16 rounding
-        max_abs, max_rel = compare(fused, unfused, image)
+        outputs = [_outputs(model, image) for model in (fused, unfused)]
+    _check_reference_outputs(unfused, outputs[1], image, what)
+    max_abs, max_rel = _differences(*outputs)
     blocks = fused_rep_blocks(fused)[0]
     if not max_rel <= tolerance:  # also catches NaN
         raise FusionCheckError(
@@ -222,7 +337,11 @@ def fuse_model(model: nn.Module, inplace: bool = False, check: bool = True, imgs
     Raises:
         ValueError: ``model`` was quantization-aware trained with its Rep blocks unfused: fusing them now would
             invalidate the ranges it learned. A model QAT trained fused (``qat.py``) only gets Ultralytics' ``fuse()``.
+        StoredAttributeError: A stored attribute that fusion or the check sizes with disagrees with its module's
+            tensors (see ``check_stored_attributes``); checked before anything is fused.
+        WeightsOverflowError: Weights overflow float32 once folded.
     """
+    check_stored_attributes(model)  # before anything is fused, copied to float32 or run
     if is_qat(model):
         blocks = rep_blocks(model)
         if not all(map(is_fused, blocks)):
@@ -235,14 +354,19 @@ def fuse_model(model: nn.Module, inplace: bool = False, check: bool = True, imgs
     fused = (model if inplace else copy.deepcopy(model)).float().eval()
     unfused = copy.deepcopy(fused) if check else None
     if hasattr(fused, "is_fused") and callable(getattr(fused, "fuse", None)):  # an Ultralytics BaseModel
-        fused.fuse(verbose=False)
+        try:
+            fused.fuse(verbose=False)
+        except WeightsOverflowError as error:  # raised by a block's fuse_convs(), the first one still unfused
+            name = next(name for name, m in fused.named_modules() if m in rep_blocks(fused) and not is_fused(m))
+            raise WeightsOverflowError(f"{name}: {error}") from None
     fuse_rep_blocks(fused)
+    _check_fused_weights(fused, "model")  # Ultralytics' fuse() folded the Conv layers' BatchNorms unchecked
     if check:
         if image is None:
             if not hasattr(fused, "yaml"):
                 raise ValueError("fuse_model: pass image=<an input tensor> to check a module that is not an "
                                  "Ultralytics model, or check=False")
-            image = sample_image(*image_size(imgsz, fused), fused.yaml.get("channels", 3))
+            image = check_image(fused, imgsz)
         result = check_fusion(fused, unfused, image, inplace=True)
         precision = f", in full FP32 ({', '.join(result.switched)} off for the check)" if result.switched else ""
         LOGGER.info(f"fuse_model: fused {result.blocks} Rep blocks, max |diff| = {result.max_abs:.2e} "

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from ultralytics.nn.modules import DFL, Conv, Detect
 
-from .limits import MAX_REG_MAX, check_channels, check_classes, check_parameters
+from .limits import MAX_REG_MAX, check_channels, check_classes, check_parameters, check_stored, check_stride
 
 PRIOR = 0.01  # YOLOv6's initial class probability (Detect.prior_prob)
 
@@ -93,6 +93,35 @@ class EffiDeHead(Detect):
                                  for c in ch)
         self.cv3 = nn.ModuleList(nn.Sequential(Conv(c, c, 3, act=nn.SiLU()), nn.Conv2d(c, nc, 1)) for c in ch)
         self.dfl = DFL(self.reg_max) if self.reg_max > 1 else nn.Identity()
+
+    def check_stored(self, owner: str | None = None) -> None:
+        """Refuse stored counts that disagree with the head's own layers and tensors.
+
+        ``nl``, ``nc``, ``reg_max`` and ``no`` decide how Detect's forward splits and decodes the branches' outputs, and
+        ``stride`` scales the anchors: each is held to the prediction convolutions' weights, as built.
+        """
+        owner = owner or type(self).__name__
+        check_stored(owner, "nl", self.nl, len(self.stems), "its per-level stems")
+        for name in ("cv2", "cv3"):
+            check_stored(owner, f"{name} levels", len(getattr(self, name)), self.nl, "its per-level stems")
+        check_stored(owner, "nc", self.nc, self.cv3[0][-1].weight.shape[0], "its class predictions")
+        check_stored(owner, "reg_max", self.reg_max, self.cv2[0][-1].weight.shape[0] // 4, "its box predictions")
+        for level, (box, cls) in enumerate(zip(self.cv2, self.cv3)):
+            outputs = (box[-1].weight.shape[0], cls[-1].weight.shape[0])
+            check_stored(owner, f"level {level} (box, class) outputs", outputs, (4 * self.reg_max, self.nc),
+                         "level 0's")
+        check_stored(owner, "no", self.no, self.nc + 4 * self.reg_max, "nc + 4 * reg_max")
+        check_stored(owner, "stride levels", tuple(self.stride.shape) if isinstance(self.stride, torch.Tensor) else
+                     self.stride, (self.nl,), "its levels")
+        if self.stride.any():  # zero until Ultralytics builds the model
+            check_stride(owner, self.stride)
+        bins = self.dfl.conv.weight.shape[1] if isinstance(self.dfl, DFL) else 1
+        check_stored(owner, "dfl bins", (bins, getattr(self.dfl, "c1", 1)), (self.reg_max, self.reg_max), "reg_max")
+
+    def fuse(self) -> None:
+        """Check the stored counts before Ultralytics fuses the model for inference, then do what Detect does."""
+        self.check_stored()
+        getattr(super(), "fuse", lambda: None)()
 
     def forward(self, x: list[torch.Tensor]):
         """Run each level's stem, then Detect's forward on the stem outputs (box and class branches, decoding)."""

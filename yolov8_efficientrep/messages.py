@@ -18,14 +18,31 @@ _OS_FIXES = {
 }
 
 
+def _shown(value: object, limit: int, depth: int = 0) -> str:
+    """Return ``value`` as text, whatever its size: numbers, None and short tuples or lists of them as Python writes
+    them; a string's first ``limit + 1`` characters; anything else as its type in angle brackets."""
+    if isinstance(value, str):
+        return value[:limit + 1] if depth == 0 else repr(value[:limit + 1])
+    if isinstance(value, bool) or value is None:
+        return repr(bool(value)) if value is not None else "None"
+    if isinstance(value, int):  # int.__repr__: a subclass's own repr never runs; huge ints are not converted at all
+        return int.__repr__(value) if value.bit_length() <= 64 else f"<int of {value.bit_length()} bits>"
+    if isinstance(value, float):
+        return float.__repr__(value)
+    if isinstance(value, (tuple, list)) and len(value) <= 8 and depth < 2:
+        items = ", ".join(_shown(item, limit, depth + 1) for item in value)
+        return f"({items}{',' * (len(value) == 1)})" if isinstance(value, tuple) else f"[{items}]"
+    return f"<{type(value).__name__}>"
+
+
 def printable(value: object, limit: int = 80) -> str:
     """Return ``value`` as text safe to show: control characters escaped, at most ``limit`` characters.
 
-    For anything a file or a user wrote (class names, keys, paths): a terminal must never receive escape codes or
-    line breaks from a file, and no message may grow with the file.
+    For anything a file or a user wrote (class names, keys, paths, stored sizes): a terminal must never receive escape
+    codes or line breaks from a file, and no message may grow with the file. Strings are shown as they are, numbers and
+    short tuples or lists of them as Python writes them, anything else by its type.
     """
-    text = value if isinstance(value, str) else repr(value) if isinstance(value, (int, float, bool, type(None))) \
-        else f"<{type(value).__name__}>"
+    text = _shown(value, limit)
     shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text[:limit + 1])
     return shown if len(shown) <= limit else f"{shown[:limit - 3]}..."
 
