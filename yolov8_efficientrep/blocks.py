@@ -15,8 +15,8 @@ from ultralytics.nn.modules import Conv, RepConv
 from ultralytics.utils import LOGGER
 
 from .activations import Act, is_activation_name, resolve_act
-from .limits import (check_channels, check_folded, check_kernel, check_parameters, check_repeats, check_stored,
-                     check_torch_layer)
+from .limits import (RestrictedLoadOnly, check_channels, check_folded, check_kernel, check_parameters,
+                     check_repeats, check_stored, check_torch_layer)
 
 
 def _folded_kernel_bias(branch: Conv) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,7 +95,7 @@ def _check_batch_norm(owner: str, bn: nn.Module, channels: int) -> None:
     check_stored(owner, "bn.num_features", bn.num_features, channels, "its 3x3 kernel")
 
 
-class RepVGGBlock(RepConv):
+class RepVGGBlock(RestrictedLoadOnly, RepConv):
     """RepVGG block: 3x3 conv+BN, 1x1 conv+BN and an identity BN, summed, then activated.
 
     Training uses three branches; ``fuse_convs()`` re-parameterizes them into one 3x3 convolution with bias. The
@@ -285,7 +285,7 @@ class QARepVGGBlockV2(QARepVGGBlock):
         self.avg = None
 
 
-class ConvBNAct(Conv):
+class ConvBNAct(RestrictedLoadOnly, Conv):
     """Plain convolution + BN + activation with the activation chosen per row: YOLOv6's non-Rep unit.
 
     YOLOv6-L trains plain 3x3 Conv+BN+SiLU layers where the smaller models train RepVGG blocks
@@ -313,7 +313,7 @@ class ConvBNAct(Conv):
         super().__init__(c1, c2, k, s, g=g, act=resolve_act(act, owner))
 
 
-class BottleRep(nn.Module):
+class BottleRep(RestrictedLoadOnly, nn.Module):
     """YOLOv6's BottleRep: two Rep units in sequence, plus the input scaled by a learnable ``alpha`` when shapes match.
 
     The shortcut spans both units, so it stays an addition after fusion; each unit fuses on its own.
@@ -385,7 +385,7 @@ def _resolve_unit(block: str | type[nn.Module], choices: dict[str, type[nn.Modul
     return unit
 
 
-class RepBlock(nn.Module):
+class RepBlock(RestrictedLoadOnly, nn.Module):
     """EfficientRep stage: Rep units in sequence, the first ``c1 -> c2``, the rest ``c2 -> c2``.
 
     With ``RepVGGBlock`` or ``QARepVGGBlock`` units there are ``n`` of them. A ``BottleRep`` unit holds two layers,

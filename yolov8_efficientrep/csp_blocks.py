@@ -12,7 +12,8 @@ from ultralytics.nn.modules import Conv
 
 from .activations import Act, resolve_act
 from .blocks import BASIC_UNITS, RepBlock
-from .limits import MAX_KERNEL, check_channels, check_kernel, check_parameters, check_repeats, stored_attribute_error
+from .limits import (MAX_KERNEL, RestrictedLoadOnly, check_channels, check_kernel, check_parameters, check_repeats,
+                     stored_attribute_error)
 
 
 def _check_expansion(owner: str, e: float) -> None:
@@ -32,7 +33,7 @@ def _check_pooling(owner: str, pool: nn.Module) -> None:
                                      f"at most {MAX_KERNEL}")
 
 
-class BepC3(nn.Module):
+class BepC3(RestrictedLoadOnly, nn.Module):
     """YOLOv6's CSPStackRep stage: two 1x1 paths to ``c2 * e`` channels, BottleRep units on one, concat, 1x1 to ``c2``.
 
     Attributes:
@@ -65,6 +66,7 @@ class BepC3(nn.Module):
             raise ValueError(f"{owner}: unknown block {block!r}; choose one of {', '.join(BASIC_UNITS)}")
         activation = resolve_act(act, owner)
         c_ = max(int(c2 * e), 1)
+        check_parameters(owner, 2 * c1 * c_ + 2 * c_ * c2)  # cv1-cv3; the RepBlock counts its own
         self.cv1 = Conv(c1, c_, 1, 1, act=activation)
         self.cv2 = Conv(c1, c_, 1, 1, act=activation)
         self.cv3 = Conv(2 * c_, c2, 1, 1, act=activation)
@@ -75,7 +77,7 @@ class BepC3(nn.Module):
         return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
 
 
-class SimSPPF(nn.Module):
+class SimSPPF(RestrictedLoadOnly, nn.Module):
     """YOLOv6's SimSPPF: SPPF with ReLU activations whatever the model's ``activation:`` (unless ``act`` says otherwise).
 
     Attributes:
@@ -115,7 +117,7 @@ class SimSPPF(nn.Module):
         return self.cv2(torch.cat(y, 1))
 
 
-class CSPSPPF(nn.Module):
+class CSPSPPF(RestrictedLoadOnly, nn.Module):
     """YOLOv6 3.0's CSPSPPF: an SPPF path (with 3x3 convolutions around the pooling) beside a 1x1 bypass, concatenated.
 
     Its convolutions use the model's ``activation:`` (SiLU unless the YAML says otherwise); ``SimCSPSPPF`` is the ReLU

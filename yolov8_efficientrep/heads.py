@@ -17,12 +17,13 @@ import torch
 from torch import nn
 from ultralytics.nn.modules import DFL, Conv, Detect
 
-from .limits import MAX_REG_MAX, check_channels, check_classes, check_parameters, check_stored, check_stride
+from .limits import (MAX_REG_MAX, RestrictedLoadOnly, check_channels, check_classes, check_parameters, check_stored,
+                     check_stride)
 
 PRIOR = 0.01  # YOLOv6's initial class probability (Detect.prior_prob)
 
 
-class EffiDeHead(Detect):
+class EffiDeHead(RestrictedLoadOnly, Detect):
     """YOLOv6's Efficient Decoupled Head with Ultralytics' ``Detect`` contract.
 
     Per level, as YOLOv6 builds it (``build_effidehead_layer``): a 1x1 Conv+BN+SiLU stem feeding a box branch (3x3

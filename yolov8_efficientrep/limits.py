@@ -11,8 +11,12 @@ the module's own tensors, or to bounds where no tensor says what they must be.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Iterable
+import pickle
+import sys
+import threading
+from typing import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -90,10 +94,75 @@ def check_kernel(owner: str, k: object, odd: bool = False) -> None:
 
 
 def check_parameters(owner: str, parameters: int) -> None:
-    """Refuse a block whose weights, counted from its arguments before building, exceed ``MAX_BLOCK_PARAMETERS``."""
+    """Refuse a block whose weights, counted from its arguments before building, exceed ``MAX_BLOCK_PARAMETERS``, or
+    the budget of the restricted load running on this thread (see ``restricted_load``)."""
     if parameters > MAX_BLOCK_PARAMETERS:
         raise LimitError(f"{owner}: {parameters:,} parameters in one block, more than the {MAX_BLOCK_PARAMETERS:,} "
                          f"this plugin builds (2.7x its largest shipped block); use fewer channels or repeats")
+    _charge(owner, parameters)
+
+
+# Ultralytics' restricted loader (ULTRALYTICS_SAFE_LOAD=1), per thread: torch's weights_only allow-list is one for the
+# whole process, so the mark that a restricted load runs on this thread, and its budget, live here.
+#
+# The budget: parameters the plugin's constructors may create during one restricted load, one per byte of the file
+# being loaded. An honest checkpoint calls no constructor (torch rebuilds each module with NEWOBJ and BUILD from its
+# stored tensors); a file that calls blocks with arguments gets at most the weights it could have stored itself (one
+# byte per element, the smallest dtype torch.save writes). A block counts its sub-blocks, which count again (BepC3 >
+# RepBlock > BottleRep > unit: up to 4 times), so the budget errs towards refusing. A 1.4 KB file may create 1,400.
+_restricted = threading.local()
+
+
+@contextlib.contextmanager
+def restricted_load(budget: int) -> Iterator[None]:
+    """Mark this thread as inside a restricted load whose constructors may create at most ``budget`` parameters.
+
+    Only a thread so marked may have the plugin's classes built by torch's ``weights_only`` unpickler
+    (``RestrictedLoadOnly``); loads nest, each with its own budget.
+    """
+    previous = getattr(_restricted, "budget", None)
+    _restricted.budget = budget
+    try:
+        yield
+    finally:
+        _restricted.budget = previous
+
+
+def _charge(owner: str, parameters: int) -> None:
+    """Count ``parameters`` against this thread's restricted-load budget, if a restricted load runs here."""
+    budget = getattr(_restricted, "budget", None)
+    if budget is None:
+        return
+    if parameters > budget:
+        raise LimitError(f"{owner}: the file being loaded asks the plugin's constructors for {parameters:,} more "
+                         f"parameters, beyond the {budget:,} left of its budget (one per byte of the file: honest "
+                         f"checkpoints call no constructor); the file was crafted or damaged")
+    _restricted.budget = budget - parameters
+
+
+def _weights_only_unpickler_calls(depth: int) -> bool:
+    """Return True if the code ``depth`` frames above the caller is torch's ``weights_only`` unpickler."""
+    frame = sys._getframe(depth + 1)
+    return frame.f_globals.get("__name__") == "torch._weights_only_unpickler"
+
+
+class RestrictedLoadOnly:
+    """Mixin for the plugin's layer classes: torch's ``weights_only`` unpickler may build them only on a thread inside
+    Ultralytics' restricted loader (``restricted_load``).
+
+    The plugin's classes are on torch's allow-list, which is process-wide, while such a load runs; without this, a
+    ``torch.load(weights_only=True)`` of another thread could construct them in that window, with its file's
+    arguments and outside the load's budget. Every other construction (code, ``copy``, full unpickling) is unchanged.
+    """
+
+    def __new__(cls, *args, **kwargs):
+        """Refuse construction by torch's ``weights_only`` unpickler outside a restricted load on this thread."""
+        if getattr(_restricted, "budget", None) is None and _weights_only_unpickler_calls(1):
+            raise pickle.UnpicklingError(
+                f"{cls.__name__}: torch.load(weights_only=True) may rebuild the yolov8_efficientrep classes only "
+                f"inside Ultralytics' restricted loader, on its own thread (ULTRALYTICS_SAFE_LOAD=1 or "
+                f"torch_safe_load(..., safe_only=True)); this load ran beside one")
+        return super().__new__(cls)
 
 
 def check_classes(owner: str, nc: object) -> None:

@@ -4,19 +4,23 @@ Restricted loading unpickles with ``torch.load(weights_only=True)`` against an a
 so a ``best.pt`` that pickles ``yolov8_efficientrep.blocks.RepVGGBlock`` is refused as "outside the supported
 Ultralytics checkpoint format" unless the plugin's classes are on torch's list. They are put there only while
 Ultralytics' own restricted loader runs (around ``_SafeLoad.loading``), never for the life of the process: torch's
-list is process-wide, and a class on it may be called by any ``weights_only`` load with the file's arguments.
+list is process-wide, and a class on it may be called by any ``weights_only`` load with the file's arguments. Within
+that window the classes can be built only on the loading thread (``limits.RestrictedLoadOnly``), and their
+constructors may create at most one parameter per byte of the file being loaded (``limits.restricted_load``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import threading
 from typing import Iterator
 
 import torch
 from torch import nn
 
+from ..limits import restricted_load
 from ..rows import plugin_classes
 from .notice import cannot_apply
 
@@ -25,12 +29,22 @@ _users = 0  # restricted loads in flight (threads may load concurrently): the cl
 _scope = contextlib.ExitStack()
 
 
-@contextlib.contextmanager
-def plugin_classes_allowed() -> Iterator[list[type[nn.Module]]]:
-    """Put the plugin's classes on torch's ``weights_only`` allow-list inside the block; take them off after it.
+def _file_size(weight: object) -> int:
+    """Return the size in bytes of the checkpoint file ``weight`` names; 0 if it names none (the load then fails)."""
+    try:
+        return os.path.getsize(weight)
+    except (OSError, TypeError, ValueError):
+        return 0
 
-    Counted across threads: the classes stay on the list until the last block that needs them has ended, so one
-    thread's load never strips them from another's load in flight.
+
+@contextlib.contextmanager
+def plugin_classes_allowed(weight: object) -> Iterator[list[type[nn.Module]]]:
+    """Let a ``torch.load(weights_only=True)`` of the file ``weight`` on this thread rebuild the plugin's classes.
+
+    They go on torch's allow-list inside the block and off after it, counted across threads: the classes stay on the
+    list until the last block that needs them has ended, so one thread's load never strips them from another's load
+    in flight. Only this thread may build them meanwhile, and their constructors may create at most one parameter per
+    byte of ``weight`` (see ``limits.restricted_load``).
     """
     global _users
     classes = plugin_classes()
@@ -39,7 +53,8 @@ def plugin_classes_allowed() -> Iterator[list[type[nn.Module]]]:
             _scope.enter_context(torch.serialization.safe_globals(classes))
         _users += 1
     try:
-        yield classes
+        with restricted_load(_file_size(weight)):
+            yield classes
     finally:
         with _lock:
             _users -= 1
@@ -67,7 +82,7 @@ def install_restricted_loading() -> None:
 
     @contextlib.contextmanager
     def loading_with_plugin_classes(cls, weight):
-        with plugin_classes_allowed(), restricted_loading(cls, weight):
+        with plugin_classes_allowed(weight), restricted_loading(cls, weight):
             yield
 
     loading_with_plugin_classes.allows_plugin_classes = True
