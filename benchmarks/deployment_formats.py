@@ -41,7 +41,9 @@ from lib.timing import log, timed_interleaved
 import torch
 
 MODELS = ("yolov8n-efficientrep.yaml", "yolov8n.yaml")
-INT8_HERE = {"litert", "mnn", "rknn", "imx"}  # INT8 measured here (ONNX Runtime and OpenVINO INT8: docs/int8.md)
+# INT8 exported and validated here (ONNX Runtime and OpenVINO INT8: docs/int8.md; RKNN INT8 is exported, but its
+# simulator runs only a model built in its own session and Ultralytics deletes the INT8 ONNX it built from)
+INT8_MAP = {"litert", "mnn", "imx"}
 NOTES = f"""\
 - Models: yolov8n-efficientrep (EfficientRep-n) and yolov8n trained with the benchmarks' recipe (`lib/recipe.py`) on
   the generated shapes set ({GENERATE['train']} train / {GENERATE['val']} val images of {GENERATE['imgsz']} px, 4
@@ -154,7 +156,7 @@ def measure_model(fmt: Format, name: str, checkpoint: Path, images: list[Path], 
     from ultralytics.nn.autobackend import AutoBackend
 
     from lib import format_graphs
-    from lib.format_checks import detection_difference, raw_difference
+    from lib.format_checks import detection_difference, raw_difference, results_from_raw
     from yolov8_efficientrep import fuse_model
 
     record: dict = {"model": name}
@@ -180,14 +182,23 @@ def measure_model(fmt: Format, name: str, checkpoint: Path, images: list[Path], 
         return record
     try:
         batch = image_batch(images)
-        backend = AutoBackend(str(path), device=torch.device("cpu"))
+        if fmt.arg == "rknn":  # Ultralytics' RKNN backend needs the board: the toolkit's simulator instead
+            from lib.rknn_simulator import simulator
+
+            backend = simulator(folder / f"{checkpoint.stem}.onnx")  # the ONNX file the RKNN export built from
+            record["runtime"] = "rknn-toolkit2 simulator (FP16, rk3588)"
+        else:
+            backend = AutoBackend(str(path), device=torch.device("cpu"))
         with torch.inference_mode():
             ref = [first_output(reference(batch[i:i + 1])) for i in range(len(batch))]
             out = [first_output(backend(batch[i:i + 1])) for i in range(len(batch))]
         record["raw"] = raw_difference(ref, out).__dict__
-        predict = {"imgsz": RECIPE["imgsz"], "verbose": False, "device": "cpu"}
-        mine = YOLO(str(path), task="detect").predict([str(p) for p in images], **predict)
-        theirs = YOLO(str(checkpoint)).predict([str(p) for p in images], **predict)
+        if fmt.arg == "rknn":  # the same NMS on both sides' raw outputs
+            theirs, mine = results_from_raw(ref, reference.names), results_from_raw(out, reference.names)
+        else:
+            predict = {"imgsz": RECIPE["imgsz"], "verbose": False, "device": "cpu"}
+            mine = YOLO(str(path), task="detect").predict([str(p) for p in images], **predict)
+            theirs = YOLO(str(checkpoint)).predict([str(p) for p in images], **predict)
         record["detections"] = detection_difference(theirs, mine).as_dict()
         record["runs"] = True
         x = batch[:1]
@@ -200,12 +211,19 @@ def measure_model(fmt: Format, name: str, checkpoint: Path, images: list[Path], 
 
 def int8_record(fmt: Format, name: str, checkpoint: Path, data: Path, workdir: Path) -> dict:
     """Export ``quantize=8`` and validate it on the validation split; return its mAP or the failure."""
+    from ultralytics.engine.exporter import export_formats
+
     from lib.int8_runtimes import validate
 
+    table = export_formats()
+    takes = dict(zip(table["Argument"], table["Arguments"]))[fmt.arg]
+    calibration = {"data": str(data)} if "data" in takes else {}  # MNN's INT8 is weight-only: no calibration
     try:
-        path, _, _ = export(checkpoint, fmt.arg, workdir / f"{fmt.arg}-int8" / name,
-                            quantize=8, data=str(data))
-        return {"exported": True, **validate(path, data, RECIPE["imgsz"])}
+        path, _, _ = export(checkpoint, fmt.arg, workdir / f"{fmt.arg}-int8" / name, quantize=8, **calibration)
+        if fmt.arg not in INT8_MAP:
+            return {"exported": True, "calibrated": bool(calibration), "validated": False}
+        return {"exported": True, "calibrated": bool(calibration), "validated": True,
+                **validate(path, data, RECIPE["imgsz"])}
     except Exception as exc:
         return {"exported": False, "error": _error(exc)}
 
@@ -229,6 +247,17 @@ def ncnn_study(folders: dict[str, Path], checkpoints: dict[str, Path], images: l
     return study
 
 
+def onnx2tf_sample(data_root: Path, folder: Path) -> None:
+    """Write the sample file Ultralytics' TensorFlow exports download for onnx2tf (``calibration_image_sample_data_
+    20x128x128x3_float32.npy``, a GitHub asset: offline the export stops) from 20 generated training images instead."""
+    import cv2
+    import numpy as np
+
+    images = sorted((data_root / "images" / "train").glob("*.png"))[:20]
+    pixels = [cv2.resize(cv2.imread(str(p))[:, :, ::-1], (128, 128)) / 255.0 for p in images]
+    np.save(folder / "calibration_image_sample_data_20x128x128x3_float32.npy", np.stack(pixels).astype(np.float32))
+
+
 def worker(args: argparse.Namespace) -> None:
     """One format, both models: write the records as JSON to ``--worker-out``."""
     fmt = BY_ARG[args.worker]
@@ -242,6 +271,9 @@ def worker(args: argparse.Namespace) -> None:
         return
     images = validation_images(args.data.parent, args.images)
     workdir = Path(tempfile.mkdtemp(prefix=f"formats-{fmt.arg}-"))
+    os.chdir(workdir)  # Ultralytics' TensorFlow exports look for onnx2tf's sample file in the working directory
+    if fmt.venv == "tf":
+        onnx2tf_sample(args.data.parent, workdir)
     try:
         checkpoints = dict(zip(args.names, args.checkpoints))
         records = [measure_model(fmt, n, c, images, workdir) for n, c in checkpoints.items()]
@@ -250,7 +282,7 @@ def worker(args: argparse.Namespace) -> None:
             log(f"{fmt.title}: timing {', '.join(calls)}")
             for name, timing in timed_interleaved(calls, args.warmup, args.runs).items():
                 next(r for r in records if r["model"] == name)["latency"] = timing.__dict__
-        if fmt.int8 and fmt.arg in INT8_HERE:
+        if fmt.int8 and fmt.arg in INT8_MAP | {"rknn"}:
             for record in records:
                 log(f"{fmt.title}: INT8 export and validation of {record['model']}")
                 record["int8"] = int8_record(fmt, record["model"], checkpoints[record["model"]], args.data, workdir)

@@ -97,8 +97,12 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area(a)[:, None] + area(b)[None] - inter + 1e-9)
 
 
-def detection_difference(reference: list, exported: list) -> DetectionDifference:
-    """Match Ultralytics ``Results`` of PyTorch and an exported file, image by image."""
+def detection_difference(reference: list, exported: list, conf: float = 0.25) -> DetectionDifference:
+    """Match Ultralytics ``Results`` of PyTorch and an exported file, image by image.
+
+    A box without a partner counts as unmatched unless its score is within ``SCORE_TOLERANCE`` of the confidence
+    threshold ``conf`` the predictions used (then its partner may just have fallen under the threshold).
+    """
     boxes = unmatched = 0
     iou_distance = box_px = score = 0.0
     for ref, out in zip(reference, exported):
@@ -107,7 +111,7 @@ def detection_difference(reference: list, exported: list) -> DetectionDifference
         ca, cb = a.cls.cpu().numpy(), b.cls.cpu().numpy()
         sa, sb = a.conf.cpu().numpy(), b.conf.cpu().numpy()
         boxes += len(xa)
-        used = set()
+        used, matched = set(), set()
         if len(xa) and len(xb):
             iou = _iou(xa, xb) * (ca[:, None] == cb[None, :])
             for i in np.argsort(-sa):
@@ -116,8 +120,24 @@ def detection_difference(reference: list, exported: list) -> DetectionDifference
                     continue
                 j = candidates[0]
                 used.add(j)
+                matched.add(i)
                 iou_distance = max(iou_distance, 1 - float(iou[i, j]))
                 box_px = max(box_px, float(np.abs(xa[i] - xb[j]).max()))
                 score = max(score, abs(float(sa[i] - sb[j])))
-        unmatched += (len(xa) - len(used)) + (len(xb) - len(used))
+        unmatched += int(sum(sa[i] >= conf + SCORE_TOLERANCE for i in range(len(xa)) if i not in matched))
+        unmatched += int(sum(sb[j] >= conf + SCORE_TOLERANCE for j in range(len(xb)) if j not in used))
     return DetectionDifference(len(reference), boxes, unmatched, iou_distance, box_px, score)
+
+
+def results_from_raw(outputs: list[np.ndarray], names: dict, conf: float = 0.25, iou: float = 0.7) -> list:
+    """Ultralytics ``Results`` from raw outputs, through Ultralytics' own NMS (its predictor's defaults), for a runtime
+    that Ultralytics' predictor cannot drive here (the RKNN simulator). Images are not letterboxed (the generated
+    images are the export size), so no rescaling."""
+    from ultralytics.engine.results import Results
+    from ultralytics.utils.nms import non_max_suppression
+
+    results = []
+    for output in outputs:
+        det = non_max_suppression(torch.from_numpy(np.asarray(output, dtype=np.float32)), conf, iou)[0]
+        results.append(Results(np.zeros((1, 1, 3), np.uint8), path="", names=names, boxes=det))
+    return results

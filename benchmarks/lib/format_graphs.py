@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import json
 import re
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,58 +99,43 @@ def tflite_ops(path: Path) -> GraphCount:
 
 
 def paddle_ops(folder: Path) -> GraphCount:
-    """Op names of a Paddle inference program (PIR ``.json`` or, for older Paddle, ``.pdmodel``)."""
-    files = sorted(folder.rglob("*.json")) + sorted(folder.rglob("*.pdmodel"))
-    program = next(f for f in files if f.name != "metadata.json")
-    text = program.read_text(errors="replace") if program.suffix == ".json" else program.read_bytes().decode(
-        "latin-1")
-    ops = collections.Counter(re.findall(r"(?:pd_op\.)?\b(conv2d|depthwise_conv2d|batch_norm)\b", text))
-    if program.suffix == ".json":  # PIR names each op once as "pd_op.<name>"
-        ops = collections.Counter(re.findall(r'"pd_op\.(conv2d|depthwise_conv2d|batch_norm_?)"', text))
-        ops["batch_norm"] += ops.pop("batch_norm_", 0)
-    return _count(ops, program.name)
+    """Op names of a Paddle 3 inference program (PIR JSON, where ``"#": "1.conv2d"`` is an op of dialect 1, pd_op)."""
+    program = next(f for f in sorted(Path(folder).rglob("*.json")))
+    ops = collections.Counter(re.findall(r'"#":\s*"1\.(\w+)"', program.read_text()))
+    return _count(ops, f"{program.parent.name}/{program.name}")
 
 
 def executorch_ops(folder: Path) -> GraphCount:
-    """Convolutions of an ExecuTorch ``.pte``: the XNNPACK delegate's conv nodes plus any conv left to portable ops.
+    """Convolutions of an ExecuTorch ``.pte``: the XNNPACK delegates' conv nodes plus any conv left to portable ops.
 
-    The delegate payload is XNNPACK's own flatbuffer; ExecuTorch's serializer reads it back into its graph dataclass.
+    A delegate's payload is XNNPACK's own flatbuffer behind an ``XNNHeader``; ExecuTorch's bundled ``flatc`` turns it
+    into JSON with XNNPACK's schema, which ExecuTorch ships too.
     """
-    from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import _extract_xnnpack_header
+    from executorch.backends.xnnpack.serialization import xnnpack_graph_serialize
+    from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader
     from executorch.exir._serialize._program import deserialize_pte_binary
 
-    pte = next(folder.glob("*.pte"))
-    data = pte.read_bytes()
-    program = deserialize_pte_binary(data)
+    pte = next(Path(folder).glob("*.pte"))
+    program = deserialize_pte_binary(pte.read_bytes())
     program = getattr(program, "program", program)
+    root = Path(xnnpack_graph_serialize.__file__).parents[3]  # executorch/ (a namespace package: no __file__)
+    flatc, schema = root / "data" / "bin" / "flatc", root / "backends" / "xnnpack" / "serialization" / "schema.fbs"
     ops: collections.Counter = collections.Counter()
-    for plan in program.execution_plan:
-        ops.update(op.name.split("::")[-1].split(".")[0] for op in plan.operators)
-        for delegate in plan.delegates:
-            blob = _delegate_bytes(program, delegate, data)
-            ops.update(_xnnpack_node_types(blob, _extract_xnnpack_header))
-    ops["conv2d"] += ops.pop("convolution", 0)
-    return _count(ops, f"{pte.name} (XNNPACK delegate graph)")
-
-
-def _delegate_bytes(program, delegate, data: bytes) -> bytes:
-    """Return the processed bytes of one delegate of a deserialized ExecuTorch program."""
-    processed = delegate.processed
-    if getattr(processed, "location", None) is not None and "INLINE" in str(processed.location):
-        return program.backend_delegate_data[processed.index].data
-    return program.backend_delegate_data[processed.index].data if program.backend_delegate_data else b""
-
-
-def _xnnpack_node_types(blob: bytes, extract_header: Callable) -> collections.Counter:
-    """Node types (``XNNConv2d``, ``XNNDepthwiseConv2d``, ...) of one XNNPACK delegate payload."""
-    from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import convert_to_xnnpack_graph
-
-    header = extract_header(blob)
-    flatbuffer = blob[header.flatbuffer_offset:header.flatbuffer_offset + header.flatbuffer_size] if header else blob
-    graph = convert_to_xnnpack_graph(flatbuffer)
-    names = collections.Counter(type(node.xnode_union).__name__ for node in graph.xnodes)
-    return collections.Counter({{"XNNConv2d": "conv2d", "XNNDepthwiseConv2d": "depthwise_conv2d"}.get(k, k): v
-                                for k, v in names.items()})
+    with tempfile.TemporaryDirectory() as tmp:
+        for plan in program.execution_plan:
+            ops.update(op.name.split("::")[-1].split(".")[0] for op in plan.operators)
+            for index, delegate in enumerate(plan.delegates):
+                blob = program.backend_delegate_data[delegate.processed.index].data
+                header = XNNHeader.from_bytes(blob[:XNNHeader.EXPECTED_LENGTH])
+                payload = Path(tmp) / f"delegate{index}.bin"
+                payload.write_bytes(blob[header.flatbuffer_offset:header.flatbuffer_offset + header.flatbuffer_size])
+                subprocess.run([str(flatc), "--json", "--strict-json", "--raw-binary", "-o", tmp, str(schema), "--",
+                                str(payload)], check=True, capture_output=True)
+                text = payload.with_suffix(".json").read_text()  # not strict JSON: flatc writes nan and inf bare
+                ops.update(re.findall(r'"xnode_union_type":\s*"(\w+)"', text))
+    ops["conv2d"] += ops.pop("XNNConv2d", 0) + ops.pop("convolution", 0)
+    ops["depthwise_conv2d"] += ops.pop("XNNDepthwiseConv2d", 0)
+    return _count(ops, f"{pte.name} (XNNPACK delegate graphs)")
 
 
 READERS: dict[str, Callable[[Path], GraphCount]] = {

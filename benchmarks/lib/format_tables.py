@@ -67,7 +67,9 @@ def _int8(result: dict, pytorch_map: dict) -> str:
         return "offered, not measured here" if BY_ARG[result["format"]].int8 else "not offered by Ultralytics"
     cells = []
     for name, record in ((REP, rep), (BASE, base)):
-        if record and record.get("exported"):
+        if record and record.get("exported") and not record.get("validated", True):
+            cells.append(f"{name} exported, mAP not measured (no runtime here)")
+        elif record and record.get("exported"):
             cells.append(f"{name} {record['mAP50-95']:.3f} (PyTorch {pytorch_map[name]['mAP50-95']:.3f})")
         elif record:
             cells.append(f"{name} failed: {record['error']}")

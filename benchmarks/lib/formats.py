@@ -45,7 +45,7 @@ FORMATS = (
     Format("torchscript", "TorchScript", "nothing"),
     Format("openvino", "OpenVINO", "openvino ([export]; INT8: nncf, [int8])", ("openvino",), int8=True),
     Format("ncnn", "NCNN", "ncnn pnnx==20260526 ([formats])", ("ncnn", "pnnx")),
-    Format("mnn", "MNN", "MNN aliyun-log-python-sdk ([formats]; MNN's converter pip-installs the latter itself)",
+    Format("mnn", "MNN", "MNN ([formats]) and pip install --no-deps aliyun-log-python-sdk (MNN's converter imports it)",
            ("MNN", "aliyun"), int8=True),
     Format("litert", "LiteRT", "litert-torch ai-edge-litert ([formats])", ("litert_torch", "ai_edge_litert"),
            int8=True),
