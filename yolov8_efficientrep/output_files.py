@@ -1,10 +1,11 @@
 """Writing checkpoints safely: refuse a bad output path before any work, and never leave a partial file.
 
 The fuse command and the YOLOv6 importer both write a new ``.pt`` that must not replace the user's files by accident
-and must not exist at all unless it was checked. The file is first written under a temporary name that no user file
-can hold (created exclusively, and named after this machine and process), checked, then moved into place. SIGTERM and
-SIGHUP remove it on the way out; what a run killed outright (``kill -9``) left behind, the next write into the same
-folder removes once no live process can still be writing it.
+and must not exist at all unless it was checked. The file is first written under a new temporary name in the target
+folder (``tempfile.mkstemp``: created exclusively, ``.yolov8-efficientrep-partial.<random>.pt``), checked, then moved
+into place. Errors, Ctrl-C, SIGTERM and SIGHUP remove it on the way out. A run killed outright (``kill -9``) leaves it,
+recognisably named, for the user to remove: nothing here ever deletes a file this process did not create, and no
+file or folder named like a temporary file stands in the way of a later write.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 import signal
-import socket
+import tempfile
 import threading
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
@@ -26,9 +26,8 @@ from .errors import EfficientRepError
 
 Checked = TypeVar("Checked")
 
-# Temporary files: .yolov8-efficientrep-partial.<host>.<pid>.<random>.pt (Ultralytics loads only *.pt)
+# Temporary files: .yolov8-efficientrep-partial.<random>.pt (hidden; Ultralytics loads only *.pt)
 PARTIAL_PREFIX = ".yolov8-efficientrep-partial"
-_PARTIAL = re.compile(rf"{re.escape(PARTIAL_PREFIX)}\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{{8}}\.pt")
 # What to do when a write fails, by errno; the partial file is always removed first.
 _WRITE_FIXES = {
     errno.ENOSPC: "free space on that disk or choose another output path",
@@ -59,11 +58,6 @@ class Terminated(SystemExit):
     def __init__(self, signum: int):
         super().__init__(128 + signum)
         self.signal = signal.Signals(signum).name
-
-
-def _host() -> str:
-    """This machine's name as it goes into temporary file names: letters, digits and dashes only."""
-    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
 
 
 def missing_folder(folder: Path) -> str:
@@ -123,70 +117,72 @@ def refuse_output(source: Path, target: Path, overwrite: bool, replace_hint: str
     if target.exists() and not overwrite:
         raise OutputExistsError(target, replace_hint)
     with removed_on_termination():  # a read-only folder fails here, before any work, rather than after it
+        probe = None
         try:
-            descriptor, probe = _create_partial(target.parent)
-        except OSError as error:
-            raise OutputWriteError(_write_failure(target, error)) from error
-        try:
-            os.close(descriptor)
+            with _signals_held():
+                probe = _create_partial(target)
         finally:
-            probe.unlink(missing_ok=True)
+            if probe is not None:
+                probe.remove()
 
 
-def _create_partial(folder: Path) -> tuple[int, Path]:
-    """Create a new empty temporary ``.pt`` in ``folder`` exclusively; return its open descriptor and path.
+class _Partial:
+    """A temporary file this process created, open for writing until ``close()``.
 
-    ``O_EXCL`` fails rather than open an existing file, so no user file (nor the source) is ever written to.
+    Attributes:
+        descriptor (int | None): Its open descriptor, None once closed.
+        path (Path): Its name in the target folder.
     """
-    while True:
-        path = folder / f"{PARTIAL_PREFIX}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.pt"
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        except FileExistsError:
-            continue  # 32 random bits taken already: draw again
-        return descriptor, path
+
+    def __init__(self, descriptor: int, path: Path):
+        self.descriptor: int | None = descriptor
+        self.path = path
+        status = os.fstat(descriptor)
+        self._identity = (status.st_dev, status.st_ino)  # what the name must still hold for remove() to unlink it
+
+    def close(self) -> None:
+        """Close the descriptor, once."""
+        descriptor, self.descriptor = self.descriptor, None
+        if descriptor is not None:
+            os.close(descriptor)
+
+    def remove(self) -> None:
+        """Close it and remove it, if its name still holds this process's file (never a file that replaced it)."""
+        with contextlib.suppress(OSError):
+            self.close()
+        with contextlib.suppress(FileNotFoundError):
+            status = os.lstat(self.path)
+            if (status.st_dev, status.st_ino) == self._identity:
+                self.path.unlink()
 
 
-def _writer_is_gone(path: Path, pid: int) -> bool:
-    """Return True if process ``pid`` of this machine cannot be writing ``path``: it ended, or the pid was reused."""
-    import psutil  # an Ultralytics requirement
+def _default_mode() -> int:
+    """Return the mode ``open()`` gives a new file, 0o666 less the umask (``mkstemp`` creates 0o600)."""
+    with contextlib.suppress(OSError, TypeError):  # Linux: read it without changing it (os.umask would, for all threads)
+        return 0o666 & ~int(re.search(r"^Umask:\s*(\d+)", Path("/proc/self/status").read_text(), re.M)[1], 8)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
+
+def _create_partial(target: Path) -> _Partial:
+    """Create a new empty temporary ``.pt`` next to ``target`` with ``tempfile.mkstemp``; return it, opened.
+
+    ``mkstemp`` creates exclusively under a fresh random name, drawing again while a name is taken by anything (a
+    file, a folder, a link), so no existing file is ever opened and nothing named like a temporary file blocks it.
+
+    Raises:
+        OutputWriteError: No file can be created in ``target``'s folder (read-only, full, ...).
+    """
     try:
-        started = psutil.Process(pid).create_time()
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.Error:  # exists, but cannot be inspected: assume it is the writer
-        return False
-    return started > path.stat().st_mtime + 1  # a process that started after the file was last written is another
-
-
-def remove_stale_partials(folder: Path) -> list[Path]:
-    """Remove the temporary files that runs killed while writing into ``folder`` left behind; return them.
-
-    Only files named by this module, written on this machine by a process that no longer runs, are removed; files of
-    other machines sharing the folder are left and named in a warning.
-    """
-    from ultralytics.utils import LOGGER
-
-    removed, foreign = [], []
-    for path in sorted(folder.glob(f"{PARTIAL_PREFIX}.*.pt")):
-        match = _PARTIAL.fullmatch(path.name)
-        if match is None:
-            continue
-        if match["host"] != _host():
-            foreign.append(path.name)
-            continue
-        with contextlib.suppress(FileNotFoundError):  # another run may clean up at the same time
-            if _writer_is_gone(path, int(match["pid"])):
-                path.unlink()
-                removed.append(path)
-    if removed:
-        LOGGER.warning(f"{folder}: removed {len(removed)} partial file{'s' * (len(removed) > 1)} that an earlier "
-                       f"write, killed before it finished, left behind: {', '.join(p.name for p in removed)}")
-    if foreign:
-        LOGGER.warning(f"{folder}: {', '.join(foreign)} are partial files written on another machine; remove them "
-                       f"once no run there writes into this folder")
-    return removed
+        descriptor, name = tempfile.mkstemp(suffix=".pt", prefix=f"{PARTIAL_PREFIX}.", dir=target.parent)
+    except OSError as error:
+        raise OutputWriteError(_write_failure(target, error)) from error
+    partial = _Partial(descriptor, Path(name))
+    if hasattr(os, "fchmod"):  # the mode a checkpoint written in place would have had
+        with contextlib.suppress(OSError):
+            os.fchmod(descriptor, _default_mode())
+    return partial
 
 
 # Signals that arrived while torch.save ran (see _signals_held); only the main thread handles signals.
@@ -283,24 +279,24 @@ class _Writer:
         """Nothing is buffered."""
 
 
-def _save(checkpoint: dict, descriptor: int, target: Path) -> None:
-    """``torch.save`` ``checkpoint`` to the open file and flush it to disk; I/O failures become ``OutputWriteError``."""
-    writer = _Writer(descriptor)
+def _save(checkpoint: dict, partial: _Partial, target: Path) -> None:
+    """``torch.save`` ``checkpoint`` to the open file, flush it to disk and close it; I/O failures become
+    ``OutputWriteError``."""
+    writer = _Writer(partial.descriptor)
     try:
         with _signals_held():
             torch.save(checkpoint, writer)
         try:  # on disk before it replaces anything: a power cut leaves the old file or the new one
-            os.fsync(descriptor)
+            os.fsync(partial.descriptor)
         except OSError as error:
             if error.errno not in (errno.EINVAL, getattr(errno, "ENOTSUP", errno.EINVAL)):  # cannot sync: no error
                 raise
+        partial.close()
     except (OSError, RuntimeError) as error:
         failure = writer.error or (error if isinstance(error, OSError) else None)
         if failure is None:
             raise
         raise OutputWriteError(_write_failure(target, failure)) from error
-    finally:
-        os.close(descriptor)
 
 
 def _move_into_place(partial: Path, target: Path, overwrite: bool, replace_hint: str) -> None:
@@ -327,9 +323,9 @@ def write_checked(target: Path, checkpoint: dict, check: Callable[[Path], Checke
                   replace_hint: str) -> Checked:
     """Save ``checkpoint`` next to ``target``, run ``check`` on that file, and only then move it into place.
 
-    ``check`` raises if the written file is wrong; any failure, and SIGTERM or SIGHUP, leaves no file behind. A
-    ``target`` created by someone else meanwhile is not replaced unless ``overwrite``. Partial files of earlier runs
-    that were killed outright are removed first (see ``remove_stale_partials``).
+    ``check`` raises if the written file is wrong; any failure, Ctrl-C, SIGTERM or SIGHUP leaves no file behind. A
+    ``target`` created by someone else meanwhile is not replaced unless ``overwrite``. Only the temporary file this
+    call created is ever removed; one left by a run killed outright stays until the user removes it.
 
     Returns:
         What ``check`` returned.
@@ -338,18 +334,15 @@ def write_checked(target: Path, checkpoint: dict, check: Callable[[Path], Checke
         OutputWriteError: The file could not be written (no space, file size limit, a read-only folder, ...).
         OutputExistsError: ``target`` appeared meanwhile and ``overwrite`` is False.
     """
-    remove_stale_partials(target.parent)
     with removed_on_termination():
         partial = None
         try:
-            try:
-                descriptor, partial = _create_partial(target.parent)
-            except OSError as error:
-                raise OutputWriteError(_write_failure(target, error)) from error
-            _save(checkpoint, descriptor, target)
-            result = check(partial)
-            _move_into_place(partial, target, overwrite, replace_hint)
+            with _signals_held():  # a signal right after mkstemp would otherwise leave the file unnamed here
+                partial = _create_partial(target)
+            _save(checkpoint, partial, target)
+            result = check(partial.path)
+            _move_into_place(partial.path, target, overwrite, replace_hint)
         finally:
             if partial is not None:
-                partial.unlink(missing_ok=True)
+                partial.remove()
     return result
