@@ -158,7 +158,7 @@ class _Partial:
 
 def _default_mode() -> int:
     """Return the mode ``open()`` gives a new file, 0o666 less the umask (``mkstemp`` creates 0o600)."""
-    with contextlib.suppress(OSError, TypeError):  # Linux: read it without changing it (os.umask would, for all threads)
+    with contextlib.suppress(OSError, TypeError):  # Linux: read it, not set it (os.umask sets it for all threads)
         return 0o666 & ~int(re.search(r"^Umask:\s*(\d+)", Path("/proc/self/status").read_text(), re.M)[1], 8)
     umask = os.umask(0o022)
     os.umask(umask)
