@@ -9,12 +9,18 @@ import sys
 import tempfile
 from pathlib import Path
 
+from helpers import REPO, cpus_per_worker
+
 # Before anything imports Ultralytics: it reads these at import time and must never reach for the network.
 CONFIG_DIR = Path(tempfile.mkdtemp(prefix="yolov8-efficientrep-tests-"))
 os.environ.update(YOLO_OFFLINE="true", YOLO_AUTOINSTALL="false", YOLO_CONFIG_DIR=str(CONFIG_DIR))
 # The installed start-up hook (yolov8_efficientrep_hook.pth) registers the plugin in any interpreter that imports
 # Ultralytics: off in plain subprocesses, so "without the plugin" means that; run_fresh turns it on (a user's shell).
 os.environ["YOLOV8_EFFICIENTREP_HOOK"] = "0"
+# Before torch starts its thread pool: one thread per core this worker has to itself (one each for two pytest-xdist
+# workers on two cores). With more threads than free cores, torch's threads wait on each other: six model tests took
+# 126 s with two threads and 13 s with one on a busy 2-core VM.
+os.environ.setdefault("OMP_NUM_THREADS", str(cpus_per_worker()))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -23,9 +29,9 @@ from yolov8_efficientrep.configs import scaled_name  # noqa: E402
 from yolov8_efficientrep.offline import seed_fonts  # noqa: E402
 from yolov8_efficientrep.shapes import make_shapes_dataset  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 YOLO_CLI = str(Path(sys.executable).with_name("yolo"))  # the stock Ultralytics console script of this interpreter
 seed_fonts()
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # also where torch was imported first
 
 
 # The slowest test files (seconds each, measured on 2 cores), started first: the suite runs one file per worker at a

@@ -1,0 +1,27 @@
+"""What the test files share besides fixtures (those are in conftest.py): the repository, the float32 tolerance, and
+how many processes a test may run at once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# Float32 bound on relative_difference: fused against unfused, a runtime against PyTorch, an import against YOLOv6
+RTOL = 1e-4
+
+
+def relative_difference(output, reference) -> float:
+    """Return max |output - reference| / max |reference| (torch tensors or numpy arrays)."""
+    return float(abs(output - reference).max() / abs(reference).max())
+
+
+def workers() -> int:
+    """The number of pytest-xdist workers running this suite (1 without xdist)."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
+def cpus_per_worker() -> int:
+    """The CPUs this pytest process has to itself: the threads and CPU-bound child processes it may run at once
+    without putting more busy processes than cores on the machine."""
+    return max(1, (os.cpu_count() or 1) // workers())
