@@ -24,6 +24,7 @@ os.environ.setdefault("OMP_NUM_THREADS", str(cpus_per_worker()))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from filelock import FileLock  # noqa: E402  (a requirement of torch)
 
 from yolov8_efficientrep.configs import scaled_name  # noqa: E402
 from yolov8_efficientrep.offline import seed_fonts  # noqa: E402
@@ -59,17 +60,29 @@ def shapes_data(tmp_path_factory) -> Path:
     return make_shapes_dataset(tmp_path_factory.mktemp("shapes"), train=16, val=8, imgsz=64)
 
 
-@pytest.fixture(scope="session")
-def trained_checkpoint(shapes_data, tmp_path_factory) -> Path:
-    """A yolov8n-efficientrep trained for one epoch on the shapes data (64 px), as Ultralytics saves it; never modified
-    (tests that write next to it take a copy)."""
-    from ultralytics import YOLO
+def run_folder(tmp_path_factory) -> Path:
+    """A folder that every pytest-xdist worker of this run shares (a run without xdist has one of its own)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
-    project = tmp_path_factory.mktemp("train")
-    YOLO("yolov8n-efficientrep.yaml").train(data=str(shapes_data), epochs=1, imgsz=64, batch=8, workers=0,
-                                            device="cpu", plots=False, project=str(project), name="run", seed=0,
-                                            deterministic=True)
-    return project / "run" / "weights" / "best.pt"
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(shapes_data, tmp_path_factory, run_fresh, installed_hook) -> Path:
+    """``yolo train model=cfg/yolov8-efficientrep.yaml`` for one epoch on the shapes data (64 px), as a user types it
+    in the repository: scale n, saved as Ultralytics saves it. Its ``best.pt``, with the run's ``results.csv`` two
+    folders up; never modified (tests that write next to it take a copy).
+
+    Trained once per test run: the first worker to ask trains it while the others wait for it.
+    """
+    project = run_folder(tmp_path_factory) / "trained-checkpoint"
+    best = project / "train" / "weights" / "best.pt"
+    with FileLock(project.with_suffix(".lock")):
+        if not best.is_file():
+            shutil.rmtree(project, ignore_errors=True)  # what a worker that failed left behind
+            run_fresh("yolo", "train", "model=cfg/yolov8-efficientrep.yaml", f"data={shapes_data}", "epochs=1",
+                      "imgsz=64", "batch=8", "workers=0", "device=cpu", "plots=False", "seed=0", "deterministic=True",
+                      f"project={project}", "name=train", cwd=REPO)
+    return best
 
 
 @pytest.fixture(scope="session")
