@@ -1,4 +1,5 @@
-"""RepVGGBlock / RepBlock: the fused form computes what the three-branch form computes."""
+"""The Rep units (RepVGGBlock, QARepVGGBlock, QARepVGGBlockV2) and RepBlock: the fused form computes what the branches
+compute."""
 
 import copy
 import logging
@@ -9,18 +10,16 @@ from torch import nn
 from ultralytics.utils import LOGGER
 from ultralytics.utils.torch_utils import fuse_conv_and_bn
 
-from yolov8_efficientrep import RepBlock, RepVGGBlock
+from yolov8_efficientrep import QARepVGGBlock, RepBlock, RepVGGBlock
+from yolov8_efficientrep.blocks import QARepVGGBlockV2
 
-RTOL = 1e-4  # max |fused - unfused| relative to max |unfused|, float32
+from helpers import RTOL, relative_difference
 
-
-def relative_difference(fused: torch.Tensor, unfused: torch.Tensor) -> float:
-    """Return max |fused - unfused| / max |unfused|."""
-    return ((fused - unfused).abs().max() / unfused.abs().max()).item()
+REP_UNITS = (RepVGGBlock, QARepVGGBlock, QARepVGGBlockV2)
 
 
 def fuse_block(block: nn.Module) -> nn.Module:
-    """Fuse every RepVGG unit inside ``block`` the way Ultralytics' ``model.fuse()`` does."""
+    """Fuse every Rep unit inside ``block`` the way Ultralytics' ``model.fuse()`` does."""
     for unit in block.modules():
         if isinstance(unit, RepVGGBlock):
             unit.fuse_convs()
@@ -28,22 +27,24 @@ def fuse_block(block: nn.Module) -> nn.Module:
     return block
 
 
-@pytest.mark.parametrize(
-    "c1, c2, s, g, has_identity",
-    [(16, 16, 1, 1, True), (16, 32, 1, 1, False), (16, 32, 2, 1, False), (16, 16, 2, 1, False), (16, 16, 1, 4, True)],
-)
-def test_repvgg_block_fused_equals_unfused(c1, c2, s, g, has_identity, randomize_bn):
-    block = randomize_bn(RepVGGBlock(c1, c2, 3, s, g=g, act=nn.ReLU()))
-    assert (block.bn is not None) == has_identity
+@pytest.mark.parametrize("unit", REP_UNITS, ids=lambda unit: unit.__name__)
+@pytest.mark.parametrize("c1, c2, s, g",
+                         [(16, 16, 1, 1), (16, 32, 1, 1), (16, 32, 2, 1), (16, 16, 2, 1), (16, 16, 1, 4)])
+def test_rep_unit_fused_equals_unfused(unit, c1, c2, s, g, randomize_bn):
+    block = randomize_bn(unit(c1, c2, 3, s, g=g, act=nn.ReLU()))
+    identity = c1 == c2 and s == 1  # the identity branch (and QARepVGGBlockV2's pooling branch) only then
+    assert getattr(block, "has_identity", block.bn is not None) == identity
+    assert getattr(block, "avg", None) is None or identity
     x = torch.randn(2, c1, 20, 20)
     with torch.no_grad():
         unfused = block(x)
-        fused = fuse_block(copy.deepcopy(block))(x)
+        fused_block = fuse_block(copy.deepcopy(block))
+        fused = fused_block(x)
     difference = relative_difference(fused, unfused)
-    print(f"RepVGGBlock({c1}, {c2}, s={s}, g={g}) max relative |diff| = {difference:.2e}")
+    print(f"{unit.__name__}({c1}, {c2}, s={s}, g={g}) max relative |diff| = {difference:.2e}")
     assert difference < RTOL
     assert fused.shape == (2, c2, 20 // s, 20 // s)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in fuse_block(copy.deepcopy(block)).modules())
+    assert [type(m) for m in fused_block.children()] == [nn.ReLU, nn.Conv2d]  # no BN, no branch, no pooling left
 
 
 def test_fused_block_is_one_plain_conv_and_fusing_twice_changes_nothing(randomize_bn):
@@ -55,18 +56,25 @@ def test_fused_block_is_one_plain_conv_and_fusing_twice_changes_nothing(randomiz
     assert torch.equal(block.conv.weight, weight)
 
 
-def test_fusion_does_not_depend_on_branch_bn_being_folded_first(randomize_bn):
-    """Folding each branch's Conv+BN before re-parameterizing (a classic ordering bug) must give the same block."""
-    block = randomize_bn(RepVGGBlock(8, 8))
+@pytest.mark.parametrize("unit", REP_UNITS, ids=lambda unit: unit.__name__)
+def test_fusion_does_not_depend_on_branch_bn_being_folded_first(unit, randomize_bn):
+    """Folding each branch's Conv+BN before re-parameterizing (a child-first walker's order, a classic ordering bug)
+    must give the same block; fusing it a second time changes nothing."""
+    block = randomize_bn(unit(8, 8))
     x = torch.randn(1, 8, 12, 12)
     with torch.no_grad():
         unfused = block(x)
-        for branch in (block.conv1, block.conv2):
+        branches = [branch for branch in (block.conv1, block.conv2) if hasattr(branch, "bn")]  # QARepVGG: 3x3 only
+        assert branches
+        for branch in branches:
             branch.conv = fuse_conv_and_bn(branch.conv, branch.bn)
             del branch.bn
             branch.forward = branch.forward_fuse
         fused = fuse_block(block)(x)
-    assert relative_difference(fused, unfused) < RTOL
+        assert relative_difference(fused, unfused) < RTOL
+        weight = block.conv.weight.clone()
+        fuse_block(block)
+        assert torch.equal(block.conv.weight, weight) and torch.equal(block(x), fused)
 
 
 def test_repblock_stacks_n_units_and_fuses(randomize_bn):

@@ -1,5 +1,6 @@
-"""The YOLOv6 family: the new blocks fuse exactly, and every shipped config builds as its task, trains one batch, fuses
-with equal outputs and exports to ONNX that ONNX Runtime runs to the same numbers."""
+"""The YOLOv6 family: the new blocks (the Rep units' fusion algebra is in test_blocks.py), and every shipped config
+builds as its task, trains one batch, fuses with equal outputs and exports to ONNX that ONNX Runtime runs to the same
+numbers."""
 
 import copy
 import csv
@@ -16,7 +17,6 @@ from torch import nn
 from ultralytics import YOLO
 from ultralytics.data.utils import load_dataset_cache_file
 from ultralytics.nn.modules import Conv, RepConv
-from ultralytics.utils.torch_utils import fuse_conv_and_bn
 
 from yolov8_efficientrep import (
     CSPSPPF,
@@ -32,8 +32,8 @@ from yolov8_efficientrep.configs import scaled_name
 from yolov8_efficientrep.fusion import rep_blocks
 from yolov8_efficientrep.shapes import make_task_dataset
 
-REPO = Path(__file__).resolve().parents[1]
-RTOL = 1e-4  # max |fused - unfused| relative to max |unfused|, float32
+from helpers import REPO, RTOL, relative_difference
+
 CONFIGS = {  # every model YAML in cfg/: the task Ultralytics must recognise
     "yolov8-efficientrep": "detect",
     "yolov8-efficientrep-relu": "detect",
@@ -60,11 +60,6 @@ CONFIGS = {  # every model YAML in cfg/: the task Ultralytics must recognise
 }
 
 
-def relative_difference(fused: torch.Tensor, unfused: torch.Tensor) -> float:
-    """Return max |fused - unfused| / max |unfused|."""
-    return ((fused - unfused).abs().max() / unfused.abs().max()).item()
-
-
 def first_tensor(output) -> torch.Tensor:
     """Return the first tensor of a model output (heads return tensors nested in tuples outside training)."""
     while isinstance(output, (tuple, list)):
@@ -81,25 +76,6 @@ def conv_shapes(module: nn.Module) -> list:
 # --- the new blocks ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "c1, c2, s, g", [(16, 16, 1, 1), (16, 32, 1, 1), (16, 32, 2, 1), (16, 16, 2, 1), (16, 16, 1, 4)]
-)
-def test_qarepvgg_block_fused_equals_unfused(c1, c2, s, g, randomize_bn):
-    block = randomize_bn(QARepVGGBlock(c1, c2, 3, s, g=g, act=nn.ReLU()))
-    assert block.has_identity == (c1 == c2 and s == 1)
-    x = torch.randn(2, c1, 20, 20)
-    with torch.no_grad():
-        unfused = block(x)
-        fused_block = copy.deepcopy(block)
-        fused_block.fuse_convs()
-        fused = fused_block.forward_fuse(x)
-    difference = relative_difference(fused, unfused)
-    print(f"QARepVGGBlock({c1}, {c2}, s={s}, g={g}) max relative |diff| = {difference:.2e}")
-    assert difference < RTOL
-    assert fused.shape == (2, c2, 20 // s, 20 // s)
-    assert [type(m) for m in fused_block.children()] == [nn.ReLU, nn.Conv2d]
-
-
 def test_qarepvgg_block_has_bn_only_on_the_3x3_branch_and_after_the_sum():
     block = QARepVGGBlock(8, 8)
     assert isinstance(block, RepConv)  # so Ultralytics' own fuse() re-parameterizes it
@@ -107,19 +83,6 @@ def test_qarepvgg_block_has_bn_only_on_the_3x3_branch_and_after_the_sum():
     assert type(block.conv2) is nn.Conv2d and block.conv2.kernel_size == (1, 1) and block.conv2.bias is None
     assert isinstance(block.bn, nn.BatchNorm2d) and block.bn.num_features == 8
     assert sum(isinstance(m, nn.BatchNorm2d) for m in block.modules()) == 2
-
-
-def test_qarepvgg_fusion_does_not_depend_on_the_3x3_branch_bn_being_folded_first(randomize_bn):
-    block = randomize_bn(QARepVGGBlock(8, 8))
-    x = torch.randn(1, 8, 12, 12)
-    with torch.no_grad():
-        unfused = block(x)
-        block.conv1.conv = fuse_conv_and_bn(block.conv1.conv, block.conv1.bn)  # a child-first walker's order
-        del block.conv1.bn
-        block.conv1.forward = block.conv1.forward_fuse
-        block.fuse_convs()
-        block.fuse_convs()  # a second call changes nothing
-        assert relative_difference(block.forward_fuse(x), unfused) < RTOL
 
 
 def test_bottlerep_adds_a_learnable_weighted_shortcut_only_when_shapes_match():

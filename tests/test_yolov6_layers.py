@@ -1,5 +1,6 @@
-"""The layers YOLOv6 0.4.x's QA models and YOLOv6-L need: QARepVGGBlockV2 fuses exactly, ConvBNAct takes its activation
-per row, and both build as YAML rows and as the units of BottleRep, RepBlock and BepC3."""
+"""The layers YOLOv6 0.4.x's QA models and YOLOv6-L need: QARepVGGBlockV2 adds a pooling branch (its fusion is checked
+with the other Rep units in test_blocks.py), ConvBNAct takes its activation per row, and both build as YAML rows and as
+the units of BottleRep, RepBlock and BepC3."""
 
 import copy
 
@@ -14,29 +15,7 @@ from yolov8_efficientrep.blocks import BottleRep, ConvBNAct, QARepVGGBlock, QARe
 from yolov8_efficientrep.rows import plugin_classes
 from yolov8_efficientrep.csp_blocks import BepC3
 
-RTOL = 1e-4  # max |fused - unfused| / max |unfused|, float32
-
-
-def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
-
-
-@pytest.mark.parametrize("c1, c2, s, g",
-                         [(16, 16, 1, 1), (16, 32, 1, 1), (16, 32, 2, 1), (16, 16, 2, 1), (16, 16, 1, 4)])
-def test_qarepvgg_v2_fused_equals_unfused(c1, c2, s, g, randomize_bn):
-    block = randomize_bn(QARepVGGBlockV2(c1, c2, 3, s, g=g, act=nn.ReLU()))
-    assert (block.avg is not None) == block.has_identity == (c1 == c2 and s == 1)
-    x = torch.randn(2, c1, 20, 20)
-    with torch.no_grad():
-        unfused = block(x)
-        fused_block = copy.deepcopy(block)
-        fused_block.fuse_convs()
-        fused_block.fuse_convs()  # a second call changes nothing
-        fused = fused_block.forward_fuse(x)
-    difference = relative_difference(fused, unfused)
-    print(f"QARepVGGBlockV2({c1}, {c2}, s={s}, g={g}) max relative |diff| = {difference:.2e}")
-    assert difference < RTOL and fused.shape == (2, c2, 20 // s, 20 // s)
-    assert [type(m) for m in fused_block.children()] == [nn.ReLU, nn.Conv2d]  # the pooling branch is gone too
+from helpers import RTOL, relative_difference
 
 
 def test_qarepvgg_v2_adds_the_average_pooling_branch_to_qarepvgg(randomize_bn):
