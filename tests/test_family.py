@@ -1,6 +1,6 @@
-"""The YOLOv6 family: the new blocks (the Rep units' fusion algebra is in test_blocks.py), and every shipped config
-builds as its task, trains one batch, fuses with equal outputs and exports to ONNX that ONNX Runtime runs to the same
-numbers."""
+"""The YOLOv6 family: the new blocks fuse exactly, and every shipped config builds as its task, takes a training step,
+fuses with equal outputs and exports to ONNX that ONNX Runtime runs to the same numbers; one config per head type trains
+through Ultralytics' trainer. The Rep units' own fusion algebra is in test_blocks.py."""
 
 import copy
 import csv
@@ -16,6 +16,7 @@ import yaml
 from torch import nn
 from ultralytics import YOLO
 from ultralytics.data.utils import load_dataset_cache_file
+from ultralytics.nn import tasks
 from ultralytics.nn.modules import Conv, RepConv
 
 from yolov8_efficientrep import (
@@ -30,6 +31,7 @@ from yolov8_efficientrep import (
 )
 from yolov8_efficientrep.configs import scaled_name
 from yolov8_efficientrep.fusion import rep_blocks
+from yolov8_efficientrep.rows import is_plugin_class
 from yolov8_efficientrep.shapes import make_task_dataset
 
 from helpers import REPO, RTOL, relative_difference
@@ -272,23 +274,82 @@ def yolov6_shapes(width: float, depth: float, e: float | None = None, neck: bool
     ("yolov8n-efficientrep-cls.yaml", 9, yolov6_shapes(0.25, 0.33, neck=False)[:-2]),  # no SPPF before Classify
 ])
 def test_config_reproduces_yolov6_layer_shapes(cfg, rows, expected):
-    model = YOLO(cfg).model
-    assert conv_shapes(model.model[:rows]) == expected
+    layers, _ = tasks.parse_model(tasks.yaml_model_load(cfg), ch=3, verbose=False)  # the layers YOLO(cfg) builds
+    assert conv_shapes(layers[:rows]) == expected
+
+
+def output_tensors(output) -> list[torch.Tensor]:
+    """Every tensor of a model output, however nested (training outputs differ by head)."""
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (list, tuple)):
+        return [t for item in output for t in output_tensors(item)]
+    return [output] if isinstance(output, torch.Tensor) else []
+
+
+# One config per head type trains through Ultralytics' trainer and exports with `yolo`'s exporter below; the others take
+# one training step and export in-process. yolov8-efficientrep trains in conftest.py (the suite's shared checkpoint,
+# exported in test_export.py); the yolov6-* configs are the yolov8-* rows with EffiDeHead last, which
+# test_yolov6_head.py trains through `yolo train` and runs in ONNX Runtime.
+TRAINED = ("yolov8-cspbep", "yolo26-efficientrep", "yolov8-efficientrep-seg", "yolo26-efficientrep-seg",
+           "yolov8-efficientrep-pose", "yolov8-efficientrep-obb", "yolov8-efficientrep-cls")
+
+
+def run_onnx(onnx_file: str | Path, x: np.ndarray) -> np.ndarray:
+    """The first output of an ONNX file in ONNX Runtime on CPU."""
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
 @pytest.mark.parametrize("stem", list(CONFIGS))
-def test_config_builds_as_its_task_and_ultralytics_fuse_keeps_its_outputs(stem, scale_n_model, randomize_bn):
+def test_config_builds_as_its_task_trains_a_step_and_ultralytics_fuse_keeps_its_outputs(
+        stem, scale_n_model, randomize_bn, tmp_path, monkeypatch):
     yolo = scale_n_model(stem)  # the scale letter picks scale n of the shipped file
     assert yolo.task == CONFIGS[stem] and yolo.model.yaml["scale"] == "n"
-    model = randomize_bn(copy.deepcopy(yolo.model))
+    model = copy.deepcopy(yolo.model).train()
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    loss = sum(t.float().square().mean() for t in output_tensors(model(x)))  # one training step's forward, backward
+    loss.backward()
+    # every branch of every plugin layer before the head learns (EffiDeHead starts with zero prediction weights, so
+    # its stems get a zero gradient on the first step, as in YOLOv6)
+    layers = {id(p): p for m in model.model[:-1].modules() if is_plugin_class(type(m)) for p in m.parameters()}
+    assert math.isfinite(loss.item()) and layers
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in layers.values())
+
+    model = randomize_bn(model)
     with torch.no_grad():
         unfused = first_tensor(model(x))
         fused_model = copy.deepcopy(model).fuse(verbose=False)
-        difference = relative_difference(first_tensor(fused_model(x)), unfused)
+        fused = first_tensor(fused_model(x))
+        state = copy.deepcopy(fused_model.state_dict())
+        for block in rep_blocks(fused_model):  # fusing again, directly or through Ultralytics, is a no-op
+            block.fuse_convs()
+        fused_model.fuse(verbose=False)
+        assert torch.equal(first_tensor(fused_model(x)), fused)
+    difference = relative_difference(fused, unfused)
     print(f"{scaled_name(stem, 'n')} fused vs unfused: max relative |diff| = {difference:.2e}")
     assert difference < RTOL
     assert not any(isinstance(m, nn.BatchNorm2d) or hasattr(m, "conv1") for m in fused_model.modules())
+    assert all(torch.equal(state[k], v) for k, v in fused_model.state_dict().items())
+
+    if stem in TRAINED or stem.startswith("yolov6-") or stem == "yolov8-efficientrep":
+        return  # exported by Ultralytics after training, below or in the files named above TRAINED
+    monkeypatch.chdir(tmp_path)  # a model built from a YAML exports into the working directory
+    exported = copy.deepcopy(yolo)
+    exported.model = model  # with its random BN statistics: fusion has work to do
+    onnx_file = exported.export(format="onnx", imgsz=64, device="cpu", simplify=False)
+    image = x[:1].numpy()
+    difference = relative_difference(run_onnx(onnx_file, image), first_tensor(model(x[:1])).detach().numpy())
+    print(f"{scaled_name(stem, 'n')} ONNX Runtime vs unfused PyTorch: max relative |diff| = {difference:.2e}")
+    assert difference < RTOL
+    assert onnx_convs(onnx_file) == sum(isinstance(m, nn.Conv2d) for m in fused_model.modules())
+
+
+def onnx_convs(onnx_file: str | Path) -> int:
+    """Conv nodes in an ONNX graph; the graph has no BatchNormalization node (asserted)."""
+    graph = onnx.load(str(onnx_file)).graph
+    assert not any(node.op_type == "BatchNormalization" for node in graph.node)
+    return sum(node.op_type == "Conv" for node in graph.node)
 
 
 @pytest.fixture(scope="session")
@@ -305,9 +366,7 @@ def task_data(tmp_path_factory):
     return data
 
 
-# Not the yolov6-* configs: they are the yolov8-* rows trained and exported here, with EffiDeHead last
-# (test_yolov6_head.py checks that, trains EffiDeHead through `yolo train` and runs its ONNX export in ONNX Runtime).
-@pytest.mark.parametrize("stem", [stem for stem in CONFIGS if not stem.startswith("yolov6-")])
+@pytest.mark.parametrize("stem", TRAINED)
 def test_config_trains_one_batch_and_exports_to_onnx_that_onnxruntime_agrees_with(stem, task_data, tmp_path):
     task = CONFIGS[stem]
     data = task_data(task)
@@ -326,19 +385,15 @@ def test_config_trains_one_batch_and_exports_to_onnx_that_onnxruntime_agrees_wit
     assert best.task == task
     onnx_file = best.export(format="onnx", imgsz=64, device="cpu")
     x = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
-    session = onnxruntime.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
-    exported = session.run(None, {"images": x})[0]
+    exported = run_onnx(onnx_file, x)
     trained = YOLO(run / "weights" / "best.pt").model.float().eval()  # saved in training form: Rep blocks' branches
-    assert all(hasattr(b, "conv1") for b in rep_blocks(trained))  # (YOLOv6-L's -silu configs have none) and BNs
-    assert any(isinstance(m, nn.BatchNorm2d) for m in trained.modules())
+    assert rep_blocks(trained) and all(hasattr(b, "conv1") for b in rep_blocks(trained))
+    assert any(isinstance(m, nn.BatchNorm2d) for m in trained.modules())  # and BNs
     with torch.no_grad():
         expected = first_tensor(trained(torch.from_numpy(x))).numpy()
     assert exported.shape == expected.shape
-    difference = np.abs(exported - expected).max() / np.abs(expected).max()
+    difference = relative_difference(exported, expected)
     print(f"{scaled_name(stem, 'n')} ONNX Runtime vs the trained PyTorch model: max relative |diff| = {difference:.2e}")
     assert difference < RTOL
-    fused_model = trained.fuse(verbose=False)
-    graph = onnx.load(onnx_file).graph  # exported re-parameterized: one Conv node per conv of the fused model
-    convs = sum(isinstance(m, nn.Conv2d) for m in fused_model.modules())
-    assert sum(node.op_type == "Conv" for node in graph.node) == convs
-    assert not any(node.op_type == "BatchNormalization" for node in graph.node)
+    fused_model = trained.fuse(verbose=False)  # exported re-parameterized: one Conv node per conv of the fused model
+    assert onnx_convs(onnx_file) == sum(isinstance(m, nn.Conv2d) for m in fused_model.modules())
