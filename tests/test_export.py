@@ -1,13 +1,15 @@
-"""Deployment of a trained plugin model with the plain ``yolo`` CLI, checked in each format's own runtime.
+"""Deployment of a trained plugin model, checked in each format's own runtime.
 
-Each export runs in a fresh process; ONNX Runtime, TorchScript and OpenVINO outputs are compared with the unfused
-PyTorch model. Also: fused checkpoints, and TensorRT's message on a machine without a GPU.
+The ONNX export runs through the plain ``yolo`` CLI in a fresh process, as a user types it; the other formats and
+options go through the same exporter in this process (``YOLO.export``, what the CLI calls). ONNX Runtime, TorchScript
+and OpenVINO outputs are compared with the unfused PyTorch model. Also: fused checkpoints, and TensorRT's message on a
+machine without a GPU.
 """
 
 import hashlib
 import re
 import shutil
-import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -15,20 +17,19 @@ import pytest
 import torch
 from ultralytics import YOLO
 
+from yolov8_efficientrep import cli
 from yolov8_efficientrep.checkpoints import load_checkpoint
 from yolov8_efficientrep.fusion import rep_blocks, sample_image
 from yolov8_efficientrep.graphs import onnx_unfused_nodes
 
-RTOL = 1e-4  # bound on relative_difference(runtime output, unfused PyTorch output), float32
+from helpers import RTOL
+
 FUSED_LOG = re.compile(r"fused (\d+) blocks, max \|diff\| = (\S+) \((\S+) relative")
 
 
 @pytest.fixture
-def model_copy(trained_checkpoint, tmp_path, installed_hook):
-    """The trained checkpoint copied into this test's own directory (exports are written next to it).
-
-    The tests run the stock ``yolo`` script, which gets the plugin from the installed start-up hook.
-    """
+def model_copy(trained_checkpoint, tmp_path):
+    """The trained checkpoint copied into this test's own directory (exports are written next to it)."""
     return shutil.copy(trained_checkpoint, tmp_path / "best.pt")
 
 
@@ -42,7 +43,7 @@ def unfused(path, *shape):
         return model, image, model(image)[0].numpy()
 
 
-def relative_difference(output: np.ndarray, reference: np.ndarray) -> float:
+def detection_difference(output: np.ndarray, reference: np.ndarray) -> float:
     """Return the larger of the boxes' max |diff| relative to the largest coordinate and the scores' max |diff|.
 
     Class scores are probabilities in [0, 1]: their difference is taken as it is.
@@ -51,16 +52,18 @@ def relative_difference(output: np.ndarray, reference: np.ndarray) -> float:
     return float(max(boxes, np.abs(output[:, 4:] - reference[:, 4:]).max()))
 
 
-def export(run_fresh, model_path, **options):
-    """Run ``yolo export`` in a fresh process; check the plugin's fusion log line; return the exported path."""
-    result = run_fresh("yolo", "export", f"model={model_path}", *(f"{k}={v}" for k, v in options.items()))
-    log = result.stdout + result.stderr
+def check_fusion_log(log: str) -> None:
+    """The plugin's log line: all 19 Rep blocks fused before the export, and checked within the tolerance."""
     match = FUSED_LOG.search(log)
     assert match, log[-3000:]
     assert int(match[1]) == 19 and float(match[3]) < RTOL and "tolerance 1e-04" in log
-    saved = re.findall(r"saved as '([^']+)'", log)
-    assert saved, log[-3000:]
-    return Path(saved[-1].rstrip("/"))  # absolute, like the model path
+
+
+def export(model_path, ultralytics_log: list[str], **options) -> Path:
+    """Export in this process as ``yolo export`` does; check the plugin's fusion log line; return the exported path."""
+    exported = YOLO(model_path).export(**options)
+    check_fusion_log("\n".join(ultralytics_log))
+    return Path(exported)
 
 
 def onnx_convs(path) -> int:
@@ -78,44 +81,48 @@ def run_onnx(path, image: torch.Tensor) -> np.ndarray:
     return session.run(None, {session.get_inputs()[0].name: image.numpy()})[0]
 
 
-def test_onnx_export_is_one_conv_per_block_and_matches_unfused_pytorch(run_fresh, model_copy):
-    onnx_file = export(run_fresh, model_copy, format="onnx", imgsz=64)
+def test_yolo_export_onnx_is_one_conv_per_block_and_matches_unfused_pytorch(run_fresh, model_copy, installed_hook):
+    """The stock ``yolo`` script, which gets the plugin from the installed start-up hook."""
+    result = run_fresh("yolo", "export", f"model={model_copy}", "format=onnx", "imgsz=64")
+    log = result.stdout + result.stderr
+    check_fusion_log(log)
+    onnx_file = Path(re.findall(r"saved as '([^']+)'", log)[-1])  # absolute, like the model path
     assert onnx_unfused_nodes(onnx_file) == []  # no BatchNormalization, no branch Add
     model, image, reference = unfused(model_copy)
     fused = YOLO(model_copy).model.fuse(verbose=False)
     assert onnx_convs(onnx_file) == sum(isinstance(m, torch.nn.Conv2d) for m in fused.modules())  # one per block
-    difference = relative_difference(run_onnx(onnx_file, image), reference)
+    difference = detection_difference(run_onnx(onnx_file, image), reference)
     print(f"ONNX Runtime vs unfused PyTorch: max relative |diff| = {difference:.2e}")
     assert difference < RTOL
 
 
-def test_fp16_onnx_is_fused_in_float32_before_conversion(run_fresh, model_copy):
+def test_fp16_onnx_is_fused_in_float32_before_conversion(model_copy, ultralytics_log):
     """quantize=16 on CPU: fusion and its check happen on the float32 model, the FP16 conversion after."""
-    onnx_file = export(run_fresh, model_copy, format="onnx", imgsz=64, quantize=16)  # checked at 1e-4: float32
+    onnx_file = export(model_copy, ultralytics_log, format="onnx", imgsz=64, quantize=16)  # checked at 1e-4: float32
     assert onnx_unfused_nodes(onnx_file) == []
     _, image, reference = unfused(model_copy)
-    difference = relative_difference(run_onnx(onnx_file, image), reference)
+    difference = detection_difference(run_onnx(onnx_file, image), reference)
     print(f"FP16 ONNX vs unfused PyTorch (float32): max relative |diff| = {difference:.2e}")
     assert difference < 1e-2
 
 
-def test_dynamic_simplified_onnx_runs_at_other_sizes_and_batches(run_fresh, model_copy):
-    onnx_file = export(run_fresh, model_copy, format="onnx", imgsz=96, dynamic=True, simplify=True)
+def test_dynamic_simplified_onnx_runs_at_other_sizes_and_batches(model_copy, ultralytics_log):
+    onnx_file = export(model_copy, ultralytics_log, format="onnx", imgsz=96, dynamic=True, simplify=True)
     assert onnx_unfused_nodes(onnx_file) == []
     for shape in ((1, 3, 96, 96), (2, 3, 64, 128)):
         _, image, reference = unfused(model_copy, *shape)
         output = run_onnx(onnx_file, image)
         assert output.shape == reference.shape
-        difference = relative_difference(output, reference)
+        difference = detection_difference(output, reference)
         print(f"dynamic simplified ONNX {shape} vs unfused PyTorch: max relative |diff| = {difference:.2e}")
         assert difference < RTOL
 
 
-def test_onnx_with_nms_gives_the_detections_of_unfused_pytorch(run_fresh, model_copy):
+def test_onnx_with_nms_gives_the_detections_of_unfused_pytorch(model_copy, ultralytics_log):
     from ultralytics.utils.nms import non_max_suppression
 
     conf = 0.0005  # a one-epoch model is unsure of everything: keep a few boxes to compare
-    onnx_file = export(run_fresh, model_copy, format="onnx", imgsz=64, nms=True, conf=conf)
+    onnx_file = export(model_copy, ultralytics_log, format="onnx", imgsz=64, nms=True, conf=conf)
     assert onnx_unfused_nodes(onnx_file) == []
     _, image, reference = unfused(model_copy)
     detections = run_onnx(onnx_file, image)[0]
@@ -123,78 +130,76 @@ def test_onnx_with_nms_gives_the_detections_of_unfused_pytorch(run_fresh, model_
     expected = non_max_suppression(torch.from_numpy(reference), conf_thres=conf, iou_thres=0.7)[0].numpy()
     assert len(detections) == len(expected) > 0
     detections, expected = (d[np.argsort(-d[:, 4], kind="stable")] for d in (detections, expected))
-    difference = relative_difference(detections, expected)
+    difference = detection_difference(detections, expected)
     print(f"ONNX with NMS vs unfused PyTorch + NMS ({len(expected)} boxes): max relative |diff| = {difference:.2e}")
     assert difference < RTOL
 
 
-def test_torchscript_export_matches_unfused_pytorch(run_fresh, model_copy):
-    scripted = torch.jit.load(str(export(run_fresh, model_copy, format="torchscript", imgsz=64)))
+def test_torchscript_export_matches_unfused_pytorch(model_copy, ultralytics_log):
+    scripted = torch.jit.load(str(export(model_copy, ultralytics_log, format="torchscript", imgsz=64)))
     _, image, reference = unfused(model_copy)
     with torch.no_grad():
         output = scripted(image)
-    difference = relative_difference(output.numpy(), reference)
+    difference = detection_difference(output.numpy(), reference)
     print(f"TorchScript vs unfused PyTorch: max relative |diff| = {difference:.2e}")
     assert difference < RTOL
 
 
-def test_openvino_export_matches_unfused_pytorch(run_fresh, model_copy):
+def test_openvino_export_matches_unfused_pytorch(model_copy, ultralytics_log):
     import openvino  # a test extra
 
-    folder = export(run_fresh, model_copy, format="openvino", imgsz=64)
+    folder = export(model_copy, ultralytics_log, format="openvino", imgsz=64)
     # f32: OpenVINO's CPU plugin otherwise picks bf16 on CPUs that have it (measured: 1e-3 relative here)
     compiled = openvino.Core().compile_model(str(folder / "best.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     _, image, reference = unfused(model_copy)
-    difference = relative_difference(compiled(image.numpy())[0], reference)
+    difference = detection_difference(compiled(image.numpy())[0], reference)
     print(f"OpenVINO (CPU, f32) vs unfused PyTorch: max relative |diff| = {difference:.2e}")
     assert difference < RTOL
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
-def test_tensorrt_export_on_cpu_stops_with_ultralytics_message(run_fresh, model_copy):
-    result = run_fresh("yolo", "export", f"model={model_copy}", "format=engine", "imgsz=64", check=False)
-    log = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert "Invalid CUDA 'device=0' requested" in log, log[-3000:]
-    innermost = re.findall(r'File "([^"]+)"', log)[-1]  # the error is raised by Ultralytics, not the plugin
+def test_tensorrt_export_on_cpu_stops_with_ultralytics_message(model_copy):
+    with pytest.raises(ValueError, match=r"Invalid CUDA 'device=0' requested") as error:
+        YOLO(model_copy).export(format="engine", imgsz=64)
+    innermost = traceback.extract_tb(error.tb)[-1].filename  # the error is raised by Ultralytics, not the plugin
     assert "yolov8_efficientrep" not in innermost and "ultralytics" in innermost, innermost
 
 
-def test_fuse_command_writes_a_checkpoint_that_yolo_predicts_validates_and_exports(run_fresh, model_copy,
-                                                                                  shapes_data):
+def test_fuse_command_writes_a_checkpoint_that_ultralytics_predicts_validates_and_exports(model_copy, shapes_data,
+                                                                                        capsys, ultralytics_log):
     digest = hashlib.sha256(model_copy.read_bytes()).hexdigest()
-    result = run_fresh(sys.executable, "-m", "yolov8_efficientrep", "fuse", model_copy)
-    print(result.stdout)
+    assert cli.main(["fuse", str(model_copy)]) == 0
+    printed = capsys.readouterr().out
+    print(printed)
     fused_file = model_copy.with_name("best-fused.pt")
     assert fused_file.is_file() and hashlib.sha256(model_copy.read_bytes()).hexdigest() == digest
-    params = [int(p.replace(",", "")) for p in re.search(r"parameters ([\d,]+) -> ([\d,]+)", result.stdout).groups()]
+    params = [int(p.replace(",", "")) for p in re.search(r"parameters ([\d,]+) -> ([\d,]+)", printed).groups()]
     fused_model, _ = load_checkpoint(fused_file)
     assert params[1] == sum(p.numel() for p in fused_model.parameters()) < params[0]
     assert all(b.forward == b.forward_fuse for b in rep_blocks(fused_model))
 
-    predicted = run_fresh("yolo", "predict", f"model={fused_file}", f"source={shapes_data.parent / 'images' / 'val'}",
-                          "imgsz=64", "conf=0.0005", f"project={model_copy.parent}", "name=predict")
-    assert "Results saved to" in predicted.stdout + predicted.stderr
-    validated = run_fresh("yolo", "val", f"model={fused_file}", f"data={shapes_data}", "imgsz=64", "batch=8",
-                          "plots=False", f"project={model_copy.parent}", "name=val")
-    assert re.search(r"^\s+all\s+8\s", validated.stdout + validated.stderr, re.MULTILINE)
-    exported = run_fresh("yolo", "export", f"model={fused_file}", "format=onnx", "imgsz=64")
-    assert "were fused before export" in exported.stdout + exported.stderr
-    onnx_file = fused_file.with_suffix(".onnx")
+    images = shapes_data.parent / "images" / "val"
+    predicted = YOLO(fused_file).predict(images, imgsz=64, conf=0.0005, device="cpu", verbose=False)
+    assert len(predicted) == len(list(images.glob("*.png"))) and any(len(result.boxes) for result in predicted)
+    validated = YOLO(fused_file).val(data=str(shapes_data), imgsz=64, batch=8, plots=False, device="cpu",
+                                     project=str(model_copy.parent), name="val")
+    assert any(re.match(r"\s+all\s+8\s", line) for line in ultralytics_log) and 0 <= validated.box.map <= 1
+    onnx_file = YOLO(fused_file).export(format="onnx", imgsz=64)
+    assert any("were fused before export" in line for line in ultralytics_log)
     assert onnx_unfused_nodes(onnx_file) == []
     _, image, reference = unfused(model_copy)
-    difference = relative_difference(run_onnx(onnx_file, image), reference)
+    difference = detection_difference(run_onnx(onnx_file, image), reference)
     print(f"ONNX of the fused checkpoint vs unfused PyTorch: max relative |diff| = {difference:.2e}")
     assert difference < RTOL
 
 
-def test_fuse_command_never_overwrites(run_fresh, model_copy):
+def test_fuse_command_never_overwrites(model_copy, capsys):
     from yolov8_efficientrep import fuse_checkpoint
 
     target = model_copy.with_name("best-fused.pt")
     target.write_bytes(b"mine")
-    result = run_fresh(sys.executable, "-m", "yolov8_efficientrep", "fuse", model_copy, check=False)
-    assert result.returncode == 1 and "best-fused.pt exists" in result.stderr and target.read_bytes() == b"mine"
+    assert cli.main(["fuse", str(model_copy)]) == 1
+    assert "best-fused.pt exists" in capsys.readouterr().err and target.read_bytes() == b"mine"
     with pytest.raises(ValueError, match="refusing to overwrite the source"):
         fuse_checkpoint(model_copy, model_copy, overwrite=True)
     assert fuse_checkpoint(model_copy, overwrite=True).path == target and target.read_bytes() != b"mine"
@@ -202,7 +207,8 @@ def test_fuse_command_never_overwrites(run_fresh, model_copy):
         fuse_checkpoint(target, model_copy.with_name("twice.pt"))
 
 
-def test_training_from_a_fused_checkpoint_stops_with_a_clear_error(run_fresh, model_copy, shapes_data):
+def test_yolo_train_from_a_fused_checkpoint_stops_with_a_clear_error(run_fresh, model_copy, shapes_data,
+                                                                     installed_hook):
     from yolov8_efficientrep import fuse_checkpoint
 
     fused_file = fuse_checkpoint(model_copy).path
