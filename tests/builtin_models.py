@@ -1,26 +1,50 @@
-"""Print, as JSON, the layer types and parameter count of every Ultralytics model YAML (first scale).
+"""Write, as JSON, what every Ultralytics model YAML builds: first without the plugin, then after importing it.
 
-Run as ``python builtin_models.py OUT.json [--plugin]`` in a fresh interpreter (``--plugin`` imports
-yolov8_efficientrep first); the test compares both files. JSON goes to a file because Ultralytics logs to stdout. YAMLs with TorchVision rows are skipped (they download weights).
+Run as ``python builtin_models.py OUT.json`` in a fresh interpreter with the start-up hook off; JSON goes to a file
+because Ultralytics logs to stdout. Each YAML (first scale) goes through the steps the plugin patches, as
+``YOLO(yaml)`` takes them: ``yaml_model_load`` (scaled names), ``guess_model_task`` and ``parse_model`` (rows), the
+layers built on the meta device (their classes and parameter counts, without allocating or initializing weights).
+A few small models are also built for real, with their weights initialized and the stride found by a forward pass.
+YAMLs with TorchVision rows are skipped (they download weights).
 """
 
+import copy
 import json
 import sys
 from pathlib import Path
 
-if "--plugin" in sys.argv:
-    import yolov8_efficientrep  # noqa: F401
-
+import torch
 import ultralytics
-from ultralytics import RTDETR, YOLO
+from ultralytics import YOLO
+from ultralytics.nn import tasks
 
-summary = {}
-for path in sorted((Path(ultralytics.__file__).parent / "cfg" / "models").rglob("*.yaml")):
-    if "TorchVision" in path.read_text():
-        continue
+BUILT = ("yolov8n.yaml", "yolo11n.yaml", "yolo26n.yaml")  # built for real
+
+
+def layers(path: Path) -> list | str:
+    """The task, parameter count, module classes and saved outputs of a YAML's layers, or the error it raises."""
     try:
-        model = (RTDETR if "rtdetr" in path.name else YOLO)(path).model
-        summary[path.name] = [sum(p.numel() for p in model.parameters()), [type(m).__name__ for m in model.modules()]]
+        cfg = tasks.yaml_model_load(path)
+        task = tasks.guess_model_task(cfg)
+        with torch.device("meta"):
+            model, save = tasks.parse_model(copy.deepcopy(cfg), ch=cfg.get("channels", 3), verbose=False)
+        return [task, sum(p.numel() for p in model.parameters()), [type(m).__name__ for m in model.modules()], save]
     except Exception as error:  # a YAML that fails must fail the same way with the plugin
-        summary[path.name] = f"{type(error).__name__}: {error}"
-Path(sys.argv[1]).write_text(json.dumps(summary))
+        return f"{type(error).__name__}: {error}"
+
+
+def summary() -> dict:
+    """Every model YAML's layers, and the real builds."""
+    folder = Path(ultralytics.__file__).parent / "cfg" / "models"
+    built = {name: YOLO(name, verbose=False).model for name in BUILT}
+    return {"layers": {path.name: layers(path) for path in sorted(folder.rglob("*.yaml"))
+                       if "TorchVision" not in path.read_text()},
+            "built": {name: [sum(p.numel() for p in model.parameters()), [type(m).__name__ for m in model.modules()],
+                             model.stride.tolist()] for name, model in built.items()}}
+
+
+without = summary()
+import yolov8_efficientrep  # noqa: E402  registers the plugin in this interpreter
+
+Path(sys.argv[1]).write_text(json.dumps({"without": without, "with": summary(),
+                                         "registered": hasattr(tasks.parse_model, "__yolov8_efficientrep__")}))
