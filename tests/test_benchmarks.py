@@ -1,11 +1,16 @@
-"""The benchmark scripts run end to end at their smallest settings and write complete reports (no timing asserts)."""
+"""The benchmark scripts run end to end at their smallest settings and write complete reports (no timing asserts); their
+defaults are the settings that made the committed results."""
 
+import importlib
 import json
 import re
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import pytest
+
+from helpers import REPO
+
 BENCHMARKS = REPO / "benchmarks"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -61,27 +66,58 @@ def test_cpu_benchmark_writes_every_table_and_the_chart(run_fresh, tmp_path):
     assert "](latency_vs_gflops.png)" in report and chart.read_bytes().startswith(PNG_SIGNATURE)
 
 
-def parsed(run_fresh, script: str, *argv: str) -> dict:
-    """Return a benchmark script's parsed command line, from a fresh interpreter; nothing is measured."""
-    code = (f"import json, sys; sys.path.insert(0, {str(BENCHMARKS)!r}); import {script}; "
-            f"print(json.dumps(vars({script}.parse_args({list(argv)!r})), default=str))")
-    return json.loads(run_fresh(sys.executable, "-c", code, cwd=REPO).stdout.splitlines()[-1])
+@pytest.fixture(scope="module")
+def scripts():
+    """Return a function importing a benchmark script by name in this process, as its directory's ``lib`` expects."""
+    sys.path.insert(0, str(BENCHMARKS))
+    yield importlib.import_module
+    sys.path.remove(str(BENCHMARKS))
 
 
-def test_gpu_benchmark_defaults_are_the_h200_protocol(run_fresh):
-    args = parsed(run_fresh, "bench_gpu", "--device", "cpu")
-    assert args["batches"] == [1, 32, 256] and args["imgsz"] == 640
-    assert (args["warmup"], args["blocks"], args["runs"]) == (10, 7, 20) and not args["contiguous"]  # channels_last
+def header(report: Path) -> dict[str, str]:
+    """The first table of a committed report: how it was made (date, command, settings)."""
+    return {cells[0]: cells[1] for cells in table_rows_with_header(report.read_text().split("\n## ")[0])}
 
 
-def test_side_by_side_trains_longer_on_a_gpu_only_when_asked(run_fresh):
-    defaults = parsed(run_fresh, "side_by_side")
-    assert {key: defaults[key] for key in ("device", "epochs", "batch", "nbs", "seed", "models")} == {
-        "device": "cpu", "epochs": 30, "batch": 8, "nbs": 8, "seed": [0], "models": ["yolov8n", "yolov8n-efficientrep"]}
-    gpu = parsed(run_fresh, "side_by_side", "--device", "0", "--epochs", "60", "--batch", "16", "--nbs", "16", "--seed",
-                 "0", "1", "2", "--models", "yolov8n", "yolov8n-efficientrep", "yolov8n-qarepvgg", "yolov6n-repbifpan")
-    assert (gpu["device"], gpu["epochs"], gpu["batch"], gpu["seed"]) == ("0", 60, 16, [0, 1, 2])
-    assert gpu["models"] == ["yolov8n", "yolov8n-efficientrep", "yolov8n-qarepvgg", "yolov6n-repbifpan"]
+def table_rows_with_header(text: str) -> list[list[str]]:
+    """Every row of the markdown tables in ``text``, the header rows included, separator rows left out."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("|")]
+    return [row for row in rows if not all(set(cell) <= set("-:") for cell in row)]
+
+
+# The committed results were made by each script at its defaults (their "command" row says so): the defaults must
+# still be what made them, so that running a script again reproduces its report.
+
+
+def test_gpu_benchmark_defaults_are_the_h200_protocol(scripts, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)  # parsed as on a GPU machine; nothing runs
+    bench_gpu, lineup = scripts("bench_gpu"), scripts("lib.lineup")
+    args = bench_gpu.parse_args([])
+    h200 = json.loads((BENCHMARKS / "results" / "gpu-h200-2026-12-04" / "gpu_latency.json").read_text())
+    assert args.imgsz == h200["imgsz"] and args.device.type == "cuda" and not args.contiguous  # channels_last
+    assert [entry.name for entry in lineup.select(args.models, lineup.GPU)] == list(h200["models"])
+    assert all(list(model)[2:] == [str(batch) for batch in args.batches] for model in h200["models"].values())
+    protocol = " ".join((REPO / "docs" / "benchmarks.md").read_text().split())
+    assert f"FP16, channels_last, cudnn.benchmark, {args.imgsz} px" in protocol
+    assert f"median of {args.blocks} blocks" in protocol
+
+
+def test_side_by_side_defaults_made_its_committed_report_and_a_gpu_run_is_asked_for(scripts):
+    side_by_side, lineup = scripts("side_by_side"), scripts("lib.lineup")
+    args = side_by_side.parse_args([])
+    made = header(BENCHMARKS / "results" / "side_by_side.md")
+    assert made["command"].split()[2:] == ["--out", "benchmarks/side_by_side.md"]  # every other option at its default
+    assert args.device == "cpu" and made["training"].startswith(
+        f"{args.train_images} train / {args.val_images} val images of `make_shapes_dataset` ({args.imgsz} px, seed 0), "
+        f"{args.epochs} epochs from scratch, imgsz {args.imgsz}, batch {args.batch}, nbs {args.nbs}, "
+        f"seed {args.seed[0]}, deterministic, CPU")
+    assert f"{args.runs} timed runs after {args.warmup} warm-up runs" in made["inference"]
+    results = table_rows(section((BENCHMARKS / "results" / "side_by_side.md").read_text(), "Results"))
+    assert list(results) == [lineup.MODELS[stem].title for stem in args.models]
+    gpu = side_by_side.parse_args(["--device", "0", "--epochs", "60", "--seed", "0", "1", "--models",
+                                   *lineup.SIDE_BY_SIDE])  # the GPU comparison's settings are taken as given
+    assert (gpu.device, gpu.epochs, gpu.seed, gpu.models) == ("0", 60, [0, 1], list(lineup.SIDE_BY_SIDE))
 
 
 def test_gpu_benchmark_runs_on_cpu_when_asked(run_fresh, tmp_path):
@@ -103,41 +139,51 @@ def test_gpu_benchmark_runs_on_cpu_when_asked(run_fresh, tmp_path):
     assert (tmp_path / "latency_vs_gflops_gpu.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
-def test_gpu_benchmark_says_at_once_that_it_needs_cuda(run_fresh, tmp_path):
-    out = tmp_path / "RESULTS_GPU.md"
-    result = run_fresh(sys.executable, BENCHMARKS / "bench_gpu.py", "--out", out, cwd=REPO, check=False,
-                       env={"CUDA_VISIBLE_DEVICES": ""})  # as on a machine without a GPU
-    assert result.returncode != 0 and "bench_gpu.py needs a CUDA GPU" in result.stderr
+def test_gpu_benchmark_says_at_once_that_it_needs_cuda(scripts, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # as on a machine without a GPU
+    bench_gpu = scripts("bench_gpu")
+    with pytest.raises(SystemExit, match="bench_gpu.py needs a CUDA GPU"):
+        bench_gpu.main(["--out", str(tmp_path / "RESULTS_GPU.md")])
     assert not list(tmp_path.iterdir())
-    usage = run_fresh(sys.executable, BENCHMARKS / "bench_gpu.py", "--help", cwd=REPO).stdout
+    with pytest.raises(SystemExit):
+        bench_gpu.parse_args(["--help"])
+    usage = capsys.readouterr().out
     for stem in ("yolo11n", "yolo26n", "yolov6n-repbifpan", "yolov6s-repbifpan", "yolov8n-qarepvgg"):
         assert stem in usage  # the H200 line-up
 
 
-def test_benchmark_never_overwrites_a_file_it_did_not_write(run_fresh, tmp_path):
+def test_benchmark_never_overwrites_a_file_it_did_not_write(scripts, tmp_path):
     notes = tmp_path / "RESULTS.md"
     notes.write_text("my own notes\n")
-    result = run_fresh(sys.executable, BENCHMARKS / "bench_cpu.py", "--out", notes, cwd=REPO, check=False)
-    assert result.returncode != 0 and "was not written by this benchmark" in result.stderr
+    with pytest.raises(SystemExit, match="was not written by this benchmark"):
+        scripts("bench_cpu").main(["--out", str(notes)])
     assert notes.read_text() == "my own notes\n" and not (tmp_path / "latency_vs_gflops.png").exists()
 
 
-def test_qat_benchmark_defaults_are_the_full_measurement(run_fresh):
-    args = parsed(run_fresh, "qat")
-    assert args["models"] == ["yolov8n-efficientrep", "yolov8n-qarepvgg"]
-    assert (args["epochs"], args["qat_epochs"], args["seed"], args["imgsz"], args["threads"], args["runs"]) == (
-        30, 5, 0, 640, 2, 20)
-    assert args["out"].endswith("benchmarks/results/RESULTS_QAT.md") and args["qat_overrides"] == {}
-    tuned = parsed(run_fresh, "qat", "--qat-overrides", "optimizer=SGD", "lr0=0.001", "warmup_epochs=0")
-    assert tuned["qat_overrides"] == {"optimizer": "SGD", "lr0": 0.001, "warmup_epochs": 0}
-    wrong = run_fresh(sys.executable, BENCHMARKS / "qat.py", "--qat-overrides", "lr0", cwd=REPO, check=False)
-    assert wrong.returncode == 2 and "--qat-overrides takes KEY=VALUE pairs" in wrong.stderr
+def test_qat_benchmark_defaults_made_its_committed_report_and_overrides_are_parsed(scripts, capsys):
+    qat, lineup = scripts("qat"), scripts("lib.lineup")
+    args = qat.parse_args([])
+    made = header(BENCHMARKS / "results" / "RESULTS_QAT.md")
+    assert made["command"] == "python benchmarks/qat.py" and Path(args.out) == BENCHMARKS / "results" / "RESULTS_QAT.md"
+    assert made["training"].startswith(f"epochs: float {args.epochs}, QAT {args.qat_epochs} per route; QAT's overrides "
+                                       f"of the float recipe: none; seed {args.seed}")
+    assert made["timing"].startswith(f"{args.runs} timed runs after {args.warmup} warm-up runs per cell")
+    assert made["threads"].startswith(f"{args.threads} (") and args.qat_overrides == {}
+    report = (BENCHMARKS / "results" / "RESULTS_QAT.md").read_text()
+    assert f"## Latency, batch 1 @{args.imgsz}:" in report
+    columns = table_rows_with_header(section(report, "Headline"))[0][1:]
+    assert columns == [lineup.MODELS[stem].title for stem in args.models]
+
+    tuned = qat.parse_args(["--qat-overrides", "optimizer=SGD", "lr0=0.001", "warmup_epochs=0"])
+    assert tuned.qat_overrides == {"optimizer": "SGD", "lr0": 0.001, "warmup_epochs": 0}  # each value read as YAML
+    with pytest.raises(SystemExit) as wrong:
+        qat.parse_args(["--qat-overrides", "lr0"])
+    assert wrong.value.code == 2 and "--qat-overrides takes KEY=VALUE pairs" in capsys.readouterr().err
 
 
-def test_qat_benchmark_refuses_a_foreign_report_before_training(run_fresh, tmp_path):
+def test_qat_benchmark_refuses_a_foreign_report_before_training(scripts, tmp_path):
     notes = tmp_path / "RESULTS_QAT.md"
     notes.write_text("my own notes\n")
-    result = run_fresh(sys.executable, BENCHMARKS / "qat.py", "--out", notes, "--zoo", tmp_path / "zoo", cwd=REPO,
-                       check=False)
-    assert result.returncode != 0 and "was not written by this benchmark" in result.stderr
+    with pytest.raises(SystemExit, match="was not written by this benchmark"):
+        scripts("qat").main(["--out", str(notes), "--zoo", str(tmp_path / "zoo")])
     assert notes.read_text() == "my own notes\n" and not (tmp_path / "zoo").exists()
