@@ -31,32 +31,133 @@ def _ultralytics_names(tree: ast.Module) -> set[str]:
     return names
 
 
-def _assignments_into(tree: ast.Module, names: set[str]) -> list[str]:
-    """``x.attr = ...`` and ``setattr(x, ...)`` where ``x`` (or the root of ``x.y``) is one of ``names``."""
-    def root(node: ast.AST) -> str | None:
-        while isinstance(node, ast.Attribute):
-            node = node.value
-        return node.id if isinstance(node, ast.Name) else None
+def _root(node: ast.AST) -> str | None:
+    """The name an expression such as ``a.b[0].c`` or ``a.b()`` starts from."""
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call, ast.Starred)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
 
-    found = [ast.unparse(target) for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.AugAssign))
-             for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
-             if isinstance(target, ast.Attribute) and root(target) in names]
-    found += [ast.unparse(node) for node in ast.walk(tree) if isinstance(node, ast.Call)
-              and isinstance(node.func, ast.Name) and node.func.id == "setattr" and root(node.args[0]) in names]
-    return found
+
+def _bindings(node: ast.AST) -> list[tuple[ast.AST, ast.AST]]:
+    """``(target, value)`` of a statement or clause that binds names."""
+    if isinstance(node, ast.Assign):
+        return [(target, node.value) for target in node.targets]
+    if isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.NamedExpr)) and node.value is not None:
+        return [(node.target, node.value)]
+    if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
+        return [(node.target, node.iter)]
+    if isinstance(node, ast.withitem) and node.optional_vars is not None:
+        return [(node.optional_vars, node.context_expr)]
+    return []
+
+
+def _foreign_names(scope: ast.AST, imported: set[str], own_classes: set[str]) -> set[str]:
+    """Names in ``scope`` that may hold an object the plugin did not make: Ultralytics' imports, modules imported by a
+    name held in a variable, the function's parameters (an exporter, a trainer, a user's model) and every name bound
+    from an expression that reads one of them (``args = trainer.args``, ``for block in rep_blocks(model)``), except an
+    object built from the plugin's own class."""
+    arguments = getattr(scope, "args", None)
+    foreign = set(imported)
+    if arguments is not None:
+        foreign |= {a.arg for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs,
+                                    *filter(None, (arguments.vararg, arguments.kwarg)))} - {"self", "cls"}
+    nodes = list(ast.walk(scope))
+    grown = True
+    while grown:
+        grown = False
+        for node in nodes:
+            for target, value in _bindings(node):
+                if isinstance(value, ast.Call) and _root(value.func) in own_classes:
+                    continue  # a new object of the plugin's own
+                imports = isinstance(value, ast.Call) and "import_module" in ast.unparse(value.func)  # by a name
+                if imports or {n.id for n in ast.walk(value) if isinstance(n, ast.Name)} & foreign:
+                    bound = {n.id for n in ast.walk(target) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+                    grown |= bool(bound - foreign)
+                    foreign |= bound
+    return foreign
+
+
+def assignments_into_ultralytics(source: str, own_classes: set[str]) -> list[str]:
+    """``x.attr = ...``, ``del x.attr``, ``setattr(x, ...)`` and ``delattr(x, ...)`` in ``source`` on an object that
+    may be Ultralytics' (``_foreign_names``): a module, class or function of it, or an object of it such as a model."""
+    tree = ast.parse(source)
+    imported = _ultralytics_names(tree)
+    found = set()
+    functions = (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+    for scope in (tree, *functions):
+        foreign = _foreign_names(scope, imported, own_classes)
+        for node in ast.walk(scope):
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else (
+                [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else [])
+            found.update(ast.unparse(target) for target in targets
+                         if isinstance(target, ast.Attribute) and _root(target) in foreign)
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in ("setattr", "delattr") and node.args and _root(node.args[0]) in foreign):
+                found.add(ast.unparse(node))
+    return sorted(found)
+
+
+def package_classes() -> set[str]:
+    """Names of the classes the plugin defines."""
+    trees = (ast.parse(path.read_text(encoding="utf-8")) for path in PACKAGE.rglob("*.py"))
+    return {node.name for tree in trees for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
+
+
+# Assignments into Ultralytics' objects outside integration/ that the scan found once it followed objects, not only
+# imported names: each to be moved into integration/, or kept here with the reason. Anything else it finds fails.
+PENDING = {
+    "callbacks.py": ["setattr(exporter, _SOURCE, model)"],
+    "evaluation.py": ["unfused.fuse", "yolo.model"],
+    "fusion.py": ["block.forward", "setattr(other, key, value)"],
+    "importer/convert.py": ["target.names"],
+    "qat.py": ["setattr(args, key, value)"],
+    "rebuild.py": ["model.args", "model.names", "model.pt_path", "model.task"],
+}
 
 
 def test_every_assignment_into_ultralytics_lives_in_the_integration_package():
+    own = package_classes()
     outside = {}
-    for path in PACKAGE.rglob("*.py"):
-        if "integration" in path.relative_to(PACKAGE).parts:
-            continue
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        if found := _assignments_into(tree, _ultralytics_names(tree)):
-            outside[str(path.relative_to(PACKAGE))] = found
-    assert outside == {}
-    integration = ast.parse((PACKAGE / "integration" / "exporter.py").read_text(encoding="utf-8"))
-    assert _assignments_into(integration, _ultralytics_names(integration))  # the scan sees real assignments
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "integration" not in path.relative_to(PACKAGE).parts:
+            if found := assignments_into_ultralytics(path.read_text(encoding="utf-8"), own):
+                outside[path.relative_to(PACKAGE).as_posix()] = found
+    assert outside == PENDING
+
+
+def test_the_assignment_scan_follows_ultralytics_objects_and_sees_every_seam():
+    """The scan sees each way code reaches an Ultralytics object, and every patch integration/ makes."""
+    code = """
+import importlib
+from ultralytics.nn import tasks
+from ultralytics import YOLO
+from .blocks import RepVGGBlock
+
+tasks.parse_model = None  # a module imported from Ultralytics
+module = importlib.import_module("ultralytics.utils")
+module.LOGGER = None  # imported by name
+for name in ("ultralytics.nn.tasks",):
+    found = importlib.import_module(name)
+    found.guess_model_task = None  # imported by a name in a variable
+
+def callback(trainer, model):
+    args = trainer.args
+    setattr(args, "lr0", 0.1)  # an object Ultralytics passes in
+    for block in model.modules():
+        block.forward = None  # an object reached through one
+    built = YOLO("yolov8n.yaml")
+    built.model.names = {}  # an object built from an Ultralytics class
+    unit = RepVGGBlock(8, 8)
+    unit.act = None  # the plugin's own object: not Ultralytics'
+    self.count = 1  # neither
+"""
+    assert assignments_into_ultralytics(code, {"RepVGGBlock"}) == [
+        "block.forward", "built.model.names", "found.guess_model_task", "module.LOGGER", "setattr(args, 'lr0', 0.1)",
+        "tasks.parse_model"]
+    own = package_classes()
+    seams = {path.stem: assignments_into_ultralytics(path.read_text(encoding="utf-8"), own)
+             for path in (PACKAGE / "integration").glob("*.py") if path.stem not in ("__init__", "notice")}
+    assert seams and all(seams.values()), seams  # each seam module's patch is seen
 
 
 def test_a_patch_that_cannot_apply_names_the_release_and_the_loss(run_fresh):
@@ -121,6 +222,9 @@ def test_ultralytics_ul_command_sees_the_plugin(installed_hook, run_fresh, tmp_p
     ul = str(Path(sys.executable).with_name("ul"))
     if not Path(ul).is_file():
         pytest.skip("Ultralytics' ul command is not installed (it comes with ultralytics-platform)")
-    result = run_fresh(ul, "predict", "model=yolov8n-efficientrep.yaml", f"source={ASSETS / 'bus.jpg'}", "imgsz=64",
-                       "device=cpu", f"project={tmp_path}", "save=False")
-    assert "YOLOv8n-efficientrep" in result.stdout + result.stderr or "bus.jpg" in result.stdout + result.stderr
+    command = (ul, "predict", "model=yolov8n-efficientrep.yaml", f"source={ASSETS / 'bus.jpg'}", "imgsz=64",
+               "device=cpu", f"project={tmp_path}", "save=False")
+    predicted = run_fresh(*command)
+    assert f"image 1/1 {ASSETS / 'bus.jpg'}: 64x" in predicted.stdout + predicted.stderr  # the model built, predicted
+    without = run_fresh(*command, env={"YOLOV8_EFFICIENTREP_HOOK": "0"}, check=False)
+    assert without.returncode != 0 and "bus.jpg: 64x" not in without.stdout + without.stderr  # the hook did that
