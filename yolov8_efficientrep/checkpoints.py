@@ -7,7 +7,6 @@ place); ``fuse_checkpoint`` is the ``fuse`` command's work, and the YOLOv6 impor
 from __future__ import annotations
 
 import importlib.util
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -21,8 +20,8 @@ from .limits import LimitError, check_imgsz, non_finite_tensor
 from .messages import printable
 from .output_files import missing_folder, refuse_output, write_checked
 from .rebuild import TRUST_HINT, RestrictedLoadError, is_fused_record, read_restricted, rebuild, rep_block_records
-from .untrusted.decode import scan_untrusted
-from .untrusted.jail import open_file
+from .untrusted.decode import UntrustedCheckpoint, scan_untrusted
+from .untrusted.jail import check_file
 
 
 def checkpoint_file(value: object) -> str | Path | None:
@@ -117,13 +116,13 @@ def _check_source(path: Path) -> None:
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder, not a checkpoint; {_SOURCE_FIX}")
     try:
-        os.close(open_file(path))
+        check_file(path)
     except UntrustedFileError as error:
         raise _refusal(path, error) from None
 
 
-def _load_restricted(path: Path) -> tuple[nn.Module, dict]:
-    """Read ``path`` as data in the jailed reader and rebuild its model (``rebuild.py``); nothing in it runs."""
+def _read_restricted(path: Path) -> UntrustedCheckpoint:
+    """Read ``path`` as data in the jailed reader; refuse it now if it has nothing to fuse or weights not finite."""
     try:
         checkpoint = read_restricted(path)
     except UntrustedFileError as error:
@@ -138,14 +137,15 @@ def _load_restricted(path: Path) -> tuple[nn.Module, dict]:
                              f"is for predict, val and export")
         if checkpoint.non_finite is not None:
             raise _non_finite(path, checkpoint.non_finite)
-    return rebuild(checkpoint)
+    return checkpoint
 
 
-def _load_trusted(path: Path) -> tuple[nn.Module, dict]:
-    """Load ``path`` with Ultralytics' own loader, which runs code the file holds: for files the user trusts.
+def _screen_trusted(path: Path) -> None:
+    """List what a file the user trusts pickles, in the jailed reader, before Ultralytics' loader runs it.
 
-    The jailed reader still lists what the file pickles first: a YOLOv6 checkpoint, or one pickling a package that is
-    not installed (which Ultralytics' loader would try to pip-install), is named instead of loaded.
+    A YOLOv6 checkpoint, or one pickling a package that is not installed (which Ultralytics' loader would try to
+    pip-install), is named instead of loaded; so is a file laid out otherwise than torch writes (legacy data before an
+    archive would be read by torch's loader and not by this screen).
     """
     try:
         names = scan_untrusted(path)
@@ -154,6 +154,10 @@ def _load_trusted(path: Path) -> tuple[nn.Module, dict]:
     problem = next(filter(None, (_foreign_global(path, name) for name in names)), None)
     if problem:
         raise RestrictedLoadError(problem)
+
+
+def _load_trusted(path: Path) -> tuple[nn.Module, dict]:
+    """Load ``path`` with Ultralytics' own loader, which runs code the file holds (after ``_screen_trusted``)."""
     try:
         model, ckpt = load_checkpoint(path)
     except Exception as error:  # whatever Ultralytics' loader raises, the user needs the file and the fix
@@ -238,8 +242,11 @@ def fuse_checkpoint(source: str | Path, target: str | Path | None = None, overwr
     if imgsz is not None:
         check_imgsz("imgsz (--imgsz)", imgsz)
     _check_source(source)
+    read = None if trusted else _read_restricted(source)  # the input, read as data, before the output is checked
+    if trusted:
+        _screen_trusted(source)
     refuse_output(source, target, overwrite, "pass overwrite=True")
-    model, ckpt = _load_trusted(source) if trusted else _load_restricted(source)
+    model, ckpt = _load_trusted(source) if trusted else rebuild(read)
     blocks = rep_blocks(model)
     if not blocks:
         raise ValueError(f"{source} has no Rep blocks to fuse, so there is nothing to do; use it as it is (Ultralytics "

@@ -22,8 +22,10 @@ class UntrustedFileError(EfficientRepError, ValueError):
             allow-list), ``content``, ``file`` (not a regular file), ``limit`` (the child overran a limit), ``crash``
             (the child died or answered nonsense) or ``jail`` (no child could start).
         name (str | None): The global the file names, for ``global``.
+        names (tuple[str, ...]): Every global the file names, for ``global``.
     """
 
-    def __init__(self, message: str, reason: str = "content", name: str | None = None) -> None:
+    def __init__(self, message: str, reason: str = "content", name: str | None = None,
+                 names: tuple[str, ...] = ()) -> None:
         super().__init__(message)
-        self.reason, self.name = reason, name
+        self.reason, self.name, self.names = reason, name, names

@@ -22,7 +22,9 @@ from ..checkpoints import load_checkpoint, ultralytics_checkpoint
 from ..configs import CFG_DIR, scaled_name
 from ..fusion import FusionCheck, check_fusion, fuse_rep_blocks, sample_image
 from ..limits import check_classes, check_imgsz
+from ..errors import UntrustedFileError
 from ..output_files import refuse_output, write_checked
+from ..untrusted.jail import check_file
 from .architecture import Architecture, detect_architecture, refuse_model_families
 from .forms import Selection, select_form
 from .reader import YOLOv6ImportError, read_checkpoint
@@ -188,8 +190,12 @@ def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None,
     source, output = Path(source), Path(output)
     if head not in HEADS:
         raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
-    if not source.is_file():
+    if not source.exists():
         raise FileNotFoundError(f"{source}: no such checkpoint")
+    try:
+        check_file(source)  # a folder, a FIFO, an unreadable file: named before the output is checked
+    except UntrustedFileError as error:
+        raise YOLOv6ImportError(f"{error}; pass a YOLOv6 .pt file") from None
     refuse_output(source, output, force, FORCE_HINT)
     if nc is not None:
         check_classes("nc (--nc)", nc)

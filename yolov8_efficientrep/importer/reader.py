@@ -59,7 +59,8 @@ def _refusal(path: Path, error: UntrustedFileError) -> YOLOv6ImportError:
     """Say in one line why the jailed reader refused ``path`` and what to do."""
     if error.reason == "global":
         name = printable(error.name, 120)
-        if str(error.name).startswith(("ultralytics.", "yolov8_efficientrep.")):
+        if not any(n.startswith("yolov6.") for n in error.names) and any(
+                n.startswith(("ultralytics.", "yolov8_efficientrep.")) for n in error.names):
             return YOLOv6ImportError(f"{path} is an Ultralytics checkpoint, not a YOLOv6 one: use it directly, e.g. "
                                      f"yolo train model={path} data=...")
         what = "a class no YOLOv6 release (0.1-0.4) defines" if str(error.name).startswith("yolov6.") else \

@@ -27,6 +27,7 @@ END = struct.Struct("<4s4H2LH")  # end of central directory: signature, disks, e
 ENCRYPTED, HAS_DESCRIPTOR = 0x1, 0x8
 LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8"  # torch's legacy format: protocol 2, then its magic number
 CHUNK = 1 << 20
+SPARSE_BYTES = 1 << 20  # holes that a record may have (zero runs a file system stores sparsely)
 NOT_AN_ARCHIVE = "not the zip archive torch.save writes: it is empty, cut short or another kind of file"
 
 
@@ -53,7 +54,7 @@ class Archive:
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
             if "not a zip file" in str(error):  # no end record: the file stops before its archive's end
                 raise Refused("format", NOT_AN_ARCHIVE) from None
-            raise Refused("damaged", f"its zip archive is damaged ({_reason(error)})") from None
+            raise Refused("damaged", _damaged(_reason(error))) from None
         if len(infos) > MAX_ARCHIVE_RECORDS:
             raise Refused("budget", f"its archive holds {len(infos)} records, more than the {MAX_ARCHIVE_RECORDS} "
                                     f"this reader takes")
@@ -77,25 +78,25 @@ class Archive:
         for info in sorted(infos, key=lambda i: i.header_offset):
             name = info.filename
             if name in records:
-                raise Refused("damaged", "its archive names a record twice")
+                raise Refused("damaged", _damaged("it names a record twice"))
             if info.flag_bits & ENCRYPTED:
-                raise Refused("damaged", "its archive has an encrypted record, which torch.save never writes")
+                raise Refused("damaged", _damaged("an encrypted record, which torch.save never writes"))
             if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
                 raise Refused("format", "its archive holds compressed records, which torch.save never writes")
             if info.header_offset != position:
-                where = "data before its first record" if position == 0 else "a gap or overlap between records"
-                raise Refused("damaged", f"its archive has {where}, which torch.save never writes (two readers could "
-                                         f"see two different files)")
+                where = "data before its first record" if position == 0 else "a gap or an overlap between records"
+                raise Refused("damaged", _damaged(f"{where}, which torch.save never writes: two readers could see two "
+                                          f"different files"))
             self.file.seek(info.header_offset)
             header = self.file.read(LOCAL_HEADER.size)
             if len(header) != LOCAL_HEADER.size:
-                raise Refused("damaged", "its archive is cut short")
+                raise Refused("damaged", _damaged("cut short"))
             signature, _, flags, method, _, _, crc, compressed, plain, name_length, extra = LOCAL_HEADER.unpack(header)
             local_name = self.file.read(name_length)
             if signature != SIGNATURE or method != zipfile.ZIP_STORED or flags & ENCRYPTED:
-                raise Refused("damaged", "its archive's record headers disagree with its directory")
+                raise Refused("damaged", _damaged("its record headers disagree with its directory"))
             if local_name.decode("utf-8", "replace") != name:
-                raise Refused("damaged", "its archive's record names disagree with its directory")
+                raise Refused("damaged", _damaged("its record names disagree with its directory"))
             start = info.header_offset + LOCAL_HEADER.size + name_length + extra
             end = start + info.file_size
             if flags & HAS_DESCRIPTOR:
@@ -103,21 +104,21 @@ class Archive:
                 descriptor = self.file.read(DESCRIPTOR.size)
                 if len(descriptor) != DESCRIPTOR.size or DESCRIPTOR.unpack(descriptor) != (
                         DESCRIPTOR_SIGNATURE, info.CRC, info.compress_size, info.file_size):
-                    raise Refused("damaged", "its archive's record sizes or checksums disagree with its directory")
+                    raise Refused("damaged", _damaged("its record sizes or checksums disagree with its directory"))
                 end += DESCRIPTOR.size
             elif (crc, compressed, plain) != (info.CRC, info.compress_size, info.file_size):
-                raise Refused("damaged", "its archive's record sizes or checksums disagree with its directory")
+                raise Refused("damaged", _damaged("its record sizes or checksums disagree with its directory"))
             if end > self.size:
-                raise Refused("damaged", "its archive is cut short")
+                raise Refused("damaged", _damaged("cut short"))
             records[name] = (start, info.file_size)
             position = end
         if self.zip.start_dir != position:
-            raise Refused("damaged", "its archive has data between its records and its directory")
+            raise Refused("damaged", _damaged("data between its records and its directory"))
         self.file.seek(self.size - END.size)
         end_record = self.file.read(END.size)
         if len(infos) < 0xFFFF and (len(end_record) != END.size or end_record[:4] != b"PK\x05\x06"
                                      or END.unpack(end_record)[-1] != 0):
-            raise Refused("damaged", "its archive has data after its end record")
+            raise Refused("damaged", _damaged("data after its end record"))
         return records
 
     def read(self, name: str, limit: int = MAX_PICKLE_BYTES) -> bytes:
@@ -129,14 +130,14 @@ class Archive:
         try:
             return self.zip.read(self.infos[name])
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
-            raise Refused("damaged", f"its archive is damaged ({_reason(error)})") from None
+            raise Refused("damaged", _damaged(_reason(error))) from None
 
     def storage(self, key: str, size: int) -> tuple[int, int]:
         """Return (offset in the file, size) of the tensor storage record ``key``, its checksum verified in chunks."""
         name = f"{self.prefix}/data/{key}"
         if name not in self.records or self.records[name][1] != size:
             found = "missing" if name not in self.records else f"{self.records[name][1]} bytes"
-            raise Refused("damaged", f"its storage record {key} is {found} where the pickle expects {size} bytes")
+            raise Refused("damaged", _damaged(f"its storage record {key} is {found} where the pickle expects {size} bytes"))
         start, size = self.records[name]
         if has_hole(self.file.fileno(), start, start + size):
             raise Refused("content", f"its storage record {key} is a hole of a sparse file: no bytes are stored for it")
@@ -145,23 +146,39 @@ class Archive:
                 while record.read(CHUNK):
                     pass
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
-            raise Refused("damaged", f"its archive is damaged ({_reason(error)})") from None
+            raise Refused("damaged", _damaged(_reason(error))) from None
         return self.records[name]
 
 
 def has_hole(descriptor: int, start: int, end: int) -> bool:
-    """Return True if bytes ``start:end`` of the file include a hole (a sparse file's range with nothing stored).
+    """Return True if most of bytes ``start:end`` of the file are holes (a sparse file's ranges with nothing stored).
 
-    A few bytes on disk can then stand for gigabytes that any reader would allocate; an honest ``torch.save`` file
-    has none. Where the system cannot tell (no ``SEEK_HOLE``), there is no hole to find.
+    Then a few bytes on disk stand for up to gigabytes that a reader would allocate; no ``torch.save`` file is sparse.
+    Short holes are not counted (a file system may store a run of zero bytes as one). Where the system cannot tell
+    (no ``SEEK_HOLE``), there is no hole to find.
     """
-    seek_hole = getattr(os, "SEEK_HOLE", None)
-    if seek_hole is None or start >= end:
+    seek_hole, seek_data = getattr(os, "SEEK_HOLE", None), getattr(os, "SEEK_DATA", None)
+    if seek_hole is None or end - start < SPARSE_BYTES:
         return False
+    holes, position = 0, start
     try:
-        return os.lseek(descriptor, start, seek_hole) < end
+        while position < end:
+            hole = os.lseek(descriptor, position, seek_hole)
+            if hole >= end:
+                break
+            try:
+                position = min(os.lseek(descriptor, hole, seek_data), end)
+            except OSError:  # no data after the hole: it runs to the end of the file
+                position = end
+            holes += position - hole
     except OSError:
         return False
+    return holes > SPARSE_BYTES and holes * 2 > end - start
+
+
+def _damaged(detail: str) -> str:
+    """The message of every kind of archive damage: damage is named as such."""
+    return f"its zip archive is damaged ({detail})"
 
 
 def _reason(error: BaseException) -> str:

@@ -32,13 +32,17 @@ def limit_self(limits: dict) -> None:
     """Apply the rlimits the parent asks for (bytes of address space, seconds of CPU time) and the fixed ones."""
     if resource is None:
         return
-    for name, value in (("RLIMIT_AS", limits["address_space"]), ("RLIMIT_CPU", limits["cpu_seconds"]),
-                        ("RLIMIT_FSIZE", 0), ("RLIMIT_CORE", 0), ("RLIMIT_NOFILE", 8), ("RLIMIT_NPROC", 0)):
+    cpu = limits["cpu_seconds"]
+    for name, soft, hard in (("RLIMIT_AS", limits["address_space"], limits["address_space"]),
+                             ("RLIMIT_CPU", cpu, cpu + 1),  # SIGXCPU at the soft limit, SIGKILL a second later
+                             ("RLIMIT_FSIZE", 0, 0), ("RLIMIT_CORE", 0, 0), ("RLIMIT_NOFILE", 8, 8),
+                             ("RLIMIT_NPROC", 0, 0)):
         kind = getattr(resource, name, None)
         if kind is not None:
-            soft, hard = resource.getrlimit(kind)
-            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-            resource.setrlimit(kind, (value, value))
+            ceiling = resource.getrlimit(kind)[1]
+            if ceiling != resource.RLIM_INFINITY:
+                soft, hard = min(soft, ceiling), min(hard, ceiling)
+            resource.setrlimit(kind, (soft, hard))
 
 
 def read(request: dict) -> dict:
@@ -55,7 +59,7 @@ def read(request: dict) -> dict:
     classes = frozenset(request["classes"])
     refused = next((name for name in names if not _allowed(name, classes)), None)
     if refused is not None:
-        raise Refused("global", "it pickles a global outside the reader's allow-list", name=refused)
+        raise Refused("global", "it pickles a global outside the reader's allow-list", name=refused, names=names)
     storages: dict[str, Storage] = {}
 
     def storage(key: str, kind: StorageType, elements: int) -> Storage:
@@ -81,8 +85,8 @@ def main(argument: str) -> None:
     try:
         answer, status = read(request), 0
     except Refused as refusal:
-        answer, status = {"refused": {"reason": refusal.reason, "message": refusal.message, "name": refusal.name}}, \
-            REFUSED
+        answer, status = {"refused": {"reason": refusal.reason, "message": refusal.message, "name": refusal.name,
+                                      "names": refusal.names}}, REFUSED
     except MemoryError:
         os._exit(OUT_OF_MEMORY)
     except RecursionError:

@@ -90,6 +90,11 @@ def open_file(path: Path) -> int:
     return descriptor
 
 
+def check_file(path: Path) -> None:
+    """Refuse ``path`` now, as ``open_file`` would, if it is missing, unreadable, or not a regular file."""
+    os.close(open_file(path))
+
+
 def run_child(descriptor: int, request: dict, limits: Limits = DEFAULT_LIMITS) -> dict:
     """Read the file open as ``descriptor`` (``open_file``) in a jailed child as ``request`` asks; return its answer.
 
@@ -172,9 +177,10 @@ def _answer(status: int, output: bytes, errors: bytes, overran: str | None, limi
     if status == REFUSED or refusal is not None:
         if not (status == REFUSED and isinstance(refusal, dict) and isinstance(refusal.get("message"), str)):
             raise UntrustedFileError("the reader answered malformed data", "crash")
-        name = refusal.get("name")
+        name, names = refusal.get("name"), refusal.get("names")
+        names = tuple(names) if isinstance(names, list) and all(isinstance(n, str) for n in names) else ()
         raise UntrustedFileError(printable(refusal["message"], 300), printable(refusal.get("reason"), 20),
-                                 name if isinstance(name, str) else None)
+                                 name if isinstance(name, str) else None, names)
     return answer
 
 

@@ -21,7 +21,7 @@ import pickletools
 import struct
 from typing import Callable
 
-from .budgets import MAX_ELEMENTS, MAX_INT_BITS, MAX_KEY, MAX_OBJECTS, MAX_TEXT_BYTES
+from .budgets import MAX_ELEMENTS, MAX_INT_BITS, MAX_KEY, MAX_OBJECTS, MAX_OPCODES, MAX_TEXT_BYTES
 from .rebuilders import (FUNCTIONS, SET_FUNCTIONS, STORAGE_TYPES, Instance, ModuleClass, NumpyDtype, OrderedDictData,
                          Storage, StorageType)
 from .refused import Refused, shown
@@ -121,7 +121,9 @@ class Machine:
     def run(self) -> object:
         """Run the pickle to its ``STOP``; return the object it built."""
         try:
-            for opcode, argument, _ in pickletools.genops(self.data):
+            for count, (opcode, argument, _) in enumerate(pickletools.genops(self.data)):
+                if count >= MAX_OPCODES:
+                    raise Refused("budget", f"its pickle runs more than {MAX_OPCODES:,} opcodes")
                 handler = self._dispatch.get(opcode.name)
                 if handler is None:
                     raise Refused("content", f"its pickle uses the opcode {opcode.name}, which torch.save never writes")
@@ -394,7 +396,9 @@ def scan_globals(data: bytes) -> list[str]:
     memo: dict[int, object] = {}
     pushed: list[object] = [None, None]  # the last two values pushed, where they are strings
     try:
-        for opcode, argument, _ in pickletools.genops(data):
+        for count, (opcode, argument, _) in enumerate(pickletools.genops(data)):
+            if count >= MAX_OPCODES:
+                raise Refused("budget", f"its pickle runs more than {MAX_OPCODES:,} opcodes")
             name = opcode.name
             if name in PUT_OPCODES or name == "MEMOIZE":
                 memo[len(memo) if name == "MEMOIZE" else argument] = pushed[-1]
@@ -406,8 +410,6 @@ def scan_globals(data: bytes) -> list[str]:
                 names[f"{module}.{attribute}" if type(module) is str and type(attribute) is str else "?"] = None
             value = argument if name in TEXT_OPCODES else memo.get(argument) if name in GET_OPCODES else None
             pushed = [pushed[-1], value]
-            if len(memo) > MAX_OBJECTS:
-                raise Refused("budget", f"its pickle builds more than {MAX_OBJECTS:,} objects")
     except (ValueError, OverflowError, IndexError, struct.error):
         raise Refused("damaged", "its pickle is malformed") from None
     return list(names)

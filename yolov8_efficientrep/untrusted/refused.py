@@ -13,11 +13,12 @@ class Refused(Exception):
             outside the allow-list, or content the reader does not take.
         message (str): What was found, without the path (the parent adds it).
         name (str | None): The refused global's name, for ``global``.
+        names (list[str]): Every global the pickle names, for ``global``.
     """
 
-    def __init__(self, reason: str, message: str, name: str | None = None) -> None:
+    def __init__(self, reason: str, message: str, name: str | None = None, names: list[str] | None = None) -> None:
         super().__init__(message)
-        self.reason, self.message, self.name = reason, message, name
+        self.reason, self.message, self.name, self.names = reason, message, name, names or []
 
 
 def shown(value: object, limit: int = 60) -> str:
