@@ -5,12 +5,15 @@ class, colour, size and rotation; shapes may partly overlap. The same arguments 
 
 The generator writes only into a folder of its own: one it creates, an empty one, or one holding its marker file
 (``MARKER``), which it writes first. A folder of other files is refused, so no one's images or labels are overwritten.
+Inside its folder it never follows a symbolic link: a link where it would write a file or make a folder (``images``,
+``images/train``, a class folder, an image) is refused, so no write lands outside the folder it owns.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -18,15 +21,27 @@ import cv2
 import numpy as np
 import yaml
 
+from .errors import EfficientRepError
+from .messages import printable
+
 CLASS_NAMES = ("circle", "square", "triangle", "cross")
 MAX_OVERLAP = 0.4  # of the smaller box: partial overlaps happen, but no shape hides another
 MARKER = ".yolov8-efficientrep-shapes"  # in every folder the generator writes: it may rewrite its files there
 
 
+class FolderNotOwnedError(EfficientRepError, FileExistsError):
+    """The data set folder holds what the generator did not write: other files, or a symbolic link inside it."""
+
+
+class FolderIsFileError(EfficientRepError, NotADirectoryError):
+    """The data set folder, or a folder above it, is a file."""
+
+
 def claim_folder(root: Path, owner: str, fix: str) -> None:
     """Make ``root`` a folder the generator may write into, or refuse in one line naming it.
 
-    A new or empty folder gets the marker file first; a folder that holds the marker was the generator's already.
+    A new or empty folder gets the marker file first; a folder that holds the marker (a file, not a link) was the
+    generator's already.
 
     Args:
         root (Path): The data set folder.
@@ -34,21 +49,60 @@ def claim_folder(root: Path, owner: str, fix: str) -> None:
         fix (str): Ends the message: what the user can do instead.
 
     Raises:
-        NotADirectoryError: ``root`` or a folder above it is a file.
-        FileExistsError: ``root`` is a folder of other files, which generating would overwrite or mix with.
+        FolderIsFileError: ``root`` or a folder above it is a file (a ``NotADirectoryError``).
+        FolderNotOwnedError: ``root`` is a folder of other files, which generating would overwrite or mix with (a
+            ``FileExistsError``).
     """
-    if (root / MARKER).is_file():
+    marker = root / MARKER
+    if marker.is_file() and not marker.is_symlink():
         return
     blocking = next((path for path in (root, *root.parents) if path.exists() and not path.is_dir()), None)
     if blocking is not None:
-        raise NotADirectoryError(f"{owner} {root}: {blocking} is a file, not a folder; {fix}")
-    held = sorted(path.name for path in root.iterdir()) if root.is_dir() else []
+        raise FolderIsFileError(f"{owner} {root}: {blocking} is a file, not a folder; {fix}")
+    held = sorted(printable(path.name, 40) for path in root.iterdir()) if root.is_dir() else []
     if held:
         listed = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
-        raise FileExistsError(f"{owner} {root} is a folder the shapes generator did not create (it holds {listed} and "
-                              f"no {MARKER} file), so generating could overwrite its files; {fix}")
+        raise FolderNotOwnedError(f"{owner} {root} is a folder the shapes generator did not create (it holds {listed} "
+                                  f"and no {MARKER} file), so generating could overwrite its files; {fix}")
     root.mkdir(parents=True, exist_ok=True)
-    (root / MARKER).write_text("Written by yolov8_efficientrep.shapes, which may rewrite the files of this folder.\n")
+    _write(root, MARKER, b"Written by yolov8_efficientrep.shapes, which may rewrite the files of this folder.\n")
+
+
+def _refuse_link(root: Path, link: Path) -> None:
+    """Refuse, in one line naming it, a symbolic link where the generator would write inside its folder ``root``."""
+    if link.is_symlink():
+        raise FolderNotOwnedError(
+            f"{link} is a symbolic link (to {printable(os.readlink(link), 120)}) inside the shapes data set folder "
+            f"{root}; the generator never writes through a link, which could overwrite files outside it: remove or "
+            f"rename the link, or generate into a new folder")
+
+
+def _folder(root: Path, *parts: str) -> Path:
+    """Return the folder ``root/parts...``, made where missing, refusing a symbolic link at any level below ``root``."""
+    folder = root
+    for part in parts:
+        folder = folder / part
+        _refuse_link(root, folder)
+        folder.mkdir(exist_ok=True)
+    return folder
+
+
+def _write(root: Path, relative: str, data: bytes) -> None:
+    """Write ``data`` as the file ``root/relative``, a new file whatever was there: never through a link (refused),
+    never into another name's data (a hard-linked file is replaced, not rewritten)."""
+    *parts, name = Path(relative).parts
+    path = _folder(root, *parts) / name
+    _refuse_link(root, path)
+    if path.exists():
+        path.unlink()  # a file of the generator's own folder; its other hard links, if any, keep their data
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+
+
+def _png(image: np.ndarray) -> bytes:
+    """Encode ``image`` as ``cv2.imwrite`` would write it to a .png file."""
+    return cv2.imencode(".png", image)[1].tobytes()
 
 
 def _polygon(kind: str, cx: float, cy: float, radius: float, angle: float) -> np.ndarray:
@@ -191,17 +245,16 @@ def make_shapes_dataset(root: str | Path, train: int = 64, val: int = 16, imgsz:
     claim_folder(root, "make_shapes_dataset:", "pass a new or empty folder")
     for split, count, split_seed in (("train", train, seed), ("val", val, seed + 1_000_003)):
         rng = np.random.default_rng(split_seed)
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for kind in ("images", "labels"):
+            _folder(root, kind, split)
         for index in range(count):
             image, labels = draw_sample(rng, imgsz)
-            cv2.imwrite(str(root / "images" / split / f"{index:05d}.png"), image)
+            _write(root, f"images/{split}/{index:05d}.png", _png(image))
             rows = (f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}" for c, x, y, w, h in labels)
-            (root / "labels" / split / f"{index:05d}.txt").write_text("\n".join(rows) + "\n")
-    data_yaml = root / "shapes.yaml"
+            _write(root, f"labels/{split}/{index:05d}.txt", ("\n".join(rows) + "\n").encode())
     spec = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))}
-    data_yaml.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return data_yaml
+    _write(root, "shapes.yaml", yaml.safe_dump(spec, sort_keys=False).encode())
+    return root / "shapes.yaml"
 
 
 TASKS = ("detect", "segment", "pose", "obb", "classify")
@@ -225,8 +278,8 @@ def _task_label(task: str, shape: Shape, size: int) -> str:
     return f"{shape.cls} " + " ".join(f"{v:.6f}" for v in np.clip(points / size, 0.0, 1.0))
 
 
-def _write_crops(directory: Path, index: int, image: np.ndarray, shapes: list[Shape]) -> None:
-    """Save a square crop around each shape (a quarter of its size as margin) under ``directory/<class name>/``."""
+def _write_crops(root: Path, split: str, index: int, image: np.ndarray, shapes: list[Shape]) -> None:
+    """Save a square crop around each shape (a quarter of its size as margin) under ``root/split/<class name>/``."""
     size = image.shape[0]
     for k, shape in enumerate(shapes):
         x1, y1, x2, y2 = shape.box
@@ -234,8 +287,7 @@ def _write_crops(directory: Path, index: int, image: np.ndarray, shapes: list[Sh
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         left, top = max(round(cx - half), 0), max(round(cy - half), 0)
         crop = image[top:min(round(cy + half), size), left:min(round(cx + half), size)]
-        (directory / CLASS_NAMES[shape.cls]).mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(directory / CLASS_NAMES[shape.cls] / f"{index:05d}_{k}.png"), crop)
+        _write(root, f"{split}/{CLASS_NAMES[shape.cls]}/{index:05d}_{k}.png", _png(crop))
 
 
 def make_task_dataset(root: str | Path, task: str, train: int = 64, val: int = 16, imgsz: int = 128,
@@ -276,17 +328,16 @@ def make_task_dataset(root: str | Path, task: str, train: int = 64, val: int = 1
     claim_folder(root, "make_task_dataset:", "pass a new or empty folder")
     for split, count, split_seed in (("train", train, seed), ("val", val, seed + 1_000_003)):
         rng = np.random.default_rng(split_seed)
-        if task != "classify":
-            (root / "images" / split).mkdir(parents=True, exist_ok=True)
-            (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for kind in ("images", "labels") if task != "classify" else ():
+            _folder(root, kind, split)
         for index in range(count):
             image, shapes = draw_shapes(rng, imgsz)
             if task == "classify":
-                _write_crops(root / split, index, image, shapes)
+                _write_crops(root, split, index, image, shapes)
                 continue
-            cv2.imwrite(str(root / "images" / split / f"{index:05d}.png"), image)
+            _write(root, f"images/{split}/{index:05d}.png", _png(image))
             rows = (_task_label(task, shape, imgsz) for shape in shapes)
-            (root / "labels" / split / f"{index:05d}.txt").write_text("\n".join(rows) + "\n")
+            _write(root, f"labels/{split}/{index:05d}.txt", ("\n".join(rows) + "\n").encode())
         if task == "classify" and (missing := [n for n in CLASS_NAMES if not (root / split / n).is_dir()]):
             raise ValueError(f"make_task_dataset: the {split} split of {count} images has no {', '.join(missing)}; "
                              f"use more images")
@@ -295,9 +346,8 @@ def make_task_dataset(root: str | Path, task: str, train: int = 64, val: int = 1
     spec = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))}
     if task == "pose":
         spec.update(kpt_shape=KPT_SHAPE, flip_idx=FLIP_IDX)
-    data_yaml = root / f"shapes-{task}.yaml"
-    data_yaml.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return data_yaml
+    _write(root, f"shapes-{task}.yaml", yaml.safe_dump(spec, sort_keys=False).encode())
+    return root / f"shapes-{task}.yaml"
 
 
 def generate_for_data_yaml(data: dict) -> Path:
