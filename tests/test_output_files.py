@@ -54,8 +54,8 @@ def test_a_full_disk_is_named_with_its_fix(tmp_path):
     with pytest.raises(OutputWriteError) as error:
         _save(CHECKPOINT, full, tmp_path / "out.pt")
     full.close()
-    assert str(error.value) == (f"{tmp_path / 'out.pt'}: cannot write it in the folder {tmp_path} (No space left on "
-                                f"device); free space on that disk or choose another output path. Nothing was written")
+    assert str(error.value) == (f"{tmp_path / 'out.pt'}: cannot write it (No space left on device); free space on "
+                                f"that disk or choose another output path. Nothing was written")
 
 
 def test_a_folder_output_and_the_source_as_output_are_refused_even_with_overwrite(tmp_path):

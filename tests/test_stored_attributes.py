@@ -88,7 +88,7 @@ def refused_in_one_line(outcome: dict, error: type[Exception], *named: str) -> s
     message = outcome["message"]
     assert outcome["outcome"] == error.__name__, outcome
     assert len(message.splitlines()) == 1 and len(message) <= 300 and all(part in message for part in named), message
-    assert outcome["seconds"] < 1 and outcome["growth"] <= GROWTH, outcome
+    assert outcome["seconds"] < 3 and outcome["growth"] <= GROWTH, outcome  # loaded 2-core VM: ~0.2-1 s
     return message
 
 

@@ -17,6 +17,7 @@ from ultralytics.utils import LOGGER
 from .activations import Act, is_activation_name, resolve_act
 from .limits import (RestrictedLoadOnly, check_channels, check_folded, check_kernel, check_parameters,
                      check_repeats, check_stored, check_torch_layer)
+from .messages import call, printable, quoted
 
 
 def _folded_kernel_bias(branch: Conv) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,15 +129,17 @@ class RepVGGBlock(RestrictedLoadOnly, RepConv):
             p (int, optional): Padding; must be 1 (or None for automatic).
             d (int): Dilation; must be 1.
         """
-        name = f"{type(self).__name__}(c1={c1}, c2={c2}, k={k}, s={s})"
+        name = call(type(self).__name__, c1=c1, c2=c2, k=k, s=s)
         if k != 3 or p not in (None, 1) or d != 1:
             raise ValueError(f"{name}: only a 3x3 kernel with padding 1 and dilation 1 can be re-parameterized "
-                             f"(got k={k}, p={p}, d={d}); use k=3, or a Conv row for other kernels")
+                             f"(got k={printable(k)}, p={printable(p)}, d={printable(d)}); use k=3, or a Conv row for "
+                             f"other kernels")
         if s not in (1, 2):
-            raise ValueError(f"{name}: stride must be 1 or 2, got {s}")
+            raise ValueError(f"{name}: stride must be 1 or 2, got {printable(s)}")
         check_channels(name, c1, c2)
         if not (isinstance(g, int) and g > 0) or c1 % g or c2 % g:
-            raise ValueError(f"{name}: channels and groups must be positive integers with c1 and c2 divisible by g={g}")
+            raise ValueError(f"{name}: channels and groups must be positive integers with c1 and c2 divisible by "
+                             f"g={printable(g)}")
         check_parameters(name, c1 * c2 // g * 10)  # the 3x3 and 1x1 branches
         activation = resolve_act(act, name)
         super().__init__(c1, c2, k=3, s=s, p=1, g=g, act=False, bn=c1 == c2 and s == 1)
@@ -306,7 +309,7 @@ class ConvBNAct(RestrictedLoadOnly, Conv):
             act (bool | str | nn.Module): Activation, as ``RepVGGBlock``'s ``act``.
             g (int): Groups.
         """
-        owner = f"ConvBNAct(c1={c1}, c2={c2}, k={k}, s={s})"
+        owner = call("ConvBNAct", c1=c1, c2=c2, k=k, s=s)
         check_channels(owner, c1, c2)
         check_kernel(owner, k)
         check_parameters(owner, c1 * c2 * k * k // (g if isinstance(g, int) and g > 0 else 1))
@@ -338,12 +341,12 @@ class BottleRep(RestrictedLoadOnly, nn.Module):
             act (bool | str | nn.Module): The units' activation, as ``RepVGGBlock``'s ``act``.
         """
         super().__init__()
-        owner = f"BottleRep(c1={c1}, c2={c2})"
+        owner = call("BottleRep", c1=c1, c2=c2)
         check_channels(owner, c1, c2)
         check_parameters(owner, (c1 + c2) * c2 * 10)  # two 3x3 + 1x1 layers
         unit = _resolve_unit(block, BASIC_UNITS, owner)
         if not isinstance(weight, bool):
-            raise TypeError(f"{owner}: weight must be True or False, got {weight!r}")
+            raise TypeError(f"{owner}: weight must be True or False, got {quoted(weight)}")
         activation = resolve_act(act, owner)
         self.cv1 = unit(c1, c2, act=activation)
         self.cv2 = unit(c2, c2, act=activation)
@@ -378,10 +381,10 @@ def _resolve_unit(block: str | type[nn.Module], choices: dict[str, type[nn.Modul
     """Return the unit class named by ``block`` (a key of ``choices``), or ``block`` itself if it is a module class."""
     unit = choices.get(block) if isinstance(block, str) else block
     if is_activation_name(block):
-        raise ValueError(f"{owner}: {block!r} is an activation, not a block; name the block first, then the "
-                         f"activation (e.g. [c2, RepVGGBlock, {block}])")
+        raise ValueError(f"{owner}: {quoted(block)} is an activation, not a block; name the block first, then the "
+                         f"activation (e.g. [c2, RepVGGBlock, {printable(block)}])")
     if not (isinstance(unit, type) and issubclass(unit, nn.Module)):
-        raise ValueError(f"{owner}: unknown block {block!r}; choose one of {', '.join(choices)}")
+        raise ValueError(f"{owner}: unknown block {quoted(block)}; choose one of {', '.join(choices)}")
     return unit
 
 
@@ -411,10 +414,11 @@ class RepBlock(RestrictedLoadOnly, nn.Module):
         """
         super().__init__()
         if isinstance(block, bool):
-            _warn_once(f"RepBlock(c1={c1}, c2={c2}, n={n}, {block}): C2f's 'shortcut' argument has no effect on "
-                       f"RepBlock (its RepVGG units already carry identity branches); remove it to silence this")
+            _warn_once(f"{call('RepBlock', c1=c1, c2=c2, n=n, shortcut=block)}: C2f's 'shortcut' argument has no "
+                       f"effect on RepBlock (its RepVGG units already carry identity branches); remove it to silence "
+                       f"this")
             block = "RepVGGBlock"
-        owner = f"RepBlock(c1={c1}, c2={c2}, n={n})"
+        owner = call("RepBlock", c1=c1, c2=c2, n=n)
         check_channels(owner, c1, c2)
         check_repeats(owner, n)
         check_parameters(owner, n * max(c1, c2) * c2 * 10)  # n 3x3 + 1x1 layers

@@ -14,13 +14,14 @@ from .activations import Act, resolve_act
 from .blocks import BASIC_UNITS, RepBlock
 from .limits import (MAX_KERNEL, RestrictedLoadOnly, check_channels, check_kernel, check_parameters, check_repeats,
                      stored_attribute_error)
+from .messages import call, quoted
 
 
 def _check_expansion(owner: str, e: float) -> None:
     """Reject hidden-channel ratios outside (0, 1], and bools (a C3 ``shortcut`` flag in the ratio's place)."""
     if isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 < e <= 1:
-        raise ValueError(f"{owner}: expansion e must be a number in (0, 1], got {e!r} (a C3-style shortcut flag does "
-                         f"not belong here)")
+        raise ValueError(f"{owner}: expansion e must be a number in (0, 1], got {quoted(e)} (a C3-style shortcut flag "
+                         f"does not belong here)")
 
 
 def _check_pooling(owner: str, pool: nn.Module) -> None:
@@ -58,12 +59,12 @@ class BepC3(RestrictedLoadOnly, nn.Module):
                 ``RepVGGBlock``'s ``act``.
         """
         super().__init__()
-        owner = f"BepC3(c1={c1}, c2={c2}, n={n}, e={e})"
+        owner = call("BepC3", c1=c1, c2=c2, n=n, e=e)
         check_channels(owner, c1, c2)
         check_repeats(owner, n)
         _check_expansion(owner, e)
         if isinstance(block, str) and block not in BASIC_UNITS:
-            raise ValueError(f"{owner}: unknown block {block!r}; choose one of {', '.join(BASIC_UNITS)}")
+            raise ValueError(f"{owner}: unknown block {quoted(block)}; choose one of {', '.join(BASIC_UNITS)}")
         activation = resolve_act(act, owner)
         c_ = max(int(c2 * e), 1)
         check_parameters(owner, 2 * c1 * c_ + 2 * c_ * c2)  # cv1-cv3; the RepBlock counts its own
@@ -96,7 +97,7 @@ class SimSPPF(RestrictedLoadOnly, nn.Module):
             act (bool | str | nn.Module): Activation of both convolutions, as ``RepVGGBlock``'s ``act``; ReLU by default.
         """
         super().__init__()
-        owner = f"SimSPPF(c1={c1}, c2={c2}, k={k})"
+        owner = call("SimSPPF", c1=c1, c2=c2, k=k)
         check_channels(owner, c1, c2)
         check_kernel(owner, k, odd=True)
         check_parameters(owner, c1 * c1 // 2 + 2 * c1 * c2)
@@ -143,7 +144,7 @@ class CSPSPPF(RestrictedLoadOnly, nn.Module):
                 model's ``activation:``.
         """
         super().__init__()
-        owner = f"{type(self).__name__}(c1={c1}, c2={c2}, k={k}, e={e})"
+        owner = call(type(self).__name__, c1=c1, c2=c2, k=k, e=e)
         check_channels(owner, c1, c2)
         check_kernel(owner, k, odd=True)
         _check_expansion(owner, e)

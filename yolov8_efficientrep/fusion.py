@@ -227,9 +227,8 @@ def _check_fused_weights(fused: nn.Module, what: str) -> None:
     bad = non_finite_tensor(fused.state_dict().items())
     if bad is not None:
         raise WeightsOverflowError(
-            f"fused {what}: tensor {bad} is NaN or infinite after folding: its weights are finite but overflow "
-            f"float32 when the BatchNorm is folded into the convolution (e.g. a huge BN weight over a tiny "
-            f"running_var); {_OVERFLOW_FIX}")
+            f"fused {what}: tensor {bad} is NaN or infinite after folding: weights finite in the file overflow "
+            f"float32 when a BatchNorm is folded in (a huge BN weight over a tiny running_var); {_OVERFLOW_FIX}")
 
 
 def _first_non_finite(model: nn.Module, image: torch.Tensor) -> str:
@@ -257,7 +256,7 @@ def _check_reference_outputs(unfused: nn.Module, outputs: list[torch.Tensor], im
     if not all(bool(torch.isfinite(t).all()) for t in outputs):
         raise WeightsOverflowError(
             f"unfused {what}: {_first_non_finite(unfused, image)} computes NaN or infinite values on a "
-            f"{tuple(image.shape)} image: its weights are finite but overflow float32 when run, so no fusion can be "
+            f"{tuple(image.shape)} image: weights finite in the file overflow float32 when run, so no fusion can be "
             f"checked; {_OVERFLOW_FIX}")
 
 
@@ -301,11 +300,9 @@ def check_fusion(fused: nn.Module, unfused: nn.Module, image: torch.Tensor, tole
     blocks = fused_rep_blocks(fused)[0]
     if not max_rel <= tolerance:  # also catches NaN
         raise FusionCheckError(
-            f"fused {what} differs from the unfused one: max |diff| = {max_abs:.3g} ({max_rel:.3g} relative to its "
-            f"tensor's largest value, above the relative tolerance {tolerance:.0e}) on a {tuple(image.shape)} image, "
-            f"{blocks} Rep blocks fused. A block's fusion algebra is wrong, or its weights changed between fusing and "
-            f"checking; deploy the unfused model and report this with the checkpoint"
-        )
+            f"fused {what} differs from the unfused one: max |diff| = {max_abs:.3g}, {max_rel:.3g} relative, above the "
+            f"tolerance {tolerance:.0e}, on a {tuple(image.shape)} image, {blocks} Rep blocks fused: a block's fusion "
+            f"algebra is wrong, or its weights changed while checking; deploy the unfused model and report this")
     return FusionCheck(blocks, max_abs, max_rel, tolerance, switched)
 
 

@@ -19,6 +19,7 @@ from ultralytics.nn.modules import DFL, Conv, Detect
 
 from .limits import (MAX_REG_MAX, RestrictedLoadOnly, check_channels, check_classes, check_parameters, check_stored,
                      check_stride)
+from .messages import call, quoted
 
 PRIOR = 0.01  # YOLOv6's initial class probability (Detect.prior_prob)
 
@@ -76,11 +77,11 @@ class EffiDeHead(RestrictedLoadOnly, Detect):
                 raise ValueError("EffiDeHead has no one-to-one (end2end) branch: remove 'end2end' from the model YAML")
         if isinstance(reg_max, bool) or not isinstance(reg_max, int) or not 0 <= reg_max <= MAX_REG_MAX:
             raise ValueError(f"EffiDeHead reg_max is YOLOv6's: 0 for plain distances, 16 for 17 DFL bins per side (at "
-                             f"most {MAX_REG_MAX}); got {reg_max!r}")
+                             f"most {MAX_REG_MAX}); got {quoted(reg_max)}")
         if not ch or not isinstance(ch, (list, tuple)) or len(ch) > 8:
             raise ValueError(f"EffiDeHead needs the input channels of each level, 1 to 8 levels (a YAML row's 'from' "
-                             f"lists them); got {ch!r}")
-        owner = f"EffiDeHead(nc={nc}, reg_max={reg_max}, ch={list(ch)})"
+                             f"lists them); got {quoted(ch)}")
+        owner = call("EffiDeHead", nc=nc, reg_max=reg_max, ch=ch)
         check_classes(owner, nc)
         check_channels(owner, *ch)
         check_parameters(owner, sum(c * (c + 18 * c + nc + 4 * (reg_max + 1)) for c in ch))  # stem, two 3x3, preds

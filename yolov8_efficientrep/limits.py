@@ -321,9 +321,9 @@ def check_folded(owner: str, *tensors: torch.Tensor) -> None:
     """Refuse folded weights (a fused kernel and bias) that overflowed float32 to NaN or infinity."""
     if not all(bool(torch.isfinite(t).all()) for t in tensors):
         raise WeightsOverflowError(
-            f"{owner}: its weights are finite in the file but overflow float32 when its BatchNorm is folded into the "
-            f"convolution (e.g. a huge BN weight over a tiny running_var), so it cannot be fused; the checkpoint is "
-            f"damaged or was altered: use the one training wrote, or an earlier epoch's")
+            f"{owner}: its weights, finite in the file, overflow float32 when its BatchNorm is folded in (a huge BN "
+            f"weight over a tiny running_var), so it cannot be fused; the checkpoint is damaged or was altered: use "
+            f"the one training wrote, or an earlier epoch's")
 
 
 def non_finite_tensor(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> str | None:

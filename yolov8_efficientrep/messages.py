@@ -18,6 +18,17 @@ _OS_FIXES = {
 }
 
 
+def call(name: str, **arguments: object) -> str:
+    """Return ``name(key=value, ...)`` for a message naming a layer, each value as ``printable`` shows it: a file or a
+    YAML row may have chosen it (a huge integer, a string with escape codes)."""
+    return f"{name}({', '.join(f'{key}={printable(value, 24)}' for key, value in arguments.items())})"
+
+
+def quoted(value: object, limit: int = 40) -> str:
+    """Return ``value`` as ``printable`` shows it, quoted if it is a string (as ``repr`` would, escaped and bounded)."""
+    return f"'{printable(value, limit)}'" if isinstance(value, str) else printable(value, limit)
+
+
 def _shown(value: object, limit: int, depth: int = 0) -> str:
     """Return ``value`` as text, whatever its size: numbers, None and short tuples or lists of them as Python writes
     them; a string's first ``limit + 1`` characters; anything else as its type in angle brackets."""
@@ -47,9 +58,33 @@ def printable(value: object, limit: int = 80) -> str:
     return shown if len(shown) <= limit else f"{shown[:limit - 3]}..."
 
 
-def _one_line(text: str) -> str:
-    """Join a message's lines into one."""
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+# Longest message a command prints after "<program> <command>: error: "; longer ones lose their middle, so the file
+# named first and the fix said last both stay. Every message the plugin writes fits with paths of ~100 characters.
+MAX_MESSAGE = 300
+
+
+def _one_line(text: str, join: bool = True) -> str:
+    """Return ``text`` on one line with control characters escaped; ``join`` first joins its lines with spaces (a
+    library's multi-line message), else a line break is escaped like any control character (it came from a file)."""
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip()) if join else text.strip()
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _bounded(message: str, limit: int = MAX_MESSAGE, join: bool = True) -> str:
+    """Return ``message`` on one line, escaped, at most ``limit`` characters: a longer one keeps its start and end."""
+    line = _one_line(message, join)
+    if len(line) <= limit:
+        return line
+    head = limit // 3
+    return f"{line[:head]} ... {line[len(line) - (limit - head - 5):]}"
+
+
+def _text(error: BaseException) -> str:
+    """Return ``str(error)``, or an empty string if the error cannot be shown."""
+    try:
+        return str(error)
+    except Exception:  # an exception whose __str__ fails still gets reported, by its type
+        return ""
 
 
 def _os_error(error: OSError) -> str:
@@ -59,26 +94,42 @@ def _os_error(error: OSError) -> str:
     return f"{paths}: {error.strerror or error}; {fix}"
 
 
-def describe(error: Exception, command: str) -> str:
+def _plugin_error(error: BaseException) -> str:
+    """The message of one of the plugin's own errors; one raised without a message is named by its class."""
+    message = _text(error).strip()
+    if message:
+        return message
+    summary = ((type(error).__doc__ or "").strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}{f' ({summary})' if summary else ''}"
+
+
+def describe(error: BaseException, command: str) -> str:
     """Return the one line that reports ``error`` of ``command``, prefixed with the program and the command.
 
-    The plugin's own errors (``errors.EfficientRepError``) already name the file or option and what to do, and
-    ``OSError``s from the system get their path, cause and fix. Anything else is a bug, reported as unexpected with
-    how to see where it happened.
+    The plugin's own errors (``errors.EfficientRepError``) already name the file or option and what to do: they are
+    always reported as their message, never as a bug. ``OSError``s from the system get their path, cause and fix.
+    Anything else is a bug, reported as unexpected with how to see where it happened. Whatever a file or a user wrote
+    into a message is shown with control characters escaped, and the line is bounded (``MAX_MESSAGE``).
     """
     from .errors import EfficientRepError
     from .output_files import OutputExistsError
 
     prefix = f"yolov8-efficientrep {command}:"
     if isinstance(error, OutputExistsError):  # the library says overwrite=True / force=True; this is the CLI
-        return f"{prefix} error: {error.output} exists; add --force to replace it, or write elsewhere with -o PATH.pt"
-    if isinstance(error, OSError) and error.filename is not None:
-        return f"{prefix} error: {_os_error(error)}"
-    if isinstance(error, ModuleNotFoundError) and error.name and str(error) == f"No module named '{error.name}'":
-        return f"{prefix} error: the Python package {error.name} is not installed: pip install {error.name}"
-    message = _one_line(str(error))
-    if message and isinstance(error, (EfficientRepError, OSError, ValueError, ImportError)):
-        return f"{prefix} error: {message}"
-    cause = f"{type(error).__name__}: {message}" if message else f"{type(error).__name__} with no message"
-    return (f"{prefix} unexpected error ({cause}); this is a bug: run the same command with --traceback to see where "
-            f"it happened, and report it")
+        message = f"{error.output} exists; add --force to replace it, or write elsewhere with -o PATH.pt"
+    elif isinstance(error, EfficientRepError):  # one line by design: a line break in it came from a file
+        return f"{prefix} error: {_bounded(_plugin_error(error), join=False)}"
+    elif isinstance(error, OSError) and error.filename is not None:
+        message = _os_error(error)
+    elif isinstance(error, ModuleNotFoundError) and error.name and _text(error) == f"No module named '{error.name}'" \
+            and error.name.replace(".", "_").isidentifier():
+        message = f"the Python package {error.name.partition('.')[0]} is not installed: pip install " \
+                  f"{error.name.partition('.')[0]}"
+    elif _text(error).strip() and isinstance(error, (OSError, ValueError, ImportError)):
+        message = _text(error)
+    else:
+        shown = _bounded(_text(error), 120)
+        cause = f"{type(error).__name__}: {shown}" if shown else f"{type(error).__name__} with no message"
+        return (f"{prefix} unexpected error ({cause}); this is a bug: run the same command with --traceback to see "
+                f"where it happened, and report it")
+    return f"{prefix} error: {_bounded(message)}"

@@ -80,9 +80,8 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _write_failure(output: Path, error: OSError) -> str:
     """One sentence on why writing ``output`` failed and what to do."""
-    fix = _WRITE_FIXES.get(error.errno, "check that folder and the disk, or choose another output path")
-    return (f"{output}: cannot write it in the folder {output.parent} ({error.strerror or error}); {fix}. Nothing "
-            f"was written")
+    fix = _WRITE_FIXES.get(error.errno, "check its folder and the disk, or choose another output path")
+    return f"{output}: cannot write it ({error.strerror or error}); {fix}. Nothing was written"
 
 
 def refuse_output(source: Path, target: Path, overwrite: bool, replace_hint: str) -> None:

@@ -72,9 +72,9 @@ def _refuse_link(root: Path, link: Path) -> None:
     """Refuse, in one line naming it, a symbolic link where the generator would write inside its folder ``root``."""
     if link.is_symlink():
         raise FolderNotOwnedError(
-            f"{link} is a symbolic link (to {printable(os.readlink(link), 120)}) inside the shapes data set folder "
-            f"{root}; the generator never writes through a link, which could overwrite files outside it: remove or "
-            f"rename the link, or generate into a new folder")
+            f"{link} is a symbolic link inside the shapes data set's own folder {root.name}, and the generator never "
+            f"writes through a link (it could overwrite files elsewhere): remove or rename it, or generate into a new "
+            f"folder")
 
 
 def _folder(root: Path, *parts: str) -> Path:
