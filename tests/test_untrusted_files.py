@@ -425,6 +425,22 @@ def test_fuse_refuses_code_in_a_checkpoint_unless_trusted(evil_checkpoint, train
     assert all(torch.equal(written[0][key], written[1][key]) for key in written[0])
 
 
+@pytest.mark.parametrize("stem", ["yolov8-efficientrep-seg", "yolov8-efficientrep-cls", "yolo26-efficientrep",
+                                  "yolov6-repbifpan"])
+def test_honest_checkpoints_of_every_head_are_rebuilt_exactly_from_data(stem, scale_n_model, tmp_path):
+    from yolov8_efficientrep.checkpoints import ultralytics_checkpoint
+    from yolov8_efficientrep.rebuild import read_restricted, rebuild
+
+    task = scale_n_model(stem).task
+    model = __import__("copy").deepcopy(scale_n_model(stem).model).half()  # stored as Ultralytics stores it
+    torch.save(ultralytics_checkpoint(model, train_args={"imgsz": 64, "task": task}), tmp_path / "best.pt")
+    rebuilt, _ = rebuild(read_restricted(tmp_path / "best.pt"))
+    assert type(rebuilt) is type(model) and rebuilt.yaml == model.yaml and rebuilt.task == task
+    stored = model.float().state_dict()
+    assert rebuilt.state_dict().keys() == stored.keys()
+    assert all(torch.equal(tensor, stored[key]) for key, tensor in rebuilt.state_dict().items())
+
+
 def test_fuse_trusted_still_refuses_legacy_data_before_an_archive(evil_checkpoint, tmp_path):
     source, marker = evil_checkpoint
     legacy = tmp_path / "legacy.pt"
