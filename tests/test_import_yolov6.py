@@ -36,7 +36,8 @@ from yolov8_efficientrep.fusion import sample_image  # noqa: E402
 from yolov8_efficientrep.graphs import onnx_unfused_nodes  # noqa: E402
 from yolov8_efficientrep.importer import YOLOv6ImportError, import_yolov6, read_checkpoint  # noqa: E402
 
-RTOL = 1e-4  # max |imported - YOLOv6| / max |YOLOv6| of each backbone and neck output, float32
+from helpers import RTOL, relative_difference  # noqa: E402
+
 IMGSZ = 64
 
 # (generation, design, size, training_mode, naming) -> the Ultralytics model the import must pick. "design" is the
@@ -104,7 +105,7 @@ def test_import_computes_yolov6s_backbone_and_neck_outputs(case, tmp_path):
     image = sample_image(IMGSZ, IMGSZ)
     ours, theirs = layer_outputs(imported, layers, image), ym.features(yolov6, image)
     assert [t.shape for t in ours] == [t.shape for t in theirs]
-    difference = max(((a - b).abs().max() / b.abs().max()).item() for a, b in zip(ours, theirs))
+    difference = max(relative_difference(a, b) for a, b in zip(ours, theirs))  # each backbone and neck output
     print(f"{case}: {result.summary()}; max relative |diff| over {len(layers)} maps = {difference:.1e}")
     assert difference <= RTOL
     assert imported.model[-1].nc == 4 and type(imported.model[-1]).__name__ == "Detect"

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from ultralytics import YOLO
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 PTH = "yolov8_efficientrep_hook.pth"
 SOURCES = ("setup.py", "setup.cfg", "pyproject.toml", "README.md", "LICENSE", "cfg", "yolov8_efficientrep",
            "yolov8_efficientrep_hook.py", PTH)

@@ -2,11 +2,11 @@
 
 import configparser
 import re
-from pathlib import Path
 
 import yolov8_efficientrep_hook
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 SETUP = configparser.ConfigParser()
 SETUP.read(REPO / "setup.cfg")
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]  # the README and the docs/ pages it links

@@ -15,7 +15,8 @@ import pytest
 import ultralytics
 from ultralytics import YOLO
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 SCRIPT = REPO / "patches" / "make_fork_patch.py"
 CFG = REPO / "cfg" / "yolov8n-efficientrep.yaml"
 

@@ -2,9 +2,9 @@
 
 import re
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 SCRIPT = REPO / "benchmarks" / "side_by_side.py"
 SMALLEST = ("--epochs", "1", "--train-images", "8", "--val-images", "4", "--imgsz", "32", "--batch", "8", "--warmup",
             "0", "--runs", "2")

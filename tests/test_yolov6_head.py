@@ -46,11 +46,11 @@ from yolov8_efficientrep.graphs import onnx_unfused_nodes  # noqa: E402
 from yolov8_efficientrep.heads import PRIOR, EffiDeHead  # noqa: E402
 from yolov8_efficientrep.importer.forms import FORMS  # noqa: E402
 
-RTOL = 1e-4  # max |imported - YOLOv6| / max |YOLOv6| of the boxes, and of the class scores, float32
+from helpers import REPO, RTOL, relative_difference  # noqa: E402
+
 CONF, IOU, MAX_DET = 0.25, 0.45, 1000  # Ultralytics' predict confidence; YOLOv6's inference IoU and max_det
 MAX_WH = 4096  # YOLOv6's per-class box offset in its NMS (Ultralytics': 7680): the same arithmetic on both sides
 PHOTOS = ("bus.jpg", "zidane.jpg")
-REPO = Path(__file__).resolve().parents[1]
 COCO_NAMES = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg/datasets/coco.yaml").read_text())["names"]
 
 # (generation, design, size, training_mode, naming, head) -> the model the import must pick, the YOLOv6 head
@@ -96,17 +96,12 @@ def photo(name: str, rect: bool = True, size: int = 640) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[::-1])).float()[None] / 255
 
 
-def relative(ours: torch.Tensor, theirs: torch.Tensor) -> float:
-    """Return max |ours - theirs| / max |theirs|."""
-    return ((ours - theirs).abs().max() / theirs.abs().max()).item()
-
-
 def compare(decoded: torch.Tensor, yolov6: torch.Tensor) -> tuple[float, float]:
     """Return the relative differences of the boxes and of the class scores: Ultralytics' decoded (batch, 4 + nc,
     anchors) against YOLOv6's (batch, anchors, 5 + nc), whose fifth column is its constant objectness."""
     assert torch.all(yolov6[..., 4] == 1)
     ours = decoded.transpose(1, 2)
-    return relative(ours[..., :4], yolov6[..., :4]), relative(ours[..., 4:], yolov6[..., 5:])
+    return relative_difference(ours[..., :4], yolov6[..., :4]), relative_difference(ours[..., 4:], yolov6[..., 5:])
 
 
 def same_detections(ours: torch.Tensor, theirs: torch.Tensor, box_atol: float, score_atol: float = RTOL
