@@ -75,7 +75,7 @@ def _bounded(message: str, limit: int = MAX_MESSAGE, join: bool = True) -> str:
     line = _one_line(message, join)
     if len(line) <= limit:
         return line
-    head = limit // 3
+    head = limit // 2
     return f"{line[:head]} ... {line[len(line) - (limit - head - 5):]}"
 
 
