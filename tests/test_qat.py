@@ -1,33 +1,25 @@
 """Quantization-aware training (``quantize=8``) trains plugin models fused: the INT8 graph is the fused network.
 
 Real Ultralytics QAT (NVIDIA ModelOpt, on CPU), real training on generated data, exports run in ONNX Runtime and
-OpenVINO, resume and reload in fresh processes. The QAT starts from the session's one-epoch checkpoint: its accuracy
-says nothing (the benchmarks measure that); the graphs and the round trips are what is checked.
+OpenVINO, training, resume, export and reload in fresh processes (only the float model's export, for comparison, in
+this one). The QAT starts from the session's one-epoch checkpoint: its accuracy says nothing (the benchmarks measure
+that); the graphs and the round trips are what is checked.
 """
 
 from __future__ import annotations
 
-import json
+import collections
 import shutil
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+from ultralytics import YOLO
 
 pytest.importorskip("modelopt.torch.quantization", reason="QAT needs NVIDIA ModelOpt: pip install -e '.[qat]'")
 
 IMGSZ = 64
-COUNT = """
-import collections, json, sys
-import onnx
-graph = onnx.load(sys.argv[1]).graph
-ops = collections.Counter(node.op_type for node in graph.node)
-print(json.dumps({"Conv": ops["Conv"], "BatchNormalization": ops["BatchNormalization"],
-                  "QuantizeLinear": ops["QuantizeLinear"], "Add": ops["Add"],
-                  "sequence": [node.op_type for node in graph.node]}))
-"""
 TRAIN = """
 import sys
 from ultralytics import YOLO
@@ -48,9 +40,14 @@ except Stop:
 """
 
 
-def onnx_counts(run_fresh, path: Path) -> dict:
-    """Op counts of an ONNX file, from a fresh interpreter."""
-    return json.loads(run_fresh(sys.executable, "-c", COUNT, path).stdout.strip().splitlines()[-1])
+def onnx_counts(path: Path) -> dict:
+    """Op counts of an ONNX file, and its op sequence."""
+    import onnx
+
+    nodes = onnx.load(str(path)).graph.node
+    ops = collections.Counter(node.op_type for node in nodes)
+    return {**{op: ops[op] for op in ("Conv", "BatchNormalization", "QuantizeLinear", "Add")},
+            "sequence": [node.op_type for node in nodes]}
 
 
 @pytest.fixture(scope="module")
@@ -77,16 +74,14 @@ def qat_export(qat_run, run_fresh) -> tuple[Path, str]:
     return qat_run / "weights" / "best.onnx", exported.stdout + exported.stderr
 
 
-def test_qat_of_a_plugin_model_trains_and_exports_the_fused_network(qat_run, qat_export, trained_checkpoint,
-                                                                    run_fresh):
+def test_qat_of_a_plugin_model_trains_and_exports_the_fused_network(qat_run, qat_export, trained_checkpoint):
     rows = (qat_run / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 3  # a header and both epochs: the resumed run finished epoch 2
     onnx_file, log = qat_export
     assert "quantization-aware model trained fused: its 19 Rep blocks are single 3x3 convolutions" in log
-    qat = onnx_counts(run_fresh, onnx_file)
-    floating = shutil.copy(trained_checkpoint, qat_run / "float.pt")
-    run_fresh("yolo", "export", f"model={floating}", "format=onnx", f"imgsz={IMGSZ}", "device=cpu")
-    fused_float = onnx_counts(run_fresh, Path(floating).with_suffix(".onnx"))
+    qat = onnx_counts(onnx_file)
+    floating = shutil.copy(trained_checkpoint, qat_run / "float.pt")  # exported in this process (test_export: CLI)
+    fused_float = onnx_counts(YOLO(floating).export(format="onnx", imgsz=IMGSZ, device="cpu"))
     # the fused float model's convolutions, no BatchNorm, no Add beyond the fused model's own, and quantized
     assert qat["Conv"] == fused_float["Conv"] and qat["Add"] == fused_float["Add"] and qat["BatchNormalization"] == 0
     assert qat["QuantizeLinear"] > qat["Conv"]
@@ -152,8 +147,7 @@ def test_stock_models_train_qat_exactly_as_without_the_plugin(shapes_data, run_f
                 "quantize=8, project=sys.argv[2], name='run', seed=0, deterministic=True)\n"
                 "print(model.export(format='onnx', imgsz=64, device='cpu'))")
         done = run_fresh(sys.executable, "-c", code, shapes_data, project, env={"YOLOV8_EFFICIENTREP_HOOK": hook})
-        return onnx_counts(run_fresh, Path(done.stdout.strip().splitlines()[-1]))
+        return onnx_counts(Path(done.stdout.strip().splitlines()[-1]))
 
-    with ThreadPoolExecutor(2) as pool:
-        with_plugin, without = pool.map(qat_graph, ["1", "0"])
+    with_plugin, without = qat_graph("1"), qat_graph("0")  # one at a time: each is CPU-bound
     assert with_plugin == without and without["QuantizeLinear"] > 0  # the same graph, op for op
