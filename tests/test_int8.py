@@ -1,4 +1,7 @@
-"""INT8 export with the plain ``yolo`` CLI: fused before calibration, quantized graphs checked, run in their runtimes.
+"""INT8 export: fused before calibration, quantized graphs checked, run in their runtimes.
+
+The plugin's ONNX INT8 route runs through the plain ``yolo`` CLI in a fresh process, as a user types it; Ultralytics'
+ONNX settings and the OpenVINO INT8 export go through the same exporter in this process (``YOLO.export``).
 
 ``format=onnx quantize=8`` of a plugin model takes the plugin's ONNX Runtime route (``yolov8_efficientrep.quantize``);
 ``format=openvino quantize=8`` is Ultralytics' NNCF path, checked. Stock Ultralytics models export exactly as they do
@@ -8,7 +11,6 @@ without the plugin.
 import re
 import shutil
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -19,7 +21,7 @@ from ultralytics import YOLO
 
 from yolov8_efficientrep.checkpoints import load_checkpoint
 from yolov8_efficientrep.graphs import onnx_int8_graph, openvino_int8_graph
-from yolov8_efficientrep.quantize import ROUTE_VARIABLE, ort_int8_route
+from yolov8_efficientrep.quantize import ORT_INT8_ROUTE_VARIABLE, ort_int8_route
 
 # INT8 vs the unfused float32 model, on the images the ranges were calibrated on. Every activation is rounded to one of
 # 256 steps of its calibrated range, every weight to one of 127 (7-bit, per channel); on this barely trained model,
@@ -33,23 +35,33 @@ CALIBRATION_LOG = "collecting INT8 calibration images"
 
 
 @pytest.fixture
-def model_copy(trained_checkpoint, tmp_path, installed_hook):
-    """The trained checkpoint in this test's own directory; the stock ``yolo`` script gets the plugin from the hook."""
+def model_copy(trained_checkpoint, tmp_path):
+    """The trained checkpoint in this test's own directory (the export is written next to it)."""
     return shutil.copy(trained_checkpoint, tmp_path / "best.pt")
 
 
-def export_int8(run_fresh, model_path, data, fmt: str, env: dict | None = None) -> tuple[Path, str]:
-    """Run ``yolo export ... quantize=8`` at 64 px in a fresh process; return the exported path and the log.
-
-    Checks that the plugin fused and checked all 19 Rep blocks before Ultralytics collected calibration images.
-    """
-    result = run_fresh("yolo", "export", f"model={model_path}", f"format={fmt}", "quantize=8", f"data={data}",
-                       "imgsz=64", env=env)
-    log = result.stdout + result.stderr
+def check_fused_before_calibration(log: str) -> None:
+    """The plugin fused and checked all 19 Rep blocks before Ultralytics collected calibration images."""
     fused = FUSED_LOG.search(log)
     assert fused and int(fused[1]) == 19 and float(fused[2]) < 1e-4, log[-3000:]
     assert fused.start() < log.index(CALIBRATION_LOG), "fusion must come before calibration"
+
+
+def yolo_export_int8(run_fresh, model_path, data, fmt: str) -> tuple[Path, str]:
+    """Run ``yolo export ... quantize=8`` at 64 px in a fresh process; return the exported path and the log."""
+    result = run_fresh("yolo", "export", f"model={model_path}", f"format={fmt}", "quantize=8", f"data={data}",
+                       "imgsz=64")
+    log = result.stdout + result.stderr
+    check_fused_before_calibration(log)
     return Path(re.findall(r"saved as '([^']+)'", log)[-1].rstrip("/")), log  # absolute, like the model path
+
+
+def export_int8(model_path, data, fmt: str, ultralytics_log: list[str]) -> tuple[Path, str]:
+    """``YOLO.export(..., quantize=8)`` at 64 px in this process; return the exported path and the log."""
+    path = Path(YOLO(model_path).export(format=fmt, quantize=8, data=str(data), imgsz=64))
+    log = "\n".join(ultralytics_log)
+    check_fused_before_calibration(log)
+    return path, log
 
 
 def fused_convs(model_path) -> int:
@@ -80,14 +92,15 @@ def int8_difference(run, model_path, images: list[torch.Tensor]) -> float:
     return worst
 
 
-def test_onnx_int8_export_quantizes_every_fused_conv_after_fusing(run_fresh, model_copy, shapes_data):
+def test_onnx_int8_export_quantizes_every_fused_conv_after_fusing(run_fresh, model_copy, shapes_data, installed_hook,
+                                                                  ultralytics_log, monkeypatch):
     import onnxruntime
 
+    plugin = yolo_export_int8(run_fresh, model_copy, shapes_data, "onnx")  # the stock script, through the hook
     (model_copy.parent / "ultralytics-settings").mkdir()  # the export is written next to the checkpoint
     ultralytics_copy = shutil.copy(model_copy, model_copy.parent / "ultralytics-settings" / "best.pt")
-    with ThreadPoolExecutor(2) as pool:  # two fresh processes at once: each is mostly single-threaded at 64 px
-        plugin, ultralytics = pool.map(lambda job: export_int8(run_fresh, job[0], shapes_data, "onnx", job[1]),
-                                       [(model_copy, None), (ultralytics_copy, {ROUTE_VARIABLE: "ultralytics"})])
+    monkeypatch.setenv(ORT_INT8_ROUTE_VARIABLE, "ultralytics")
+    ultralytics = export_int8(ultralytics_copy, shapes_data, "onnx", ultralytics_log)
     path, log = plugin
     assert "yolov8-efficientrep's route" in log and "run in float32" not in log
     graph = onnx_int8_graph(path)
@@ -111,10 +124,10 @@ def test_onnx_int8_export_quantizes_every_fused_conv_after_fusing(run_fresh, mod
     assert f"{graph.quantized - graph.runtime_quantized} quantized convs run in float32" in log
 
 
-def test_openvino_int8_export_quantizes_every_fused_conv_after_fusing(run_fresh, model_copy, shapes_data):
+def test_openvino_int8_export_quantizes_every_fused_conv_after_fusing(model_copy, shapes_data, ultralytics_log):
     import openvino
 
-    path, log = export_int8(run_fresh, model_copy, shapes_data, "openvino")
+    path, log = export_int8(model_copy, shapes_data, "openvino", ultralytics_log)
     xml = next(path.glob("*.xml"))
     graph = openvino_int8_graph(xml)
     convs = fused_convs(model_copy)
@@ -149,8 +162,7 @@ def test_stock_models_export_int8_exactly_as_without_the_plugin(run_fresh, tmp_p
         return run_fresh(sys.executable, "-c", STOCK_EXPORT, shapes_data, cwd=tmp_path / hook,
                          env={"YOLOV8_EFFICIENTREP_HOOK": hook})
 
-    with ThreadPoolExecutor(2) as pool:
-        results = dict(zip(("0", "1"), pool.map(export, ("0", "1"))))
+    results = {hook: export(hook) for hook in ("0", "1")}  # one at a time: each is CPU-bound
     for hook, result in results.items():
         assert f"plugin loaded: {hook == '1'}" in result.stdout
         log = result.stdout + result.stderr
@@ -166,13 +178,13 @@ def test_stock_models_export_int8_exactly_as_without_the_plugin(run_fresh, tmp_p
     ("plugin", False, "plugin"), ("Ultralytics", True, "ultralytics")])
 def test_int8_route_follows_the_environment_variable(monkeypatch, value, plugin_model, expected):
     if value is None:
-        monkeypatch.delenv(ROUTE_VARIABLE, raising=False)
+        monkeypatch.delenv(ORT_INT8_ROUTE_VARIABLE, raising=False)
     else:
-        monkeypatch.setenv(ROUTE_VARIABLE, value)
+        monkeypatch.setenv(ORT_INT8_ROUTE_VARIABLE, value)
     assert ort_int8_route(plugin_model) == expected
 
 
 def test_int8_route_refuses_an_unknown_value(monkeypatch):
-    monkeypatch.setenv(ROUTE_VARIABLE, "fast")
+    monkeypatch.setenv(ORT_INT8_ROUTE_VARIABLE, "fast")
     with pytest.raises(ValueError, match="use one of auto, plugin, ultralytics"):
         ort_int8_route(True)
