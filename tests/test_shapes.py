@@ -7,7 +7,6 @@ runs on the detection and segmentation YAMLs; the pose, obb and classify YAMLs g
 every task's config on sets from the same generator.
 """
 
-import os
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,8 @@ from ultralytics.utils.instance import Instances
 
 from yolov8_efficientrep.shapes import MARKER, generate_for_data_yaml, make_shapes_dataset, make_task_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, cpus_per_worker
+
 SHIPPED = REPO / "cfg" / "shapes.yaml"
 TRAINED = ("shapes-seg.yaml",)  # task data YAMLs that `yolo train` runs on; the others are checked as it checks them
 TASK_DATA = {  # every other shipped data YAML: the model it trains, and what Ultralytics must find in its folder
@@ -76,10 +76,10 @@ def yolo_data_check(run_fresh, config: Path, folder: Path, model: str, data: str
 @pytest.fixture(scope="module")
 def trained(run_fresh, private_settings, tmp_path_factory) -> dict:
     """``yolo train`` on the detection and segmentation data YAMLs and ``yolo train``'s data set check on the others,
-    as many at once as there are CPUs (generating a set on first use is single-threaded Python); return ``{data YAML:
-    its result or its failure}``."""
+    as many at once as this worker has CPUs (generating a set on first use is single-threaded Python); return
+    ``{data YAML: its result or its failure}``."""
     models = {SHIPPED.name: "yolov8n-efficientrep.yaml", **{data: model for data, (model, _) in TASK_DATA.items()}}
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(cpus_per_worker()) as pool:
         futures = {data: pool.submit(yolo_train if data in (SHIPPED.name, *TRAINED) else yolo_data_check, run_fresh,
                                      private_settings[0], tmp_path_factory.mktemp(data), model, data)
                    for data, model in models.items()}

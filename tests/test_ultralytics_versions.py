@@ -7,6 +7,7 @@ is checked through the start-up hook (as the ``yolo`` CLI runs); the lowest and 
 first (the Python route).
 """
 
+import configparser
 import json
 import os
 import re
@@ -20,7 +21,8 @@ import yaml
 
 from yolov8_efficientrep.versions import MAX_VERSION, MIN_VERSION, SUPPORTED_ULTRALYTICS
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, cpus_per_worker
+
 CHECK = REPO / "tests" / "ultralytics_version_check.py"
 MATRIX = Path(os.environ.get("YOLOV8_EFFICIENTREP_MATRIX", REPO / ".ci" / "ultralytics-matrix"))
 RELEASES = [line.split()[0] for line in (REPO / ".ci" / "ultralytics-versions.txt").read_text().splitlines()
@@ -62,13 +64,13 @@ def run_check(release: str, route: str, out: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def checks(tmp_path_factory) -> dict:
-    """Run every check, as many at once as there are CPUs; return ``{(release, route): findings or error}``."""
+    """Run every check, as many at once as this worker has CPUs; return ``{(release, route): findings or error}``."""
     if not MATRIX.is_dir():
         pytest.skip(f"the Ultralytics version matrix is not installed in {MATRIX}: run .ci/install-ultralytics-matrix")
     missing = [release for release in RELEASES if not (MATRIX / release).is_dir()]
     assert not missing, f"{missing} missing from {MATRIX}: run .ci/install-ultralytics-matrix"
     out = tmp_path_factory.mktemp("versions")
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(cpus_per_worker()) as pool:
         futures = {key: pool.submit(run_check, *key, out / f"{key[0]}-{key[1]}.json") for key in CHECKS}
     return {key: future.exception() or future.result() for key, future in futures.items()}
 
@@ -94,9 +96,18 @@ def reference(scale_n_model) -> dict:
 
 
 def test_the_matrix_covers_every_supported_minor_and_a_release_outside():
-    minors = {tuple(map(int, release.split(".")[:2])) for release in SUPPORTED}
-    assert {(8, 1), (8, 2), (8, 3), (8, 4)} <= minors and OUTSIDE
-    assert SUPPORTED_ULTRALYTICS == ">=8.1.0,<8.5" and "ultralytics>=8.1.0,<8.5" in (REPO / "setup.cfg").read_text()
+    """The declared range, written three times (the tuples the plugin checks, the text its errors print, setup.cfg's
+    requirement), says one thing; the matrix has a release of each minor in it and one below it."""
+    low, high = re.fullmatch(r">=([\d.]+),<([\d.]+)", SUPPORTED_ULTRALYTICS).groups()
+    assert (version(low) + (0, 0))[:3] == MIN_VERSION and (version(high) + (0, 0))[:3] == MAX_VERSION
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    requires = [line.strip() for line in setup["options"]["install_requires"].splitlines() if "ultralytics" in line]
+    assert requires == [f"ultralytics{SUPPORTED_ULTRALYTICS}"]
+    assert MIN_VERSION[0] == MAX_VERSION[0]  # one major: its minors are the range
+    minors = {version(release)[:2] for release in SUPPORTED}
+    assert minors == {(MIN_VERSION[0], minor) for minor in range(MIN_VERSION[1], MAX_VERSION[1])}
+    assert [release for release in OUTSIDE if version(release) < MIN_VERSION]
 
 
 @pytest.mark.parametrize("release, route", [key for key in CHECKS if key[0] in SUPPORTED])
