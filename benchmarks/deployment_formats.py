@@ -84,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--runs", type=int, default=20, help="timed runs per model and format")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds one format's child process may take")
+    parser.add_argument("--update", action="store_true",
+                        help="rerun only --formats and merge them into the existing JSON file and report")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from the JSON file, run nothing")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # a child process: one format, JSON to --worker-out
     parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--checkpoints", nargs="+", type=Path, help=argparse.SUPPRESS)
@@ -150,7 +153,7 @@ def fusion_line(lines: list[str]) -> str:
     return found[0].strip() if found else ""
 
 
-def measure_model(fmt: Format, name: str, checkpoint: Path, images: list[Path], workdir: Path) -> dict:
+def measure_model(fmt: Format, name: str, checkpoint: Path, data: Path, images: list[Path], workdir: Path) -> dict:
     """Export one model to one format and check it; return the record and the call to time (or None)."""
     from ultralytics import YOLO
     from ultralytics.nn.autobackend import AutoBackend
@@ -161,8 +164,12 @@ def measure_model(fmt: Format, name: str, checkpoint: Path, images: list[Path], 
 
     record: dict = {"model": name}
     folder = workdir / fmt.arg / name
+    from ultralytics.engine.exporter import FP32_UNSUPPORTED_FORMATS
+
+    # formats that only export quantized (Edge TPU, IMX, ...) calibrate on the shapes set, not on Ultralytics' coco8
+    calibration = {"data": str(data)} if fmt.arg in FP32_UNSUPPORTED_FORMATS else {}
     try:
-        path, lines, seconds = export(checkpoint, fmt.arg, folder)
+        path, lines, seconds = export(checkpoint, fmt.arg, folder, **calibration)
     except Exception as exc:  # any exporter failure is the measurement
         record.update(exported=False, error=_error(exc))
         return record
@@ -241,9 +248,10 @@ def ncnn_study(folders: dict[str, Path], checkpoints: dict[str, Path], images: l
         if name not in folders:
             continue
         model = fuse_model(YOLO(str(checkpoint)).model.float().eval(), inplace=False)
+        variants = ncnn_precision.variant_differences(folders[name], model, batch, threads)
+        variants.update(ncnn_precision.half_precision_differences(model, batch))
         study[name] = {"ranges": ncnn_precision.ranges(model, batch),
-                       "variants": {k: v.__dict__ for k, v in ncnn_precision.variant_differences(
-                           folders[name], model, batch, threads).items()}}
+                       "variants": {k: v.__dict__ for k, v in variants.items()}}
     return study
 
 
@@ -276,7 +284,7 @@ def worker(args: argparse.Namespace) -> None:
         onnx2tf_sample(args.data.parent, workdir)
     try:
         checkpoints = dict(zip(args.names, args.checkpoints))
-        records = [measure_model(fmt, n, c, images, workdir) for n, c in checkpoints.items()]
+        records = [measure_model(fmt, n, c, args.data, images, workdir) for n, c in checkpoints.items()]
         calls = {r["model"]: r.pop("_call") for r in records if "_call" in r}
         if calls:
             log(f"{fmt.title}: timing {', '.join(calls)}")
@@ -326,6 +334,8 @@ def main(argv: list[str] | None = None) -> None:
         return worker(args)
     marker = report.marker(Path(__file__).name)
     report.refuse_to_overwrite_foreign(args.out, args.json, marker)
+    if args.report_only:
+        return write_report(args, marker, json.loads(args.json.read_text()))
     torch.set_num_threads(args.threads)
     from lib import format_tables
     from lib.int8_runtimes import validate
@@ -333,16 +343,27 @@ def main(argv: list[str] | None = None) -> None:
     checkpoints = {Path(cfg).stem: zoo.trained(cfg, args.epochs, zoo=args.zoo, log=log).best for cfg in MODELS}
     data = zoo.dataset(args.zoo)
     pytorch_map = {name: validate(c, data, RECIPE["imgsz"]) for name, c in checkpoints.items()}
-    results = []
+    earlier = json.loads(args.json.read_text())["formats"] if args.update and args.json.is_file() else []
+    measured = {"machine": {**report.machine_info(args.threads), "CPU flags (lscpu)": report.all_cpu_flags()},
+                "pytorch_map": pytorch_map, "formats": [r for r in earlier if r["format"] not in args.formats]}
     with tempfile.TemporaryDirectory(prefix="deployment-formats-") as tmp:
         for fmt in (BY_ARG[a] for a in args.formats):
-            results.append(run_format(fmt, args, checkpoints, data, Path(tmp)))
-            log(f"{fmt.title}: {format_tables.one_line(results[-1])}")
+            measured["formats"].append(run_format(fmt, args, checkpoints, data, Path(tmp)))
+            measured["formats"].sort(key=lambda r: [f.arg for f in FORMATS].index(r["format"]))
+            done = next(r for r in measured["formats"] if r["format"] == fmt.arg)
+            log(f"{fmt.title}: {format_tables.one_line(done)}")
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"pytorch_map": pytorch_map, "formats": results},
-                                            indent=1))  # after each format, so an interrupted run keeps its part
-    info = report.machine_info(args.threads)
-    info["CPU flags (lscpu)"] = report.all_cpu_flags()
+            args.json.write_text(json.dumps(measured, indent=1))  # after each format: an interrupted run keeps its part
+    write_report(args, marker, measured)
+
+
+def write_report(args: argparse.Namespace, marker: str, measured: dict) -> None:
+    """Write the markdown report of ``measured`` (the JSON file's content: machine, PyTorch mAP, formats)."""
+    from lib import format_tables
+
+    results, pytorch_map = measured["formats"], measured["pytorch_map"]
+    info = measured.get("machine") or {**report.machine_info(args.threads),
+                                       "CPU flags (lscpu)": report.all_cpu_flags()}
     sections = [
         marker,
         report.header("Deployment formats: EfficientRep-n and yolov8n in every Ultralytics export format", info,

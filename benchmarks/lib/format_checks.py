@@ -69,7 +69,7 @@ def validation_images(data_root: Path, count: int) -> list[Path]:
 
 
 def image_batch(images: list[Path]) -> torch.Tensor:
-    """Load images as Ultralytics' predictor feeds them at their own size: RGB, CHW, float in [0, 1], batch of one each."""
+    """Load images as Ultralytics' predictor feeds them at their own size: RGB, CHW, float in [0, 1], as one batch."""
     pixels = [cv2.imread(str(p))[:, :, ::-1].transpose(2, 0, 1) / 255.0 for p in images]
     return torch.from_numpy(np.ascontiguousarray(np.stack(pixels))).float()
 

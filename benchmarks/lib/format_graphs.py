@@ -20,8 +20,9 @@ from typing import Callable
 from torch import nn
 
 CONV_NAMES = {"Conv", "Convolution", "ConvolutionDepthWise", "GroupConvolution", "CONV_2D", "DEPTHWISE_CONV_2D",
-              "conv2d", "depthwise_conv2d", "_convolution", "Conv2D", "DepthwiseConv2dNative", "ConvolutionDepthwise"}
-NORM_NAMES = {"BatchNormalization", "BatchNorm", "batch_norm", "FusedBatchNormV3", "BatchNormInference"}
+              "conv2d", "depthwise_conv2d", "_convolution", "Conv2D", "DepthwiseConv2dNative", "ConvolutionDepthwise",
+              "conv"}
+NORM_NAMES = {"BatchNormalization", "BatchNorm", "batch_norm", "FusedBatchNormV3", "BatchNormInference"}  # + Core ML's
 
 
 @dataclass(frozen=True)
@@ -138,9 +139,29 @@ def executorch_ops(folder: Path) -> GraphCount:
     return _count(ops, f"{pte.name} (XNNPACK delegate graphs)")
 
 
+def coreml_ops(path: Path) -> GraphCount:
+    """Operation types of a Core ML ``.mlpackage``'s ML program (``conv``, ``batch_norm``), read with coremltools'
+    spec loader, which works where Core ML itself cannot run (Linux)."""
+    import coremltools as ct
+
+    spec = ct.utils.load_spec(str(path))
+    ops: collections.Counter = collections.Counter()
+
+    def walk(block) -> None:
+        for op in block.operations:
+            ops[op.type] += 1
+            for inner in op.blocks:
+                walk(inner)
+
+    for function in spec.mlProgram.functions.values():
+        for block in function.block_specializations.values():
+            walk(block)
+    return _count(ops, f"{Path(path).name} (ML program)")
+
+
 READERS: dict[str, Callable[[Path], GraphCount]] = {
     "onnx": onnx_ops, "torchscript": torchscript_ops, "openvino": openvino_ops, "ncnn": ncnn_ops, "mnn": mnn_ops,
-    "litert": tflite_ops, "paddle": paddle_ops, "executorch": executorch_ops,
+    "litert": tflite_ops, "paddle": paddle_ops, "executorch": executorch_ops, "coreml": coreml_ops,
 }
 
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from .formats import BY_ARG
-from .report import table
+from .report import table as markdown_table
 
 REP, BASE = "yolov8n-efficientrep", "yolov8n"
+
+
+def table(header: list[str], rows: list[list[str]], align: str = "---") -> str:
+    """A markdown table whose cells may quote error messages: their pipes escaped."""
+    return markdown_table(header, [[cell.replace("|", "\\|") for cell in row] for row in rows], align=align)
 
 
 def _model(result: dict, name: str) -> dict:
@@ -14,8 +19,11 @@ def _model(result: dict, name: str) -> dict:
 
 
 def _ms(record: dict) -> str:
-    """Median latency in ms, or a dash."""
-    return f"{record['latency']['median'] * 1e3:.1f}" if "latency" in record else "-"
+    """Median latency in ms (marked where a simulator ran, whose speed is not the target's), or a dash."""
+    if "latency" not in record:
+        return "-"
+    return f"{record['latency']['median'] * 1e3:.1f}" + (" (simulator)" if "simulator" in record.get("runtime", "")
+                                                          else "")
 
 
 def _state(result: dict) -> tuple[str, str, str, str]:

@@ -9,6 +9,7 @@ whether Ultralytics offers INT8 for it, and, for formats that cannot run here, t
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from dataclasses import dataclass
 
 
@@ -25,6 +26,7 @@ class Format:
         blocked (str): Why it cannot be exported or run on this machine whatever is installed ("" if it can be tried).
         venv (str): The separate environment it needs, if its packages conflict with the others' (e.g. TensorFlow's
             protobuf and numpy pins).
+        tools (tuple): Executables the export runs (found on PATH).
     """
 
     arg: str
@@ -34,10 +36,12 @@ class Format:
     int8: bool = False
     blocked: str = ""
     venv: str = ""
+    tools: tuple[str, ...] = ()  # executables the export runs, looked up on PATH
 
     def missing(self) -> list[str]:
-        """Return the modules of ``modules`` that do not import in this interpreter."""
-        return [name for name in self.modules if importlib.util.find_spec(name) is None]
+        """Return the modules of ``modules`` that do not import in this interpreter and the ``tools`` not on PATH."""
+        return ([name for name in self.modules if importlib.util.find_spec(name) is None]
+                + [tool for tool in self.tools if shutil.which(tool) is None])
 
 
 FORMATS = (
@@ -79,7 +83,7 @@ FORMATS = (
     Format("hailo", "Hailo", "Hailo Dataflow Compiler (hailo_sdk_client, from Hailo's developer zone)",
            ("hailo_sdk_client",), int8=True,
            blocked="the Hailo Dataflow Compiler is a download from Hailo's developer zone, not on PyPI"),
-    Format("ascend", "Huawei Ascend", "Huawei CANN toolkit (atc)", (),
+    Format("ascend", "Huawei Ascend", "Huawei CANN toolkit (atc)", (), tools=("atc",),
            blocked="needs Huawei's CANN toolkit (atc), not on PyPI; runs on an Ascend NPU"),
     Format("xilinx", "AMD Xilinx", "amd-quark<0.14 plus AMD's Vitis AI compiler", ("quark",), int8=True,
            blocked="the Vitis AI compiler for Versal AI Edge Gen 2 NPUs is AMD's download, not on PyPI"),

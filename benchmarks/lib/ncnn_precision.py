@@ -89,3 +89,26 @@ def ranges(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
     biases = torch.cat([c.bias.detach().flatten() for c in convs if c.bias is not None]).abs()
     return {"max |weight|": float(weights.max()), "99.9th pct |weight|": float(weights.quantile(0.999)),
             "max |bias|": float(biases.max()), "max |conv input|": largest_input[0]}
+
+
+def half_precision_differences(model: nn.Module, images: torch.Tensor) -> dict[str, RawDifference]:
+    """Raw difference from float32 of the same fused model run wholly in float16 and in bfloat16 in PyTorch: what
+    half-precision storage and arithmetic (NCNN's defaults on ARMv8.2 CPUs, the Pi 5's) cost each model, emulated on
+    a CPU where NCNN's own half-precision paths do not engage."""
+    import copy
+
+    with torch.inference_mode():
+        reference = [first_output(model(images[i:i + 1])) for i in range(len(images))]
+        results = {}
+        for dtype in (torch.float16, torch.bfloat16):
+            half = copy.deepcopy(model).to(dtype)
+            outs = [first_output(_float(half(images[i:i + 1].to(dtype)))) for i in range(len(images))]
+            results[f"PyTorch {str(dtype).split('.')[-1]} (emulated)"] = raw_difference(reference, outs)
+    return results
+
+
+def _float(y):
+    """The first tensor of a model output, as float32."""
+    while isinstance(y, (list, tuple)):
+        y = y[0]
+    return y.float()

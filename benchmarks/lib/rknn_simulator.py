@@ -18,7 +18,8 @@ import torch
 TARGET = "rk3588"  # Ultralytics' default name= for format=rknn
 
 
-def simulator(onnx_file: Path, dataset: Path | None = None, target: str = TARGET) -> Callable[[torch.Tensor], np.ndarray]:
+def simulator(onnx_file: Path, dataset: Path | None = None,
+              target: str = TARGET) -> Callable[[torch.Tensor], np.ndarray]:
     """Build ``onnx_file`` as Ultralytics' RKNN export does (INT8 when ``dataset``, an image-list file, is given,
     else FP16) and start the simulator; return a call: one image batch in [0, 1] (NCHW) -> the first output."""
     from rknn.api import RKNN
