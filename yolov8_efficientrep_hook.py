@@ -44,8 +44,8 @@ class PluginNotRegisteredError(KeyError):
 class _RegisterAfterExec:
     """Loader wrapper: run the real loader, then register the plugin."""
 
-    def __init__(self, loader) -> None:
-        self.loader = loader
+    def __init__(self, loader, strict: bool) -> None:
+        self.loader, self.strict = loader, strict
 
     def create_module(self, spec):
         return self.loader.create_module(spec)
@@ -54,7 +54,7 @@ class _RegisterAfterExec:
         self.loader.exec_module(module)
         module.__loader__ = module.__spec__.loader = self.loader  # leave the module as if it had not been hooked
         uninstall()  # Ultralytics is imported: nothing left to wait for
-        _register()
+        _register(self.strict)
 
     def __getattr__(self, name: str):  # get_source, get_filename, ... stay the real loader's
         return getattr(self.loader, name)
@@ -66,7 +66,14 @@ class UltralyticsImportFinder:
     It stays installed until the package has actually been executed: a look-up that only finds the package
     (``importlib.util.find_spec("ultralytics")``, as Ultralytics' own ``ul`` command does first) leaves it in place for
     the import that follows.
+
+    Attributes:
+        strict (bool): Let a registration failure fail the import of Ultralytics (set when the plugin was imported
+            explicitly, whose import would otherwise have raised it) instead of remembering it.
     """
+
+    def __init__(self, strict: bool = False) -> None:
+        self.strict = strict
 
     def find_spec(self, fullname: str, path=None, target=None):
         """Find the package with the other finders and wrap its loader; ignore every other module."""
@@ -79,17 +86,25 @@ class UltralyticsImportFinder:
             spec = find_spec(fullname, path, target) if find_spec else None
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _RegisterAfterExec(spec.loader)
+                    spec.loader = _RegisterAfterExec(spec.loader, self.strict)
                 return spec
         return None
 
 
-def install() -> None:
-    """Put the finder first on ``sys.meta_path``, or register now if Ultralytics is already imported."""
+def install(strict: bool = False) -> None:
+    """Put the finder first on ``sys.meta_path``, or register now if Ultralytics is already imported.
+
+    Args:
+        strict (bool): A registration failure is raised (by the import of Ultralytics) rather than remembered.
+    """
     if TRIGGER in sys.modules:
-        _register()
-    elif not any(isinstance(finder, UltralyticsImportFinder) for finder in sys.meta_path):
-        sys.meta_path.insert(0, UltralyticsImportFinder())
+        _register(strict)
+        return
+    finder = next((f for f in sys.meta_path if isinstance(f, UltralyticsImportFinder)), None)
+    if finder is None:
+        sys.meta_path.insert(0, UltralyticsImportFinder(strict))
+    else:
+        finder.strict = finder.strict or strict
 
 
 def uninstall() -> None:
@@ -97,12 +112,16 @@ def uninstall() -> None:
     sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, UltralyticsImportFinder)]
 
 
-def _register() -> None:
-    """Import the plugin (its import registers everything); on failure remember why and explain it on first use."""
+def _register(strict: bool = False) -> None:
+    """Register the plugin; on failure raise (``strict``) or remember why and explain it on first use."""
     global failure
     try:
-        import yolov8_efficientrep  # noqa: F401  importing it registers everything
+        import yolov8_efficientrep
+
+        yolov8_efficientrep.register()
     except Exception as error:  # a broken plugin must not break Ultralytics or the interpreter
+        if strict:
+            raise
         failure = f"{type(error).__name__}: {error}"
         try:
             _explain_unknown_modules()

@@ -47,4 +47,4 @@ without = summary()
 import yolov8_efficientrep  # noqa: E402  registers the plugin in this interpreter
 
 Path(sys.argv[1]).write_text(json.dumps({"without": without, "with": summary(),
-                                         "registered": hasattr(tasks.parse_model, "__yolov8_efficientrep__")}))
+                                         "registered": hasattr(tasks.parse_model, "__yolov8_efficientrep_wraps__")}))

@@ -92,6 +92,7 @@ def int8_difference(run, model_path, images: list[torch.Tensor]) -> float:
     return worst
 
 
+@pytest.mark.slow
 def test_onnx_int8_export_quantizes_every_fused_conv_after_fusing(run_fresh, model_copy, shapes_data, installed_hook,
                                                                   ultralytics_log, monkeypatch):
     import onnxruntime
@@ -124,6 +125,7 @@ def test_onnx_int8_export_quantizes_every_fused_conv_after_fusing(run_fresh, mod
     assert f"{graph.quantized - graph.runtime_quantized} quantized convs run in float32" in log
 
 
+@pytest.mark.slow
 def test_openvino_int8_export_quantizes_every_fused_conv_after_fusing(model_copy, shapes_data, ultralytics_log):
     import openvino
 
@@ -154,6 +156,7 @@ print("plugin loaded:", "yolov8_efficientrep" in sys.modules)
 """
 
 
+@pytest.mark.slow
 def test_stock_models_export_int8_exactly_as_without_the_plugin(run_fresh, tmp_path, shapes_data, installed_hook):
     import onnx
 

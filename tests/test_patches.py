@@ -27,7 +27,7 @@ from ultralytics import YOLO
 from ultralytics.nn import tasks
 model = YOLO({str(CFG)!r}).model
 print(json.dumps({{"ultralytics": ultralytics.__file__, "native": tasks.YOLOV8_EFFICIENTREP_NATIVE,
-                   "runtime_patched": hasattr(tasks.parse_model, "__yolov8_efficientrep__"),
+                   "runtime_patched": hasattr(tasks.parse_model, "__yolov8_efficientrep_wraps__"),
                    "block_module": type(model.model[0]).__module__, "rows": [type(m).__name__ for m in model.model],
                    "params": sum(p.numel() for p in model.parameters())}}))
 """
@@ -52,6 +52,7 @@ def fork(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hook", ["0", "1"])
 def test_patched_ultralytics_builds_the_efficientrep_yaml_natively(fork, hook):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fork), str(REPO)]), "YOLOV8_EFFICIENTREP_HOOK": hook}
@@ -66,6 +67,7 @@ def test_patched_ultralytics_builds_the_efficientrep_yaml_natively(fork, hook):
     assert result["params"] == sum(p.numel() for p in reference.parameters())
 
 
+@pytest.mark.slow
 def test_patch_script_refuses_an_already_patched_file(fork):
     result = make_patch("--tasks", str(fork / "ultralytics" / "nn" / "tasks.py"))
     assert result.returncode != 0 and "already patched for yolov8-efficientrep" in result.stderr
@@ -85,6 +87,7 @@ def test_patch_script_names_the_file_it_cannot_recognise(tmp_path):
     assert result.returncode != 0 and str(not_tasks) in result.stderr and "not recognised" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_fork_skips_only_the_parser_patch(fork):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fork), str(REPO)]), "YOLOV8_EFFICIENTREP_HOOK": "1"}
     code = ("from ultralytics import YOLO\n"  # bare names (the shipped YAMLs' lookup) and EffiDeHead's task guess

@@ -57,7 +57,7 @@ result.update(version=ultralytics.__version__, file=ultralytics.__file__, hook_f
 result["stock_yolov8n_params"] = sum(p.numel() for p in YOLO("yolov8n.yaml").model.parameters())  # never changed
 plugin = sys.modules.get("yolov8_efficientrep")
 result["registered"] = bool(plugin) and getattr(tasks, "RepVGGBlock", None) is plugin.RepVGGBlock and getattr(
-    tasks.parse_model, "__yolov8_efficientrep__", False)
+    tasks.parse_model, "__yolov8_efficientrep_wraps__", False)
 
 models = {}
 for path in sorted(CFG.glob("*.yaml")) if ROUTE == "hook" else []:  # every shipped model YAML, once per version

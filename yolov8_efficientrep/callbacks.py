@@ -5,23 +5,20 @@ unfused one on a real image; the export logs "fused N blocks, max |diff| = ..." 
 
 Ultralytics >=8.4 runs ``on_export_start`` after it has deep-copied, fused and (for FP16 on GPU) halved its model,
 so the unfused network is gone by then: the model the export was called with (the caller's own, which the exporter
-never modifies) is recorded by ``exporting`` and the callback compares against a float32 copy of it. Ultralytics
+never modifies, recorded by the export seam, ``integration/exporter.py``) is compared against, as a float32 copy. Ultralytics
 8.1-8.3 run ``on_export_start`` before the exporter has any model; there the callback fuses and checks a float32 copy
 of that same source, the algebra the exporter's ``model.fuse()`` then applies to its own copy in float32 (its
 ``half()`` comes after), and stops the export if Ultralytics' ``fuse()`` would leave a Rep block unfused.
 
 INT8: fusion and its check run in ``on_export_start``, before either quantizer calibrates; after an INT8 ONNX or
 OpenVINO export of a plugin model the quantized graph is checked and logged (``check_int8_export``). Training from a
-fused deploy checkpoint is refused (``refuse_fused_checkpoint``). ``integration/exporter.py`` wires these in.
+fused deploy checkpoint is refused (``refuse_fused_checkpoint``). ``integration/events.py`` registers these.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import copy
 from pathlib import Path
-from typing import Iterator
 
 from torch import nn
 from ultralytics.utils import LOGGER, colorstr
@@ -31,33 +28,14 @@ from .errors import EfficientRepError
 from .fusion import check_fusion, fuse_rep_blocks, fused_rep_blocks, image_size, is_fused, rep_blocks, sample_image
 from .graphs import onnx_int8_graph, openvino_int8_graph, qat_onnx_graph
 from .limits import non_finite_tensor
-from .quantize import ROUTE_VARIABLE, ort_int8_route
+from .quantize import ORT_INT8_ROUTE_VARIABLE, ort_int8_route
 from .rows import uses_plugin
 
 PREFIX = colorstr("EfficientRep:")
-_SOURCE = "efficientrep_source_model"  # Exporter attribute holding the model the export was called with
-# the model being exported, for the INT8 quantizer, which is called without the exporter
-_EXPORTING: contextvars.ContextVar[nn.Module | None] = contextvars.ContextVar("efficientrep_exporting", default=None)
 
 
 class FusedCheckpointError(EfficientRepError, ValueError):
     """Training was asked to start from a checkpoint whose Rep blocks are fused."""
-
-
-@contextlib.contextmanager
-def exporting(exporter, model: nn.Module | None) -> Iterator[None]:
-    """Record ``model`` as what ``exporter`` exports, for the callbacks and the INT8 quantizer, inside the block."""
-    setattr(exporter, _SOURCE, model)
-    token = _EXPORTING.set(model)
-    try:
-        yield
-    finally:
-        _EXPORTING.reset(token)
-
-
-def model_being_exported() -> nn.Module | None:
-    """Return the model an export in progress (in this context) was called with, if any."""
-    return _EXPORTING.get()
 
 
 def _export_model(exporter) -> nn.Module | None:
@@ -68,15 +46,15 @@ def _export_model(exporter) -> nn.Module | None:
     return next((m for m in model.modules() if hasattr(m, "yaml")), model)
 
 
-def verify_export_fusion(exporter) -> None:
-    """``on_export_start``: fuse every Rep block in float32 (idempotently) and check fused against unfused.
+def verify_export_fusion(exporter, source: nn.Module | None) -> None:
+    """At ``on_export_start``: fuse every Rep block in float32 (idempotently) and check fused against ``source``, the
+    unfused model the export was called with.
 
     Raises:
         ValueError: The model's weights are not finite (NaN or infinite values); the message names the tensor.
         FusionCheckError: The fused model's outputs differ from the unfused model's beyond tolerance.
         RuntimeError: Ultralytics <8.4 would export a Rep block unfused.
     """
-    source = getattr(exporter, _SOURCE, None)
     if not isinstance(source, nn.Module) or not uses_plugin(source) or not rep_blocks(source):
         return
     if getattr(exporter, "qat", False):
@@ -147,8 +125,8 @@ def refuse_fused_checkpoint(trainer) -> None:
             )
 
 
-def check_int8_export(exporter, exported: str | list[str] | None) -> None:
-    """After an INT8 ONNX or OpenVINO export of a plugin model: check the quantized graph and log what it holds.
+def check_int8_export(exporter, source: nn.Module | None, exported: str | list[str] | None) -> None:
+    """After an INT8 ONNX or OpenVINO export of ``source``, a plugin model: check the quantized graph and log it.
 
     Logs the number of convs, how many are quantized in the file and run in INT8 by the runtime, and warns if the
     graph has another number of convs than the fused model, a BatchNorm or a Rep branch left, or quantized convs that
@@ -156,7 +134,6 @@ def check_int8_export(exporter, exported: str | list[str] | None) -> None:
     """
     args = exporter.args
     int8 = getattr(args, "quantize", None) == 8 or getattr(args, "int8", False)  # 8.4.x; 8.1-8.4.0 say int8=True
-    source = getattr(exporter, _SOURCE, None)
     if not (int8 and exported and args.format in {"onnx", "openvino"} and isinstance(source, nn.Module)
             and uses_plugin(source)):
         return
@@ -179,6 +156,6 @@ def check_int8_export(exporter, exported: str | list[str] | None) -> None:
     if graph.runtime_quantized < graph.quantized and not qat:
         problems.append(f"{graph.quantized - graph.runtime_quantized} quantized convs run in float32 between quantize "
                         f"and dequantize nodes, paying for the conversions without the INT8 speed "
-                        f"({ROUTE_VARIABLE}={ort_int8_route(True)})")
+                        f"({ORT_INT8_ROUTE_VARIABLE}={ort_int8_route(True)})")
     if problems:
         LOGGER.warning(f"{PREFIX} INT8 export {path}: {'; '.join(problems)}")

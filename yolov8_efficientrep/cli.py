@@ -129,11 +129,23 @@ def _version() -> str:
     return f"yolov8-efficientrep {__version__} (ultralytics {ultralytics.__version__}, torch {torch.__version__})"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: print ``_version()``, which imports torch and Ultralytics, only when asked (``--help`` does not)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the versions of this package, Ultralytics and torch, and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        parser.exit(message=f"{_version()}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every sub-command."""
     description = __doc__.splitlines()[0].replace("``", "'")  # argparse prints it as written: no reStructuredText
     parser = argparse.ArgumentParser(prog="yolov8-efficientrep", description=description)
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_fuse(commands)
     _add_demo(commands)
@@ -148,9 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         (int): 0; 1 after an error; 128 + the signal after SIGTERM or SIGHUP stopped a write (130: Ctrl-C); or the
         exit status a command returns (the demo's child process).
     """
+    args = build_parser().parse_args(argv)  # --help and --version end here, before torch is imported
     from .output_files import Terminated
 
-    args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0
     except Terminated as stop:

@@ -32,8 +32,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
-ROUTE_VARIABLE = "YOLOV8_EFFICIENTREP_ORT_INT8"
-ROUTES = ("auto", "plugin", "ultralytics")
+ORT_INT8_ROUTE_VARIABLE = "YOLOV8_EFFICIENTREP_ORT_INT8"
+ORT_INT8_ROUTES = ("auto", "plugin", "ultralytics")
 QUANTIZED_OP_TYPES = {"Conv", "Gemm", "MatMul"}  # as Ultralytics: the head's box decode stays float
 
 
@@ -43,9 +43,9 @@ def ort_int8_route(uses_plugin: bool) -> str:
     Raises:
         ValueError: The variable holds something other than ``auto``, ``plugin`` or ``ultralytics``.
     """
-    route = os.environ.get(ROUTE_VARIABLE, "auto").strip().lower() or "auto"
-    if route not in ROUTES:
-        raise ValueError(f"{ROUTE_VARIABLE}={route!r}: use one of {', '.join(ROUTES)}")
+    route = os.environ.get(ORT_INT8_ROUTE_VARIABLE, "auto").strip().lower() or "auto"
+    if route not in ORT_INT8_ROUTES:
+        raise ValueError(f"{ORT_INT8_ROUTE_VARIABLE}={route!r}: use one of {', '.join(ORT_INT8_ROUTES)}")
     return route if route != "auto" else "plugin" if uses_plugin else "ultralytics"
 
 
@@ -73,7 +73,7 @@ def quantize_onnx_int8(onnx_file: str | Path, output_file: str | Path, dataset: 
     from ultralytics.utils.export.onnx import onnx_calibration_reader
 
     LOGGER.info(f"{prefix} quantizing INT8 with ONNX Runtime, yolov8-efficientrep's route: pre-processed, uint8 "
-                f"activations, per-channel 7-bit weights, DFL conv float ({ROUTE_VARIABLE}=ultralytics for "
+                f"activations, per-channel 7-bit weights, DFL conv float ({ORT_INT8_ROUTE_VARIABLE}=ultralytics for "
                 f"Ultralytics' settings)")
     with tempfile.TemporaryDirectory(prefix="efficientrep-int8-") as tmp:
         prepared = Path(tmp) / "preprocessed.onnx"

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from ultralytics import YOLO
 
-from yolov8_efficientrep.quantize import ROUTE_VARIABLE, ort_int8_route, quantize_onnx_int8
+from yolov8_efficientrep.quantize import ORT_INT8_ROUTE_VARIABLE, ort_int8_route, quantize_onnx_int8
 
 from .environment import environment
 from .latency import eager_forward, ort_session, peak_conv
@@ -87,7 +87,7 @@ class ModelRun:
     @property
     def default_int8(self) -> str:
         """The ONNX Runtime INT8 variant a plain ``yolo export format=onnx quantize=8`` gives this model."""
-        with environment(ROUTE_VARIABLE, None):
+        with environment(ORT_INT8_ROUTE_VARIABLE, None):
             return f"ort-int8-{ort_int8_route(self.uses_plugin)}"
 
 
@@ -112,7 +112,7 @@ def export(model: YOLO, variant: Variant, batch: int, imgsz: int, data: Path, fo
     fmt = "onnx" if variant.runtime == ORT else "openvino"
     quantize = {"INT8": 8}.get(variant.precision)
     int8 = {"data": str(data), **calibration} if quantize else {}
-    with _working_directory(folder), environment(ROUTE_VARIABLE, variant.route), warnings.catch_warnings():
+    with _working_directory(folder), environment(ORT_INT8_ROUTE_VARIABLE, variant.route), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript tracer's warnings about the head, once per export
         path = Path(model.export(format=fmt, imgsz=imgsz, batch=batch, quantize=quantize, verbose=False,
                                  **int8)).resolve()

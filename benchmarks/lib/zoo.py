@@ -141,16 +141,16 @@ def qat_trained(source: TrainedModel, epochs: int, route: str, seed: int = 0, zo
     """
     from ultralytics import YOLO
 
-    from yolov8_efficientrep.qat import ROUTE_VARIABLE, ROUTES
+    from yolov8_efficientrep.fused_qat import QAT_ROUTE_VARIABLE, QAT_ROUTES
 
-    if route not in ROUTES:
-        raise ValueError(f"QAT route {route!r}: use one of {', '.join(ROUTES)}")
+    if route not in QAT_ROUTES:
+        raise ValueError(f"QAT route {route!r}: use one of {', '.join(QAT_ROUTES)}")
     folder = _qat_folder(source, epochs, route, seed, zoo, overrides)
     record = folder / "qat.json"
     if not record.is_file():
         log(f"QAT ({route}) of {source.best} for {epochs} epochs (seed {seed}{', ' if overrides else ''}"
             f"{', '.join(f'{k}={v}' for k, v in overrides.items())}) into {folder}")
-        with environment(ROUTE_VARIABLE, route):
+        with environment(QAT_ROUTE_VARIABLE, route):
             seconds = _fit(YOLO(str(source.best)), folder, data=str(dataset(zoo)), epochs=epochs, seed=seed,
                            quantize=8, **{**RECIPE, **overrides})
         record.write_text(json.dumps({"cfg": source.cfg, "source": str(source.best), "epochs": epochs, "route": route,

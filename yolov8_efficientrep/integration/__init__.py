@@ -7,9 +7,15 @@ warning naming the release and what the user loses when it cannot apply (``notic
 - ``lookups``: shipped model and data YAMLs by bare name;
 - ``scaled_paths``: a scaled model path (``yolov8s-...yaml``) finds its unified YAML by file name, whatever its folders;
 - ``task_guess``: models ending in ``EffiDeHead`` are detection models;
-- ``exporter``: the export and training checks of ``callbacks.py``, the ONNX INT8 route of ``quantize.py``;
+- ``exporter``: the model an export was called with, for the export checks of ``callbacks.py``; the ONNX INT8 route
+  of ``quantize.py``;
+- ``events``: the one table of the plugin's callbacks by event (export checks, fused-checkpoint refusal, fused QAT's
+  optimizer);
 - ``restricted_loading``: the plugin's classes on torch's allow-list while Ultralytics' restricted loader runs;
-- ``qat``: quantization-aware training (``quantize=8``) trains plugin models fused (``qat.py``).
+- ``qat_training``: quantization-aware training (``quantize=8``) trains plugin models fused (``fused_qat.py``).
+
+Every wrapper is installed through ``wrapping.wrap_once`` (one mark, rebinding where Ultralytics bound a function by
+name).
 
 A fork patched by ``patches/make_fork_patch.py`` (``YOLOV8_EFFICIENTREP_NATIVE`` in its ``tasks.py``) skips only the
 parser patch (``parser.py``): its own ``parse_model`` knows the rows. The start-up hook (``yolov8_efficientrep_hook.py``) holds
@@ -19,10 +25,11 @@ error say why.
 
 from __future__ import annotations
 
-from .exporter import install_callbacks, install_export_source, install_int8_route
+from .events import install_callbacks
+from .exporter import install_export_source, install_int8_route
 from .lookups import install_yaml_lookups
 from .parser import install_parser
-from .qat import install_qat
+from .qat_training import install_qat
 from .restricted_loading import install_restricted_loading
 from .scaled_paths import install_scaled_paths
 from .task_guess import install_task_guess

@@ -1,48 +1,64 @@
-"""Wire the plugin's export and training checks (``callbacks.py``) and its ONNX INT8 route (``quantize.py``) into
-Ultralytics: its default callbacks, ``Exporter.__call__`` and ``onnx_int8_quantize``."""
+"""The export seam: which model an export was called with, the checks that use it, and the ONNX INT8 route.
+
+Ultralytics' exporter works on a deep copy of the model it is called with (fused, maybe halved, by 8.4 before any
+callback runs), and its ONNX INT8 quantizer is called with neither. ``Exporter.__call__`` is wrapped to record that
+source model in this module's one context variable for the length of the export: the ``on_export_start`` callback
+(``on_export_start``, registered in ``events.py``) checks the fusion against it, the INT8 graph is checked once the
+export returns, and ``onnx_int8_quantize`` picks the plugin's route for plugin models (``quantize.py``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import importlib
 import inspect
+from typing import Iterator
 
 from torch import nn
 
-from ..callbacks import (check_int8_export, exporting, model_being_exported, refuse_fused_checkpoint,
-                         verify_export_fusion)
+from ..callbacks import check_int8_export, verify_export_fusion
 from ..quantize import ort_int8_route, quantize_onnx_int8
 from ..rows import uses_plugin
 from .notice import cannot_apply
+from .wrapping import wrap_once
 
-MARK = "yolov8_efficientrep"  # set on the wrappers, making each install idempotent
 # What the plugin's INT8 route needs from Ultralytics' onnx_int8_quantize, by name.
 INT8_PARAMETERS = ("onnx_file", "output_file", "dataset", "transform_fn")
+_SOURCE: contextvars.ContextVar[nn.Module | None] = contextvars.ContextVar("efficientrep_export_source", default=None)
 
 
-def install_callbacks() -> None:
-    """Add the fusion check (``on_export_start``) and the fused-checkpoint refusal (``on_pretrain_routine_start``) to
-    the callbacks every model created from now on gets; idempotent."""
-    from ultralytics.utils.callbacks.base import default_callbacks
+@contextlib.contextmanager
+def exporting(model: nn.Module | None) -> Iterator[None]:
+    """Record ``model`` as the source of the export running inside the block."""
+    token = _SOURCE.set(model)
+    try:
+        yield
+    finally:
+        _SOURCE.reset(token)
 
-    for event, callback in (("on_export_start", verify_export_fusion),
-                            ("on_pretrain_routine_start", refuse_fused_checkpoint)):
-        if callback not in default_callbacks.setdefault(event, []):
-            default_callbacks[event].append(callback)
+
+def model_being_exported() -> nn.Module | None:
+    """Return the model the export in progress (in this context) was called with, if any."""
+    return _SOURCE.get()
+
+
+def on_export_start(exporter) -> None:
+    """``on_export_start``: check the exporter's fused model against the unfused source (``callbacks.py``)."""
+    verify_export_fusion(exporter, model_being_exported())
 
 
 def _recording_source(call):
     """Wrap ``Exporter.__call__``: record the model the export was called with, and check an INT8 result."""
 
-    @functools.wraps(call)
     def __call__(self, model=None, *args, **kwargs):
-        with exporting(self, model):
+        with exporting(model):
             exported = call(self, model, *args, **kwargs)
-        check_int8_export(self, exported)
+        check_int8_export(self, model, exported)
         return exported
 
-    setattr(__call__, MARK, True)
-    return __call__
+    return functools.wraps(call)(__call__)
 
 
 def install_export_source() -> None:
@@ -53,8 +69,8 @@ def install_export_source() -> None:
     if call is None or "model" not in inspect.signature(call).parameters:
         cannot_apply("the fused-vs-unfused export check (Exporter.__call__(model))",
                      "exports of plugin models are not checked against the unfused model")
-    elif not getattr(call, MARK, False):
-        Exporter.__call__ = _recording_source(call)
+        return
+    wrap_once(Exporter, "__call__", _recording_source)
 
 
 def _routing_int8(quantize):
@@ -65,7 +81,6 @@ def _routing_int8(quantize):
     """
     signature = inspect.signature(quantize)
 
-    @functools.wraps(quantize)
     def onnx_int8_quantize(*args, **kwargs):
         model = model_being_exported()
         if ort_int8_route(isinstance(model, nn.Module) and uses_plugin(model)) == "plugin":
@@ -76,8 +91,7 @@ def _routing_int8(quantize):
             return quantize_onnx_int8(**arguments)
         return quantize(*args, **kwargs)
 
-    setattr(onnx_int8_quantize, MARK, True)
-    return onnx_int8_quantize
+    return functools.wraps(quantize)(onnx_int8_quantize)
 
 
 def install_int8_route() -> None:
@@ -90,7 +104,7 @@ def install_int8_route() -> None:
     except ImportError:
         return
     quantize = getattr(onnx_export, "onnx_int8_quantize", None)
-    if quantize is None or getattr(quantize, MARK, False):
+    if quantize is None:
         return
     parameters = inspect.signature(quantize).parameters
     missing = [name for name in INT8_PARAMETERS if name not in parameters]
@@ -98,4 +112,4 @@ def install_int8_route() -> None:
         cannot_apply(f"the plugin's ONNX INT8 route (onnx_int8_quantize lacks {', '.join(missing) or 'named arguments'})",
                      "format=onnx quantize=8 of plugin models uses Ultralytics' settings, which run fewer convs in INT8")
         return
-    onnx_export.onnx_int8_quantize = _routing_int8(quantize)
+    wrap_once(onnx_export, "onnx_int8_quantize", _routing_int8)

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import functools
 import importlib
-import sys
 from pathlib import Path
 from typing import Callable
 
 from ..configs import bundled_yaml
 from ..shapes import classification_folder
 from .notice import cannot_apply
+from .wrapping import wrap_once
 
-MARK = "finds_bundled_yamls"  # set on the wrappers, making install_yaml_lookups() idempotent
 # Modules that bind check_cls_dataset by name at import: those already imported keep the original unless rebound.
 _CLS_DATASET_USERS = ("ultralytics.engine.trainer", "ultralytics.engine.validator", "ultralytics.engine.exporter")
 
@@ -31,7 +30,6 @@ def _or_bundled(find: Callable) -> Callable:
         bundled = bundled_yaml(file) if isinstance(file, (str, Path)) else None
         return str(bundled) if bundled else find(file, *args, **kwargs)
 
-    setattr(find_or_bundled, MARK, True)
     return find_or_bundled
 
 
@@ -45,7 +43,6 @@ def _accepting_generated_yamls(check_cls_dataset: Callable) -> Callable:
             dataset = (classification_folder(path) if path.is_file() else None) or dataset
         return check_cls_dataset(dataset, *args, **kwargs)
 
-    setattr(check_cls_dataset_or_generated, MARK, True)
     return check_cls_dataset_or_generated
 
 
@@ -59,12 +56,7 @@ def install_yaml_lookups() -> None:
             (data_utils, "check_file", _or_bundled, "shipped data YAMLs need their path (cfg/...), not a bare name"),
             (data_utils, "check_cls_dataset", _accepting_generated_yamls,
              "classification training cannot take shapes-cls.yaml; pass its generated folder")):
-        found = getattr(module, name, None)
-        if found is None:
+        if getattr(module, name, None) is None:
             cannot_apply(f"the bare-name lookup ({module.__name__}.{name})", loses)
-        elif not getattr(found, MARK, False):
-            setattr(module, name, wrap(found))
-            if name == "check_cls_dataset":  # modules imported already bound the original: rebind it there
-                for user in _CLS_DATASET_USERS:
-                    if getattr(sys.modules.get(user), name, None) is found:
-                        setattr(sys.modules[user], name, getattr(module, name))
+        else:
+            wrap_once(module, name, wrap, rebind=_CLS_DATASET_USERS if name == "check_cls_dataset" else ())

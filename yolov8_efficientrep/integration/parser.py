@@ -22,8 +22,8 @@ from typing import Callable
 from ..row_errors import explain
 from ..rows import CONV, HEAD, REPEAT, ROWS, names
 from ..versions import MAX_VERSION, MIN_VERSION, ultralytics_version, unsupported
+from .wrapping import is_wrapped, mark
 
-PATCHED = "__yolov8_efficientrep__"  # marks the installed parse_model, making install_parser() idempotent
 NATIVE = "YOLOV8_EFFICIENTREP_NATIVE"  # set in tasks.py by the fork patch: its parse_model knows the rows
 
 
@@ -38,7 +38,7 @@ def install_parser() -> None:
         ImportError: The installed Ultralytics is outside the supported range, or its parser has an unknown shape.
     """
     tasks = importlib.import_module("ultralytics.nn.tasks")
-    if getattr(tasks, NATIVE, False) or getattr(tasks.parse_model, PATCHED, False):
+    if getattr(tasks, NATIVE, False) or is_wrapped(tasks.parse_model):
         return  # a patched fork, whose own parser knows the rows (it imports this package while loading), or done
     if not MIN_VERSION <= ultralytics_version() < MAX_VERSION:
         raise unsupported("version outside the supported range")
@@ -47,8 +47,8 @@ def install_parser() -> None:
         if existing is not None and existing is not row.cls:
             raise unsupported(f"ultralytics.nn.tasks already defines a different '{row.name}'")
         setattr(tasks, row.name, row.cls)
-    parse_model = _with_row_context(_recompile_parse_model(tasks))
-    setattr(parse_model, PATCHED, True)
+    original = tasks.parse_model
+    parse_model = mark(_with_row_context(_recompile_parse_model(tasks)), original)
     tasks.parse_model = parse_model
     nn_package = importlib.import_module("ultralytics.nn")
     if hasattr(nn_package, "parse_model"):  # `from ultralytics.nn import parse_model` re-export

@@ -20,8 +20,8 @@ from typing import Callable
 from ..errors import EfficientRepError
 from ..messages import printable
 from .notice import cannot_apply
+from .wrapping import wrap_once
 
-MARK = "scales_by_file_name"  # set on the wrapper, making install_scaled_paths() idempotent
 UNIFIED = re.compile(r"(\d+)([nslmx])(.+)?$")  # Ultralytics' rule: yolov8s-x.yaml -> yolov8-x.yaml
 # Modules that bind yaml_model_load by name (tasks' own models, the package re-export, Model._new).
 _YAML_LOAD_USERS = ("ultralytics.nn.tasks", "ultralytics.nn", "ultralytics.engine.model")
@@ -69,14 +69,12 @@ def _by_file_name(load: Callable) -> Callable:
         cfg["yaml_file"] = str(path)
         return cfg
 
-    setattr(yaml_model_load, MARK, True)
     return yaml_model_load
 
 
 def install_scaled_paths() -> None:
     """Wrap ``yaml_model_load`` wherever Ultralytics has bound it; idempotent."""
     tasks = importlib.import_module("ultralytics.nn.tasks")
-    original = getattr(tasks, "yaml_model_load", None)
     lacks = [name for name in ("yaml_model_load", "guess_model_scale", "check_yaml") if not hasattr(tasks, name)]
     if not (hasattr(tasks, "YAML") or hasattr(tasks, "yaml_load")):  # YAML.load from 8.3.x, yaml_load before
         lacks.append("YAML.load")
@@ -85,10 +83,4 @@ def install_scaled_paths() -> None:
                      "a scaled model path whose folders hold a digit before n, s, l, m or x (2024models/) may not "
                      "build; pass it from a folder without one")
         return
-    if getattr(original, MARK, False):
-        return
-    wrapped = _by_file_name(original)
-    for name in _YAML_LOAD_USERS:
-        module = importlib.import_module(name)
-        if getattr(module, "yaml_model_load", None) is original:
-            module.yaml_model_load = wrapped
+    wrap_once(tasks, "yaml_model_load", _by_file_name, rebind=_YAML_LOAD_USERS)

@@ -12,8 +12,8 @@ from typing import Callable
 
 from ..rows import HEAD, names
 from .notice import cannot_apply
+from .wrapping import wrap_once
 
-MARK = "knows_plugin_heads"  # set on the wrapper, making install_task_guess() idempotent
 # Modules that bind Ultralytics' guess_model_task by name (tasks' own loaders, the package re-export, Model).
 _TASK_GUESS_USERS = ("ultralytics.nn.tasks", "ultralytics.nn", "ultralytics.engine.model")
 
@@ -34,7 +34,6 @@ def _detect_for_plugin_heads(guess: Callable) -> Callable:
         cfg = model if isinstance(model, dict) else getattr(model, "yaml", None)
         return "detect" if _ends_in_plugin_head(cfg) else guess(model)
 
-    setattr(guess_model_task, MARK, True)
     return guess_model_task
 
 
@@ -46,10 +45,4 @@ def install_task_guess() -> None:
         cannot_apply("the task guess for EffiDeHead models (ultralytics.nn.tasks.guess_model_task)",
                      "yolov6-* YAMLs and imports with YOLOv6's head need task=detect")
         return
-    if getattr(original, MARK, False):
-        return
-    wrapped = _detect_for_plugin_heads(original)
-    for name in _TASK_GUESS_USERS:
-        module = importlib.import_module(name)
-        if getattr(module, "guess_model_task", None) is original:
-            module.guess_model_task = wrapped
+    wrap_once(tasks, "guess_model_task", _detect_for_plugin_heads, rebind=_TASK_GUESS_USERS)

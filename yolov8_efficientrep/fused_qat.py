@@ -4,14 +4,13 @@ Ultralytics' QAT (``yolo train ... quantize=8``, NVIDIA ModelOpt) puts fake quan
 QAT models, leaves RepConv-like blocks unfused at export: each branch is quantized on its own and the INT8 graph keeps
 the three branches, their BatchNorms and the Adds between them. For a model with plugin Rep blocks, every block is
 fused first into the single 3x3 convolution it deploys as, and QAT trains that plain network, as YOLOv6's QAT trains
-its deploy form; the quantizers then see the ranges of the kernels that will run. ``integration/qat.py`` applies this
+its deploy form; the quantizers then see the ranges of the kernels that will run. ``integration/qat_training.py`` applies this
 where Ultralytics prepares QAT and where it loads weights into a freshly built model (resume, fine-tuning).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from torch import nn
 
@@ -20,8 +19,8 @@ from .fusion import fuse_rep_blocks, rep_blocks
 from .rows import uses_plugin
 
 
-ROUTE_VARIABLE = "YOLOV8_EFFICIENTREP_QAT"
-ROUTES = ("fused", "ultralytics")
+QAT_ROUTE_VARIABLE = "YOLOV8_EFFICIENTREP_QAT"  # fused (default) or Ultralytics' unfused QAT, for the benchmark
+QAT_ROUTES = ("fused", "ultralytics")
 # How fused QAT trains when the user leaves the optimizer to Ultralytics (optimizer=auto picks AdamW): AdamW's steps
 # are about lr0 per weight whatever the gradient, which wrecks convolutions that no BatchNorm rescales any more (measured
 # in docs/int8.md); SGD at a small learning rate, without warm-up, fine-tunes them.
@@ -35,9 +34,9 @@ def qat_route() -> str:
     Raises:
         ValueError: The variable holds something other than ``fused`` or ``ultralytics``.
     """
-    route = os.environ.get(ROUTE_VARIABLE, "fused").strip().lower() or "fused"
-    if route not in ROUTES:
-        raise ValueError(f"{ROUTE_VARIABLE}={route!r}: use one of {', '.join(ROUTES)}")
+    route = os.environ.get(QAT_ROUTE_VARIABLE, "fused").strip().lower() or "fused"
+    if route not in QAT_ROUTES:
+        raise ValueError(f"{QAT_ROUTE_VARIABLE}={route!r}: use one of {', '.join(QAT_ROUTES)}")
     return route
 
 
@@ -58,24 +57,10 @@ def fuse_for_qat(model: nn.Module) -> int:
     return count
 
 
-def choose_fused_qat_optimizer(trainer) -> None:
-    """``on_pretrain_routine_start``: fused QAT of a plugin checkpoint left at ``optimizer=auto`` trains with
-    ``FUSED_QAT_OPTIMIZER`` instead, and says so. An optimizer the user chose is left as it is."""
-    from ultralytics.utils import LOGGER
-
-    args = trainer.args
+def fused_qat_optimizer(args: object) -> dict[str, object] | None:
+    """Return ``FUSED_QAT_OPTIMIZER`` if training with ``args`` is fused QAT of a plugin checkpoint left at
+    ``optimizer=auto``, else None (an optimizer the user chose is left as it is)."""
     weights = checkpoint_file(getattr(args, "model", None))
     if getattr(args, "quantize", None) != 8 or str(getattr(args, "optimizer", "")).lower() != "auto" or weights is None:
-        return
-    if not trains_fused(load_checkpoint(weights)[0]):
-        return
-    for key, value in FUSED_QAT_OPTIMIZER.items():
-        setattr(args, key, value)
-    saved = Path(getattr(trainer, "save_dir", "")) / "args.yaml"
-    if saved.is_file():  # the run's record of its arguments, written before this callback: keep it true
-        from ultralytics.utils import YAML
-
-        YAML.save(saved, vars(args))
-    chosen = " ".join(f"{key}={value}" for key, value in FUSED_QAT_OPTIMIZER.items())
-    LOGGER.info(f"yolov8-efficientrep: fused QAT trains with {chosen} (optimizer=auto would pick AdamW, whose steps "
-                f"wreck convolutions without a BatchNorm after them); pass optimizer=... to choose yourself")
+        return None
+    return FUSED_QAT_OPTIMIZER if trains_fused(load_checkpoint(weights)[0]) else None
