@@ -344,7 +344,10 @@ def main(argv: list[str] | None = None) -> None:
     data = zoo.dataset(args.zoo)
     pytorch_map = {name: validate(c, data, RECIPE["imgsz"]) for name, c in checkpoints.items()}
     earlier = json.loads(args.json.read_text())["formats"] if args.update and args.json.is_file() else []
-    measured = {"machine": {**report.machine_info(args.threads), "CPU flags (lscpu)": report.all_cpu_flags()},
+    machine = {**report.machine_info(args.threads), "CPU flags (lscpu)": report.all_cpu_flags(),
+               "load average at start": " / ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1 / 5 / 15 min; other "
+               "work on the machine slows the timings, the same rounds keep the two models' ratio fair)"}
+    measured = {"machine": machine,
                 "pytorch_map": pytorch_map, "formats": [r for r in earlier if r["format"] not in args.formats]}
     with tempfile.TemporaryDirectory(prefix="deployment-formats-") as tmp:
         for fmt in (BY_ARG[a] for a in args.formats):
