@@ -212,9 +212,9 @@ def test_the_temporary_file_is_removed_only_while_its_name_still_holds_it(tmp_pa
 
 
 def test_a_kill_9_leaves_its_temporary_file_named_and_the_next_write_works(tmp_path):
-    code = ("import sys, time, torch\nfrom pathlib import Path\nfrom yolov8_efficientrep.output_files import "
-            "write_checked\nwrite_checked(Path(sys.argv[1]), {'w': torch.ones(10)}, lambda p: time.sleep(60), False, "
-            "'force')\n")
+    code = ("import sys, time, torch, ultralytics\nfrom pathlib import Path\n"
+            "from yolov8_efficientrep.output_files import write_checked\n"
+            "write_checked(Path(sys.argv[1]), {'w': torch.ones(10)}, lambda p: time.sleep(60), False, 'force')\n")
     process = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "first.pt")])
     try:
         while not [p for p in tmp_path.glob(f"{PARTIAL_PREFIX}.*.pt") if p.stat().st_size]:

@@ -92,8 +92,8 @@ def test_restricted_ultralytics_loading_refuses_a_block_called_with_absurd_sizes
 # Loads argv[1] through Ultralytics' restricted loader with the budget, then with it switched off; prints JSON.
 BUDGET_CHILD = """
 import json, resource, sys, time
-import yolov8_efficientrep.limits as limits
 from ultralytics import YOLO
+import yolov8_efficientrep.limits as limits
 
 def peak():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10

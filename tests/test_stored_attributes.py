@@ -33,7 +33,7 @@ GROWTH = 64 << 20  # peak memory a refusal may add to the loaded model
 
 # Runs one fusion of the file argv[1] with the defence, then with it switched off; prints what each did as JSON.
 CHILD = """
-import json, resource, sys, time, torch
+import json, resource, sys, time, torch, ultralytics
 import yolov8_efficientrep.blocks as blocks, yolov8_efficientrep.fusion as fusion
 from yolov8_efficientrep.rows import plugin_classes
 
