@@ -29,6 +29,7 @@ def table_rows(text: str) -> dict[str, list[str]]:
     return {row[0]: row[1:] for row in rows[2:]}
 
 
+@pytest.mark.slow
 def test_cpu_benchmark_writes_every_table_and_the_chart(run_fresh, tmp_path):
     out = tmp_path / "report" / "RESULTS.md"
     models = ["yolov8n", "yolov8n-efficientrep"]
@@ -120,6 +121,7 @@ def test_side_by_side_defaults_made_its_committed_report_and_a_gpu_run_is_asked_
     assert (gpu.device, gpu.epochs, gpu.seed, gpu.models) == ("0", 60, [0, 1], list(lineup.SIDE_BY_SIDE))
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_runs_on_cpu_when_asked(run_fresh, tmp_path):
     out = tmp_path / "RESULTS_GPU.md"
     models = ["yolov8n", "yolo26n", "yolov8n-efficientrep", "yolov6n-repbifpan"]

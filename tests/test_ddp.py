@@ -19,6 +19,7 @@ import pytest
 
 from helpers import REPO
 
+pytestmark = pytest.mark.slow  # each test trains in Ultralytics' worker file
 CFG = REPO / "cfg" / "yolov8n-efficientrep.yaml"
 MATRIX = Path(os.environ.get("YOLOV8_EFFICIENTREP_MATRIX", REPO / ".ci" / "ultralytics-matrix"))
 

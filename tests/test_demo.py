@@ -32,6 +32,7 @@ def demo_run(run_fresh, shapes_data, tmp_path_factory):
     return result.stdout + result.stderr, json.loads((out / demo.SUMMARY).read_text()), before, snapshot(CONFIG_DIR)
 
 
+@pytest.mark.slow
 def test_demo_runs_offline_with_private_settings(demo_run):
     log, summary, before, after = demo_run
     assert summary["ultralytics"]["online"] is False and summary["ultralytics"]["autoinstall"] is False
@@ -41,6 +42,7 @@ def test_demo_runs_offline_with_private_settings(demo_run):
     assert summary["ultralytics"]["settings"] not in log  # the summary names no file that is already gone
 
 
+@pytest.mark.slow
 def test_demo_scores_the_unfused_and_the_fused_network(demo_run):
     _, summary, _, _ = demo_run
     for metric in ("map50_95", "map50"):
@@ -50,6 +52,7 @@ def test_demo_scores_the_unfused_and_the_fused_network(demo_run):
     assert summary["parameters"]["fused"] < summary["parameters"]["unfused"]
 
 
+@pytest.mark.slow
 def test_demo_exports_a_fused_onnx_that_matches_pytorch(demo_run):
     log, summary, _, _ = demo_run
     onnx_file = Path(summary["files"]["ONNX"])
@@ -60,6 +63,7 @@ def test_demo_exports_a_fused_onnx_that_matches_pytorch(demo_run):
     assert f"max |diff| = {summary['onnx_vs_pytorch']['max_abs']:.2e}" in log
 
 
+@pytest.mark.slow
 def test_demo_saves_the_annotated_prediction_and_prints_where_files_are(demo_run):
     log, summary, _, _ = demo_run
     picture = cv2.imread(summary["files"]["prediction"])
@@ -72,6 +76,7 @@ def test_demo_saves_the_annotated_prediction_and_prints_where_files_are(demo_run
     assert demo.format_summary(summary) in log
 
 
+@pytest.mark.slow
 def test_demo_leaves_no_empty_folder(demo_run):
     _, summary, _, _ = demo_run
     out = Path(summary["files"]["training run"]).parent

@@ -366,6 +366,7 @@ def task_data(tmp_path_factory):
     return data
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stem", TRAINED)
 def test_config_trains_one_batch_and_exports_to_onnx_that_onnxruntime_agrees_with(stem, task_data, tmp_path):
     task = CONFIGS[stem]

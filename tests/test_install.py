@@ -22,6 +22,7 @@ from ultralytics import YOLO
 
 from helpers import REPO
 
+pytestmark = pytest.mark.slow  # wheels built, venvs made
 PTH = "yolov8_efficientrep_hook.pth"
 SOURCES = ("setup.py", "setup.cfg", "pyproject.toml", "README.md", "LICENSE", "cfg", "yolov8_efficientrep",
            "yolov8_efficientrep_hook.py", PTH)

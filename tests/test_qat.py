@@ -18,6 +18,7 @@ import pytest
 from ultralytics import YOLO
 
 pytest.importorskip("modelopt.torch.quantization", reason="QAT needs NVIDIA ModelOpt: pip install -e '.[qat]'")
+pytestmark = pytest.mark.slow  # every test trains
 
 IMGSZ = 64
 TRAIN = """

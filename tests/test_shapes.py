@@ -93,6 +93,7 @@ def train_result(trained: dict, data: str):
     return trained[data]
 
 
+@pytest.mark.slow
 def test_yolo_train_with_the_shipped_data_yaml_generates_the_set_on_first_use(private_settings, trained, tmp_path):
     spec = yaml.safe_load(SHIPPED.read_text())
     root = private_settings[1] / spec["path"]
@@ -112,6 +113,7 @@ def test_yolo_train_with_the_shipped_data_yaml_generates_the_set_on_first_use(pr
         assert (root / relative).read_bytes() == (direct / relative).read_bytes(), relative
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data", list(TASK_DATA))
 def test_yolo_trains_every_task_on_its_shipped_data_yaml_by_bare_name(private_settings, trained, data):
     train_result(trained, data)

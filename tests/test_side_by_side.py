@@ -3,6 +3,8 @@
 import re
 import sys
 
+import pytest
+
 from helpers import REPO
 
 SCRIPT = REPO / "benchmarks" / "side_by_side.py"
@@ -17,6 +19,7 @@ def rows(report: str, title: str) -> dict[str, list[str]]:
     return {cells[0]: cells[1:] for cells in ([c.strip() for c in re.split(r"(?<!\\)\|", line)] for line in lines)}
 
 
+@pytest.mark.slow
 def test_side_by_side_writes_the_table_and_the_learning_curves(run_fresh, tmp_path):
     out = tmp_path / "side_by_side.md"
     run_fresh(sys.executable, SCRIPT, "--out", out, *SMALLEST, cwd=REPO)

@@ -110,6 +110,7 @@ def test_the_matrix_covers_every_supported_minor_and_a_release_outside():
     assert [release for release in OUTSIDE if version(release) < MIN_VERSION]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("release, route", [key for key in CHECKS if key[0] in SUPPORTED])
 def test_supported_release_registers_builds_trains_and_fuses(release, route, checks, reference):
     result = check(checks, release, route)
@@ -129,6 +130,7 @@ def test_supported_release_registers_builds_trains_and_fuses(release, route, che
     assert fuse["blocks"] == 19 and fuse["unfused_blocks"] == 0 and fuse["relative_diff"] < 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("release", OUTSIDE)
 def test_release_outside_the_range_fails_clearly_on_import(release, checks):
     error = check(checks, release, "import")["import_error"]
@@ -136,6 +138,7 @@ def test_release_outside_the_range_fails_clearly_on_import(release, checks):
     assert f"ultralytics {release}" in error["message"] and SUPPORTED_ULTRALYTICS in error["message"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("release", OUTSIDE)
 def test_release_outside_the_range_keeps_ultralytics_working_and_explains_plugin_rows(release, checks):
     result = check(checks, release, "hook")
