@@ -55,8 +55,9 @@ def reference(trained_checkpoint):
 def test_format_exports_fused_and_matches_pytorch(fmt, trained_checkpoint, shapes_data, reference, tmp_path,
                                                   ultralytics_log):
     if missing(fmt):
-        how = "pip install --no-deps aliyun-log-python-sdk" if missing(fmt) == ["aliyun"] else \
-            "pip install -e '.[formats]'"
+        how = " and ".join(step for step, needed in (("pip install -e '.[formats]'", set(missing(fmt)) - {"aliyun"}),
+                                                     ("pip install --no-deps aliyun-log-python-sdk",
+                                                      "aliyun" in missing(fmt))) if needed)
         pytest.skip(f"{fmt}: {', '.join(missing(fmt))} not installed ({how})")
     from ultralytics import YOLO
     from ultralytics.nn.autobackend import AutoBackend
