@@ -255,6 +255,14 @@ def ncnn_study(folders: dict[str, Path], checkpoints: dict[str, Path], images: l
     return study
 
 
+def package_versions(fmt: Format) -> dict[str, str]:
+    """The installed distributions that provide a format's modules, with their versions."""
+    from importlib import metadata
+
+    providers = metadata.packages_distributions()
+    return {dist: metadata.version(dist) for name in fmt.modules for dist in providers.get(name, [])}
+
+
 def onnx2tf_sample(data_root: Path, folder: Path) -> None:
     """Write the sample file Ultralytics' TensorFlow exports download for onnx2tf (``calibration_image_sample_data_
     20x128x128x3_float32.npy``, a GitHub asset: offline the export stops) from 20 generated training images instead."""
@@ -273,6 +281,7 @@ def worker(args: argparse.Namespace) -> None:
     result: dict = {"format": fmt.arg, "python": sys.executable}
     missing = fmt.missing()
     result["installed"] = not missing
+    result["versions"] = package_versions(fmt)
     if missing:
         result["missing"] = missing
         args.worker_out.write_text(json.dumps(result, indent=1))
@@ -374,6 +383,7 @@ def write_report(args: argparse.Namespace, marker: str, measured: dict) -> None:
         "## Formats\n\n" + format_tables.format_table(results, pytorch_map),
         "## Per model\n\n" + format_tables.detail_table(results),
         "## NCNN's precision options (raw outputs against PyTorch)\n\n" + format_tables.ncnn_table(results),
+        "## Packages\n\n" + format_tables.versions_table(results),
         "## How it was measured\n\n" + NOTES,
     ]
     report.write(args.out, sections)

@@ -143,6 +143,13 @@ def ncnn_table(results: list[dict]) -> str:
     return table(["NCNN option", *names], rows, align="---")
 
 
+def versions_table(results: list[dict]) -> str:
+    """The packages each format ran with, and the Python environment it ran in."""
+    rows = [[BY_ARG[r["format"]].title, ", ".join(f"{k} {v}" for k, v in r.get("versions", {}).items()) or "-",
+             r.get("python", "-")] for r in results]
+    return table(["format", "packages", "Python"], rows)
+
+
 def one_line(result: dict) -> str:
     """A progress line: the format's state for both models."""
     if not result.get("installed", False):
