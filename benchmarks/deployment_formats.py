@@ -342,9 +342,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         return worker(args)
     marker = report.marker(Path(__file__).name)
-    report.refuse_to_overwrite_foreign(args.out, args.json, marker)
-    if args.report_only:
+    if args.report_only:  # the JSON file is the input: only the report must be this benchmark's
+        report.refuse_to_overwrite_foreign(args.out, args.out, marker)
         return write_report(args, marker, json.loads(args.json.read_text()))
+    report.refuse_to_overwrite_foreign(args.out, args.json, marker)
     torch.set_num_threads(args.threads)
     from lib import format_tables
     from lib.int8_runtimes import validate

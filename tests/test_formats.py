@@ -111,3 +111,22 @@ def test_fusion_check_follows_the_edge_tpu_head_decoder(trained_checkpoint):
         if isinstance(module, Detect):
             module.export, module.format = True, "edgetpu"
     check_fusion(tf_wrapper(model), source, sample_image(IMGSZ, IMGSZ), what="export model")
+
+
+def test_deployment_report_has_one_row_per_format(tmp_path):
+    """The committed measurements render into the benchmark's report: 22 format rows of 9 cells, escaped errors."""
+    import json
+    import subprocess
+
+    from lib.formats import FORMATS
+
+    results = BENCHMARKS / "results" / "RESULTS_FORMATS-xeon-amx.json"
+    shutil.copy(results, tmp_path / "formats.json")
+    subprocess.run([sys.executable, str(BENCHMARKS / "deployment_formats.py"), "--report-only", "--out",
+                    str(tmp_path / "formats.md")], check=True, capture_output=True, timeout=120)
+    report = (tmp_path / "formats.md").read_text()
+    section = report.split("## Formats")[1].split("## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line.split("|")[1]]
+    assert [row.split("|")[1].split("`")[1] for row in rows] == [f.arg for f in FORMATS]
+    assert all(len(row.replace("\\|", "").strip("|").split("|")) == 9 for row in rows)
+    assert len(json.loads(results.read_text())["formats"]) == len(FORMATS) == 22
