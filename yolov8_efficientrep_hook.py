@@ -26,6 +26,7 @@ import sys
 
 ENV_VAR = "YOLOV8_EFFICIENTREP_HOOK"
 TRIGGER = "ultralytics"
+PLUGIN = "yolov8_efficientrep"
 failure: str | None = None  # why registration failed inside the hook, if it did
 
 
@@ -44,8 +45,8 @@ class PluginNotRegisteredError(KeyError):
 class _RegisterAfterExec:
     """Loader wrapper: run the real loader, then register the plugin."""
 
-    def __init__(self, loader, strict: bool) -> None:
-        self.loader, self.strict = loader, strict
+    def __init__(self, loader) -> None:
+        self.loader = loader
 
     def create_module(self, spec):
         return self.loader.create_module(spec)
@@ -54,7 +55,7 @@ class _RegisterAfterExec:
         self.loader.exec_module(module)
         module.__loader__ = module.__spec__.loader = self.loader  # leave the module as if it had not been hooked
         uninstall()  # Ultralytics is imported: nothing left to wait for
-        _register(self.strict)
+        _register()
 
     def __getattr__(self, name: str):  # get_source, get_filename, ... stay the real loader's
         return getattr(self.loader, name)
@@ -66,14 +67,7 @@ class UltralyticsImportFinder:
     It stays installed until the package has actually been executed: a look-up that only finds the package
     (``importlib.util.find_spec("ultralytics")``, as Ultralytics' own ``ul`` command does first) leaves it in place for
     the import that follows.
-
-    Attributes:
-        strict (bool): Let a registration failure fail the import of Ultralytics (set when the plugin was imported
-            explicitly, whose import would otherwise have raised it) instead of remembering it.
     """
-
-    def __init__(self, strict: bool = False) -> None:
-        self.strict = strict
 
     def find_spec(self, fullname: str, path=None, target=None):
         """Find the package with the other finders and wrap its loader; ignore every other module."""
@@ -86,25 +80,17 @@ class UltralyticsImportFinder:
             spec = find_spec(fullname, path, target) if find_spec else None
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _RegisterAfterExec(spec.loader, self.strict)
+                    spec.loader = _RegisterAfterExec(spec.loader)
                 return spec
         return None
 
 
-def install(strict: bool = False) -> None:
-    """Put the finder first on ``sys.meta_path``, or register now if Ultralytics is already imported.
-
-    Args:
-        strict (bool): A registration failure is raised (by the import of Ultralytics) rather than remembered.
-    """
+def install() -> None:
+    """Put the finder first on ``sys.meta_path``, or register now if Ultralytics is already imported."""
     if TRIGGER in sys.modules:
-        _register(strict)
-        return
-    finder = next((f for f in sys.meta_path if isinstance(f, UltralyticsImportFinder)), None)
-    if finder is None:
-        sys.meta_path.insert(0, UltralyticsImportFinder(strict))
-    else:
-        finder.strict = finder.strict or strict
+        _register()
+    elif not any(isinstance(finder, UltralyticsImportFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, UltralyticsImportFinder())
 
 
 def uninstall() -> None:
@@ -112,16 +98,25 @@ def uninstall() -> None:
     sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, UltralyticsImportFinder)]
 
 
-def _register(strict: bool = False) -> None:
-    """Register the plugin; on failure raise (``strict``) or remember why and explain it on first use."""
+def _importing_plugin() -> bool:
+    """Return whether a module of the plugin is being imported right now: that import registers (or its command
+    does), and registering in the middle of it would meet its half-initialized modules."""
+    return any(getattr(getattr(module, "__spec__", None), "_initializing", False)
+               for name, module in list(sys.modules.items())
+               if name == PLUGIN or name.startswith(f"{PLUGIN}."))
+
+
+def _register() -> None:
+    """Register the plugin (importing it registers it; its own command registers when a sub-command runs); on
+    failure remember why and explain it on first use."""
     global failure
+    if _importing_plugin():
+        return
     try:
         import yolov8_efficientrep
 
         yolov8_efficientrep.register()
     except Exception as error:  # a broken plugin must not break Ultralytics or the interpreter
-        if strict:
-            raise
         failure = f"{type(error).__name__}: {error}"
         try:
             _explain_unknown_modules()

@@ -145,8 +145,8 @@ def test_fuse_names_a_read_only_output_folder_before_any_work(run_fresh, best, t
         prefix = ["setpriv", "--inh-caps=-dac_override", "--bounding-set=-dac_override"]
     target = folder / "x.pt"
     line = one_line_error(run_fresh(*prefix, COMMAND, "fuse", best, "-o", target, check=False), "fuse")
-    assert line.endswith(f"{target}: cannot write it in the folder {folder} (Permission denied); make the folder "
-                         f"writable or choose another output path. Nothing was written")
+    assert line.endswith(f"{target}: cannot write it (Permission denied); make the folder writable or choose another "
+                         f"output path. Nothing was written")
     assert list(folder.iterdir()) == []
 
 
@@ -157,9 +157,8 @@ def test_fuse_names_a_write_that_exceeds_the_file_size_limit_and_leaves_nothing(
     result = run_fresh("bash", "-c", limit, COMMAND, "fuse", best, check=False)
     line = one_line_error(result, "fuse")
     target = best.with_name("best-fused.pt")
-    assert line.endswith(f"{target}: cannot write it in the folder {best.parent} (File too large); the file is larger "
-                         f"than this process may write (see ulimit -f); raise that limit or choose another output "
-                         f"path. Nothing was written")
+    assert line.endswith(f"{target}: cannot write it (File too large); the file is larger than this process may "
+                         f"write (see ulimit -f); raise that limit or choose another output path. Nothing was written")
     assert best.read_bytes() == before and [p.name for p in best.parent.iterdir()] == ["best.pt"]
 
 
@@ -170,9 +169,8 @@ def test_fuse_names_a_yolov6_checkpoint_and_the_import_command(run_fresh, tmp_pa
 
     source = ym.save(ym.build(ym.yolov6_config("v3", "n", "n"), distill_ns=True), tmp_path / "yolov6n.pt")
     line = one_line_error(run_fresh(COMMAND, "fuse", source, check=False), "fuse")
-    assert line.startswith(f"yolov8-efficientrep fuse: error: {source} is a YOLOv6 checkpoint (it pickles yolov6.")
-    assert line.endswith(f"convert it first with: yolov8-efficientrep import-yolov6 {source} -o "
-                         f"yolov6n-ultralytics.pt, then use that file")
+    assert line == (f"yolov8-efficientrep fuse: error: {source} is a YOLOv6 checkpoint, not an Ultralytics one; "
+                    f"convert it first: yolov8-efficientrep import-yolov6 {source} -o yolov6n-ultralytics.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["yolov6n.pt"]
 
 

@@ -216,5 +216,8 @@ def test_yolo_train_from_a_fused_checkpoint_stops_with_a_clear_error(run_fresh, 
                        f"project={model_copy.parent}", check=False)
     log = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "is a deploy checkpoint: 19 of its Rep blocks are fused" in log, log[-3000:]
-    assert f"Train from the checkpoint it was fused from ({model_copy})" in log
+    assert "is a deploy checkpoint (19 Rep blocks fused" in log, log[-3000:]
+    assert f"train from a model YAML or the checkpoint it was fused from ({model_copy})" in log
+    error = [line for line in log.splitlines() if "is a deploy checkpoint" in line]
+    assert len(error) == 1 and error[0].startswith("yolov8-efficientrep (yolo): error: ") and "Traceback" not in log
+    assert not (model_copy.parent / "train").exists()  # refused before Ultralytics made the run's folder

@@ -1,14 +1,15 @@
 """YOLOv6's EfficientRep blocks for Ultralytics YOLOv8, as a plugin: importing this package registers them.
 
-Registration patches Ultralytics (``integration.install()``): at once if Ultralytics is imported already, else as
-soon as Ultralytics has finished importing (the start-up hook's finder, ``yolov8_efficientrep_hook.py``), before
-anything can build a model. Importing the package itself imports neither torch nor Ultralytics, so the command line
-starts at once; the row classes (``RepVGGBlock``, ...) and the public functions load on first use.
+Registration (``register()``, ``integration.install()``) patches Ultralytics, which it imports. The plugin's own
+command (``yolov8-efficientrep``, ``python -m yolov8_efficientrep``) registers only when a sub-command runs, so that
+``--help`` imports neither torch nor Ultralytics; the row classes (``RepVGGBlock``, ...) and the public functions
+load on first use.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -49,17 +50,13 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _register_with_ultralytics() -> None:
-    """Register now if Ultralytics is imported, else as soon as it is (an error then fails that import)."""
-    if "ultralytics" in sys.modules:
-        register()
-        return
-    try:
-        import yolov8_efficientrep_hook
-    except ImportError:  # a frozen application without the hook module: register now
-        register()
-        return
-    yolov8_efficientrep_hook.install(strict=True)
+def _own_command() -> bool:
+    """Return whether this interpreter runs the plugin's command: its console script, or ``python -m`` of it."""
+    argv = getattr(sys, "orig_argv", sys.argv)
+    if "-m" in argv[:-1]:
+        return argv[argv.index("-m") + 1] == __name__
+    return os.path.basename(sys.argv[0] if sys.argv else "").startswith("yolov8-efficientrep")
 
 
-_register_with_ultralytics()
+if not _own_command():
+    register()

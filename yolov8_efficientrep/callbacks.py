@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Mapping
 
 from torch import nn
 from ultralytics.utils import LOGGER, colorstr
 
 from .checkpoints import checkpoint_file, load_checkpoint
 from .errors import EfficientRepError
-from .fusion import check_fusion, fuse_rep_blocks, fused_rep_blocks, image_size, is_fused, rep_blocks, sample_image
+from .fusion import check_fusion, check_image, fuse_rep_blocks, fused_rep_blocks, is_fused, rep_blocks
 from .graphs import onnx_int8_graph, openvino_int8_graph, qat_onnx_graph
 from .limits import non_finite_tensor
 from .quantize import ORT_INT8_ROUTE_VARIABLE, ort_int8_route
@@ -87,8 +88,8 @@ def verify_export_fusion(exporter, source: nn.Module | None) -> None:
                                f"write a fused checkpoint with 'python -m yolov8_efficientrep fuse' and export that")
     else:
         fuse_rep_blocks(model)  # Rep blocks that Ultralytics' fuse() left; float32 algebra even if already halved
-    height, width = image_size(getattr(exporter, "imgsz", None) or exporter.args.imgsz, reference)
-    image = sample_image(height, width, reference.yaml.get("channels", 3))
+    image = check_image(reference, getattr(exporter, "imgsz", None) or exporter.args.imgsz, "the exported model")
+    height, width = image.shape[-2:]
     result = check_fusion(model, reference, image, what="export model")
     precision = f", in full FP32 ({' and '.join(result.switched)} off for the check)" if result.switched else ""
     LOGGER.info(f"{PREFIX} fused {result.blocks} blocks, max |diff| = {result.max_abs:.2e} "
@@ -96,20 +97,27 @@ def verify_export_fusion(exporter, source: nn.Module | None) -> None:
                 f"{height}x{width} image{precision}")
 
 
-def refuse_fused_checkpoint(trainer) -> None:
-    """``on_pretrain_routine_start``: stop training that would start from a checkpoint with fused Rep blocks.
+def refuse_fused_training(arguments: Mapping[str, object], loaded: tuple[nn.Module, dict] | None = None) -> None:
+    """Stop training that would start from a checkpoint with fused Rep blocks (``model=`` or ``pretrained=``).
 
     Ultralytics would build the training-form model and copy over only the tensors whose names still match, silently
     re-initializing every fused block and BatchNorm.
+
+    Args:
+        arguments (Mapping): The training arguments (``model``, ``pretrained``, ``quantize``).
+        loaded (tuple, optional): The model and checkpoint dict ``model=`` was loaded into already, if it was.
+
+    Raises:
+        FusedCheckpointError: ``model=`` or ``pretrained=`` names a checkpoint whose Rep blocks are fused.
     """
     for key in ("model", "pretrained"):
-        weights = checkpoint_file(getattr(trainer.args, key, None))
+        weights = checkpoint_file(arguments.get(key))
         if weights is None:
             continue
-        model, ckpt = load_checkpoint(weights)
+        model, ckpt = loaded if key == "model" and loaded is not None else load_checkpoint(weights)
         fused = fused_rep_blocks(model)[0]
         if fused and uses_plugin(model) and ckpt.get("modelopt"):  # QAT trained fused: QAT may go on from it
-            if getattr(trainer.args, "quantize", None) == 8:
+            if arguments.get("quantize") == 8:
                 continue
             raise FusedCheckpointError(
                 f"{key}={weights} was quantization-aware trained with its Rep blocks fused ({fused} single "
@@ -118,11 +126,15 @@ def refuse_fused_checkpoint(trainer) -> None:
         if fused and uses_plugin(model):
             origin = ckpt.get("efficientrep", {}).get("fused_from")
             raise FusedCheckpointError(
-                f"{key}={weights} is a deploy checkpoint: {fused} of its Rep blocks are fused into single convolutions "
-                f"and their branches and BatchNorm statistics are gone, so training would silently re-initialize "
-                f"them. Train from the checkpoint it was fused from{f' ({origin})' if origin else ''} or from a "
-                f"model YAML; use the fused file for predict, val and export"
-            )
+                f"{key}={weights} is a deploy checkpoint ({fused} Rep blocks fused, their branches and BatchNorm "
+                f"statistics gone): training would re-initialize them. Use it for predict, val and export; train from "
+                f"a model YAML or the checkpoint it was fused from{f' ({origin})' if origin else ''}")
+
+
+def refuse_fused_checkpoint(trainer) -> None:
+    """``on_pretrain_routine_start``: ``refuse_fused_training`` for a trainer built without ``Model.train`` (whose
+    own check, ``integration/training.py``, refuses before the run's folder exists)."""
+    refuse_fused_training(vars(trainer.args))
 
 
 def check_int8_export(exporter, source: nn.Module | None, exported: str | list[str] | None) -> None:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .errors import UntrustedFileError
-from .fusion import TOLERANCE, FusionCheck, check_fusion, fuse_model, image_size, is_fused, rep_blocks, sample_image
+from .fusion import TOLERANCE, FusionCheck, check_fusion, check_image, fuse_model, is_fused, rep_blocks
 from .limits import LimitError, check_imgsz, non_finite_tensor
 from .messages import printable
 from .output_files import missing_folder, refuse_output, write_checked
@@ -80,8 +80,8 @@ def _foreign_global(path: Path, name: str) -> str | None:
     """Say what is wrong with a checkpoint that pickles ``name``: YOLOv6's class, or a package not installed."""
     shown = printable(name, 120)
     if name.startswith("yolov6."):
-        return (f"{path} is a YOLOv6 checkpoint (it pickles {shown}), not an Ultralytics one; convert it first with: "
-                f"yolov8-efficientrep import-yolov6 {path} -o {path.stem}-ultralytics.pt, then use that file")
+        return (f"{path} is a YOLOv6 checkpoint, not an Ultralytics one; convert it first: yolov8-efficientrep "
+                f"import-yolov6 {path} -o {path.stem}-ultralytics.pt")
     if not _installed(name.split(".")[0]):
         return (f"{path} pickles {shown}, from the package {printable(name.split('.')[0], 60)}, which is not "
                 f"installed; {_SOURCE_FIX} (nothing was loaded or installed)")
@@ -261,7 +261,7 @@ def fuse_checkpoint(source: str | Path, target: str | Path | None = None, overwr
 
     def check(written_file: Path) -> FusionCheck:
         written, _ = load_checkpoint(written_file)  # float32, as yolo loads it; float16 weights: float16's tolerance
-        image = sample_image(*image_size(imgsz, model), model.yaml.get("channels", 3))
+        image = check_image(model, imgsz, owner=str(source))
         tolerance = TOLERANCE[torch.float16] if half else None
         return check_fusion(written, model, image, tolerance, f"checkpoint {target}", inplace=True)
 

@@ -161,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         exit status a command returns (the demo's child process).
     """
     args = build_parser().parse_args(argv)  # --help and --version end here, before torch is imported
+    from . import register
     from .output_files import Terminated
+
+    register()  # importing the package does not register for its own command (see __init__.py)
 
     try:
         return args.run(args) or 0

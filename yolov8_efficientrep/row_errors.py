@@ -77,10 +77,8 @@ def explain(error: Exception, d: dict, parse_model: Callable, rows: Iterable[Row
     rows = list(rows)
     if unknown:
         known = _known_modules(parse_model.__globals__)
-        examples = ", ".join(plugin_row.name for plugin_row in rows[:3])
         return UnknownModuleError(f"{where}: unknown module {row[2]!r}; {_suggest(row[2], known)} Module names are "
-                                  f"case-sensitive: the plugin's ({examples}, ...), Ultralytics' (Conv, C2f, SPPF, "
-                                  f"Detect, ...) and torch's as nn.Name")
+                                  f"case-sensitive (torch's are written nn.Name)")
     plugin_row = next((plugin_row for plugin_row in rows if plugin_row.cls is local.get("m")), None)
     if plugin_row is None:
         return None

@@ -12,7 +12,9 @@ warning naming the release and what the user loses when it cannot apply (``notic
 - ``events``: the one table of the plugin's callbacks by event (export checks, fused-checkpoint refusal, fused QAT's
   optimizer);
 - ``restricted_loading``: the plugin's classes on torch's allow-list while Ultralytics' restricted loader runs;
-- ``qat_training``: quantization-aware training (``quantize=8``) trains plugin models fused (``fused_qat.py``).
+- ``qat_training``: quantization-aware training (``quantize=8``) trains plugin models fused (``fused_qat.py``);
+- ``training``: training from a fused checkpoint refused before the run's folder exists;
+- ``command_line``: the ``yolo`` command reports the plugin's errors in one line.
 
 Every wrapper is installed through ``wrapping.wrap_once`` (one mark, rebinding where Ultralytics bound a function by
 name).
@@ -25,6 +27,7 @@ error say why.
 
 from __future__ import annotations
 
+from .command_line import install_command_line
 from .events import install_callbacks
 from .exporter import install_export_source, install_int8_route
 from .lookups import install_yaml_lookups
@@ -33,9 +36,11 @@ from .qat_training import install_qat
 from .restricted_loading import install_restricted_loading
 from .scaled_paths import install_scaled_paths
 from .task_guess import install_task_guess
+from .training import install_training_check
 
 PATCHES = (install_parser, install_yaml_lookups, install_scaled_paths, install_task_guess, install_callbacks,
-           install_export_source, install_int8_route, install_restricted_loading, install_qat)
+           install_export_source, install_int8_route, install_restricted_loading, install_qat, install_training_check,
+           install_command_line)
 
 
 def install() -> None:
