@@ -22,6 +22,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -115,11 +116,14 @@ class LogLines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
+def _plain(text: str) -> str:
+    """``text`` without the terminal colour codes of Ultralytics' log."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
 def _error(exc: BaseException) -> str:
     """The last line of an exception, without colour codes, for the table."""
-    import re
-
-    text = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(exc).__name__}: {exc}").strip().splitlines()
+    text = _plain(f"{type(exc).__name__}: {exc}").strip().splitlines()
     return text[-1][:300] if text else type(exc).__name__
 
 
@@ -147,15 +151,14 @@ def export(checkpoint: Path, fmt: str, folder: Path, **kwargs) -> tuple[Path, li
 
 def fusion_line(lines: list[str]) -> str:
     """The plugin's fusion-check line of an export log, colour codes removed ("" for a model without Rep blocks)."""
-    import re
-
-    found = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in lines if "EfficientRep:" in line and "fused" in line]
+    found = [_plain(line) for line in lines if "EfficientRep:" in line and "fused" in line]
     return found[0].strip() if found else ""
 
 
 def measure_model(fmt: Format, name: str, checkpoint: Path, data: Path, images: list[Path], workdir: Path) -> dict:
-    """Export one model to one format and check it; return the record and the call to time (or None)."""
+    """Export one model to one format and check it; return its record (with ``_call``, the call to time, if it ran)."""
     from ultralytics import YOLO
+    from ultralytics.engine.exporter import FP32_UNSUPPORTED_FORMATS
     from ultralytics.nn.autobackend import AutoBackend
 
     from lib import format_graphs
@@ -164,8 +167,6 @@ def measure_model(fmt: Format, name: str, checkpoint: Path, data: Path, images: 
 
     record: dict = {"model": name}
     folder = workdir / fmt.arg / name
-    from ultralytics.engine.exporter import FP32_UNSUPPORTED_FORMATS
-
     # formats that only export quantized (Edge TPU, IMX, ...) calibrate on the shapes set, not on Ultralytics' coco8
     calibration = {"data": str(data)} if fmt.arg in FP32_UNSUPPORTED_FORMATS else {}
     try:
