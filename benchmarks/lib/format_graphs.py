@@ -3,7 +3,7 @@
 A fused EfficientRep network has exactly as many convolutions as the fused PyTorch model's ``nn.Conv2d`` modules: each
 RepVGG block is one 3x3 conv. An unfused block would add a 1x1 branch conv (and a BatchNorm for its identity
 branch), so "same conv count, no BatchNorm" is the check that no training branch and no branch ``Add`` survived.
-Formats whose files are opaque here (a compiled Core ML or vendor binary) return None.
+Formats whose files are opaque here (a compiled vendor binary such as RKNN's) return None.
 """
 
 from __future__ import annotations
