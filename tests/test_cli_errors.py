@@ -145,8 +145,8 @@ def test_fuse_names_a_read_only_output_folder_before_any_work(run_fresh, best, t
         prefix = ["setpriv", "--inh-caps=-dac_override", "--bounding-set=-dac_override"]
     target = folder / "x.pt"
     line = one_line_error(run_fresh(*prefix, COMMAND, "fuse", best, "-o", target, check=False), "fuse")
-    assert line.endswith(f"{target}: cannot write it (Permission denied); make the folder writable or choose another "
-                         f"output path. Nothing was written")
+    assert line.endswith(f"{target}: cannot write it (Permission denied); check its permissions, or choose another "
+                         f"path. Nothing was written")
     assert list(folder.iterdir()) == []
 
 
@@ -158,7 +158,7 @@ def test_fuse_names_a_write_that_exceeds_the_file_size_limit_and_leaves_nothing(
     line = one_line_error(result, "fuse")
     target = best.with_name("best-fused.pt")
     assert line.endswith(f"{target}: cannot write it (File too large); the file is larger than this process may "
-                         f"write (see ulimit -f); raise that limit or choose another output path. Nothing was written")
+                         f"write (see ulimit -f); raise that limit, or choose another path. Nothing was written")
     assert best.read_bytes() == before and [p.name for p in best.parent.iterdir()] == ["best.pt"]
 
 

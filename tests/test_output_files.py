@@ -55,7 +55,7 @@ def test_a_full_disk_is_named_with_its_fix(tmp_path):
         _save(CHECKPOINT, full, tmp_path / "out.pt")
     full.close()
     assert str(error.value) == (f"{tmp_path / 'out.pt'}: cannot write it (No space left on device); free space on "
-                                f"that disk or choose another output path. Nothing was written")
+                                f"that disk, or choose another path. Nothing was written")
 
 
 def test_a_folder_output_and_the_source_as_output_are_refused_even_with_overwrite(tmp_path):

@@ -104,7 +104,7 @@ def attribute_pickle(payload: bytes) -> bytes:
             + b"ubu.")
 
 
-def outcome(code: str, *args: object, timeout: float = 5, limit_mb: int | None = None) -> str:
+def outcome(code: str, *args: object, timeout: float = 60, limit_mb: int | None = None) -> str:
     """Run ``code`` in a fresh interpreter with limits; return what it printed (else the last line of its errors),
     ``timeout``, or ``signal NAME``. A ``bytes`` argument is passed as the path of a file holding it."""
     if any(isinstance(arg, bytes) for arg in args):
@@ -126,7 +126,7 @@ def outcome(code: str, *args: object, timeout: float = 5, limit_mb: int | None =
 def refused(source: Path, match: str, tmp_path: Path) -> str:
     """Import ``source``; assert it is refused in one line naming it, quickly, with nothing written."""
     start = time.monotonic()
-    with pytest.raises(YOLOv6ImportError) as error:
+    with pytest.raises(EfficientRepError) as error:  # YOLOv6ImportError, or NonFiniteWeightsError for NaN weights
         import_yolov6(source, tmp_path / "out.pt")
     message = str(error.value)
     assert time.monotonic() - start < FAST
@@ -393,7 +393,7 @@ def test_an_infinite_buffer_left_out_of_the_state_dict_is_refused(yolov6n, tmp_p
     bn.running_var.fill_(float("inf"))
     bn._non_persistent_buffers_set.add("running_var")
     assert "backbone.stem.rbr_dense.bn.running_var" not in broken.state_dict()  # a state-dict check never sees it
-    refused(ym.save(broken, tmp_path / "hidden.pt"), "tensor backbone.stem.rbr_dense.bn.running_var holds NaN",
+    refused(ym.save(broken, tmp_path / "hidden.pt"), "tensor model.backbone.stem.rbr_dense.bn.running_var holds NaN",
             tmp_path)
 
 
@@ -582,9 +582,9 @@ def test_a_class_count_beyond_the_bounds_is_refused_before_building(tmp_path):
 
 
 @pytest.mark.parametrize("where, value, message", [
-    ("backbone.stem.rbr_dense.conv.weight", float("nan"), "model tensor backbone.stem.rbr_dense.conv.weight holds NaN"),
+    ("backbone.stem.rbr_dense.conv.weight", float("nan"), "tensor model.backbone.stem.rbr_dense.conv.weight holds NaN"),
     ("neck.Rep_p4.conv1.rbr_dense.bn.running_var", float("inf"),
-     "model tensor neck.Rep_p4.conv1.rbr_dense.bn.running_var holds NaN or infinite values"),
+     "tensor model.neck.Rep_p4.conv1.rbr_dense.bn.running_var holds NaN or infinite values"),
 ])
 def test_non_finite_weights_are_refused_naming_the_tensor(yolov6n, where, value, message, tmp_path):
     ym, model = yolov6n

@@ -12,12 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from ultralytics.nn.modules import Conv, RepConv
-from ultralytics.utils import LOGGER
 
 from .activations import Act, is_activation_name, resolve_act
 from .limits import (RestrictedLoadOnly, check_channels, check_folded, check_kernel, check_parameters,
                      check_repeats, check_stored, check_torch_layer)
-from .messages import call, printable, quoted
+from .messages import call, printable, quoted, warn_once
 
 
 def _folded_kernel_bias(branch: Conv) -> tuple[torch.Tensor, torch.Tensor]:
@@ -414,7 +413,7 @@ class RepBlock(RestrictedLoadOnly, nn.Module):
         """
         super().__init__()
         if isinstance(block, bool):
-            _warn_once(f"{call('RepBlock', c1=c1, c2=c2, n=n, shortcut=block)}: C2f's 'shortcut' argument has no "
+            warn_once(f"{call('RepBlock', c1=c1, c2=c2, n=n, shortcut=block)}: C2f's 'shortcut' argument has no "
                        f"effect on RepBlock (its RepVGG units already carry identity branches); remove it to silence "
                        f"this")
             block = "RepVGGBlock"
@@ -435,11 +434,3 @@ class RepBlock(RestrictedLoadOnly, nn.Module):
         return self.m(x)
 
 
-_warned: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    """Log a warning the first time it is seen in this process (models are rebuilt often: trainer, EMA, reload)."""
-    if message not in _warned:
-        _warned.add(message)
-        LOGGER.warning(message)

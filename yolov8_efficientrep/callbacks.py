@@ -28,7 +28,7 @@ from .checkpoints import checkpoint_file, load_checkpoint
 from .errors import EfficientRepError
 from .fusion import check_fusion, check_image, fuse_rep_blocks, fused_rep_blocks, is_fused, rep_blocks
 from .graphs import onnx_int8_graph, openvino_int8_graph, qat_onnx_graph
-from .limits import non_finite_tensor
+from .limits import non_finite_tensor, non_finite_weights
 from .quantize import ORT_INT8_ROUTE_VARIABLE, ort_int8_route
 from .rows import uses_plugin
 
@@ -52,7 +52,7 @@ def verify_export_fusion(exporter, source: nn.Module | None) -> None:
     unfused model the export was called with.
 
     Raises:
-        ValueError: The model's weights are not finite (NaN or infinite values); the message names the tensor.
+        NonFiniteWeightsError: The model's weights are not finite (NaN or infinite values), named in the message.
         FusionCheckError: The fused model's outputs differ from the unfused model's beyond tolerance.
         RuntimeError: Ultralytics <8.4 would export a Rep block unfused.
     """
@@ -75,10 +75,8 @@ def verify_export_fusion(exporter, source: nn.Module | None) -> None:
     bad = non_finite_tensor(source.state_dict().items())  # NaN would fail the comparison as if fusion were wrong
     if bad is not None:
         weights = getattr(exporter.args, "model", None)
-        raise ValueError(f"{weights if isinstance(weights, (str, Path)) else 'the exported model'}: its weights are "
-                         f"not finite: tensor {bad} holds NaN or infinite values (a training run that diverged, or a "
-                         f"damaged file), so the export would compute NaN; export a checkpoint whose weights are "
-                         f"finite, such as an earlier epoch's")
+        raise non_finite_weights(str(weights) if isinstance(weights, (str, Path)) else "the exported model", bad,
+                                 "export")
     reference = copy.deepcopy(source).to(getattr(exporter, "device", None)).float().eval()
     model = _export_model(exporter)
     if model is None:  # Ultralytics <8.4: its exporter fuses its own copy of the same source right after this

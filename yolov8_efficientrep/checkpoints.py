@@ -16,7 +16,7 @@ from torch import nn
 
 from .errors import UntrustedFileError
 from .fusion import TOLERANCE, FusionCheck, check_fusion, check_image, fuse_model, is_fused, rep_blocks
-from .limits import LimitError, check_imgsz, non_finite_tensor
+from .limits import LimitError, NonFiniteWeightsError, check_imgsz, non_finite_tensor, non_finite_weights
 from .messages import printable
 from .output_files import missing_folder, refuse_output, write_checked
 from .rebuild import TRUST_HINT, RestrictedLoadError, is_fused_record, read_restricted, rebuild, rep_block_records
@@ -170,10 +170,8 @@ def _load_trusted(path: Path) -> tuple[nn.Module, dict]:
     return model, ckpt
 
 
-def _non_finite(path: Path, tensor: str) -> RestrictedLoadError:
-    return RestrictedLoadError(f"{path}: its weights are not finite: tensor {tensor} holds NaN or infinite values (a "
-                               f"training run that diverged, or a damaged file); fuse a checkpoint whose weights are "
-                               f"finite, such as an earlier epoch's")
+def _non_finite(path: Path, tensor: str) -> NonFiniteWeightsError:
+    return non_finite_weights(str(path), tensor, "fuse")
 
 
 def _check_size(source: Path, model: nn.Module, imgsz: int | list[int] | None) -> int | list[int]:

@@ -59,19 +59,33 @@ class StoredAttributeError(EfficientRepError, ValueError):
     """A module's stored attribute disagrees with its own tensors, or is out of bounds: the file was altered."""
 
 
+class NonFiniteWeightsError(EfficientRepError, ValueError):
+    """A checkpoint's weights or statistics hold NaN or infinite values (a run that diverged, or a damaged file)."""
+
+
 class WeightsOverflowError(EfficientRepError, ValueError):
     """Weights that are finite in the file give NaN or infinity in float32 once folded (or run): the file is damaged."""
 
 
-def _count(value: object) -> int | None:
-    """Return ``value`` as a count if it is an integer (not a bool), else None."""
+def whole_number(value: object) -> int | None:
+    """Return ``value`` if it is an integer (not a bool), else None: what a file, a flag or a YAML row holds may be
+    anything. The one integer check of the package (the jailed reader's child, which imports nothing of it, has its
+    own)."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def non_finite_weights(owner: str, tensor: str, action: str) -> NonFiniteWeightsError:
+    """Return the one error for weights that are not finite: ``owner`` names the file, ``tensor`` the first bad
+    tensor, ``action`` what to do with a checkpoint whose weights are finite (``fuse``, ``import``, ``export``)."""
+    return NonFiniteWeightsError(f"{owner}: its weights are not finite: tensor {tensor} holds NaN or infinite values "
+                                 f"(a training run that diverged, or a damaged file); {action} a checkpoint whose "
+                                 f"weights are finite, such as an earlier epoch's")
 
 
 def check_channels(owner: str, *channels: object) -> None:
     """Refuse channel counts that are not whole numbers in [1, ``MAX_CHANNELS``]."""
     for value in channels:
-        count = _count(value)
+        count = whole_number(value)
         if count is None or not 1 <= count <= MAX_CHANNELS:
             raise LimitError(f"{owner}: channels must be positive integers up to {MAX_CHANNELS}, got "
                              f"{printable(value)}")
@@ -79,14 +93,14 @@ def check_channels(owner: str, *channels: object) -> None:
 
 def check_repeats(owner: str, n: object) -> None:
     """Refuse repeat counts that are not whole numbers in [1, ``MAX_REPEATS``]."""
-    count = _count(n)
+    count = whole_number(n)
     if count is None or not 1 <= count <= MAX_REPEATS:
         raise LimitError(f"{owner}: repeats n must be a positive integer up to {MAX_REPEATS}, got {printable(n)}")
 
 
 def check_kernel(owner: str, k: object, odd: bool = False) -> None:
     """Refuse kernels outside [1, ``MAX_KERNEL``]; ``odd`` also refuses even ones (a window that keeps the size)."""
-    size = _count(k)
+    size = whole_number(k)
     if size is None or not 1 <= size <= MAX_KERNEL or (odd and size % 2 == 0):
         kind = "an odd positive integer" if odd else "a positive integer"
         why = " (an even pooling window changes the feature map's size)" if odd else ""
@@ -167,7 +181,7 @@ class RestrictedLoadOnly:
 
 def check_classes(owner: str, nc: object) -> None:
     """Refuse class counts that are not whole numbers in [1, ``MAX_CLASSES``]."""
-    count = _count(nc)
+    count = whole_number(nc)
     if count is None or not 1 <= count <= MAX_CLASSES:
         raise LimitError(f"{owner}: the number of classes must be a positive integer up to {MAX_CLASSES:,}, got "
                          f"{printable(nc)}")
@@ -176,7 +190,7 @@ def check_classes(owner: str, nc: object) -> None:
 def check_imgsz(owner: str, imgsz: object) -> None:
     """Refuse an image size (one side, or ``[height, width]``) outside [``MIN_IMGSZ``, ``MAX_IMGSZ``] pixels."""
     sides = list(imgsz) if isinstance(imgsz, (list, tuple)) and 1 <= len(imgsz) <= 2 else [imgsz]
-    if not all(_count(side) is not None and MIN_IMGSZ <= side <= MAX_IMGSZ for side in sides):
+    if not all(whole_number(side) is not None and MIN_IMGSZ <= side <= MAX_IMGSZ for side in sides):
         raise LimitError(f"{owner}: image size must be from {MIN_IMGSZ} to {MAX_IMGSZ} pixels (one side, or "
                          f"[height, width]), got {printable(imgsz)}")
 
@@ -194,7 +208,7 @@ def check_stride(owner: str, stride: object) -> None:
 
 def check_image_channels(owner: str, channels: object) -> None:
     """Refuse an input channel count (a model YAML's ``channels:``) outside [1, ``MAX_IMAGE_CHANNELS``]."""
-    count = _count(channels)
+    count = whole_number(channels)
     if count is None or not 1 <= count <= MAX_IMAGE_CHANNELS:
         raise LimitError(f"{owner}: input image channels must be a whole number from 1 to {MAX_IMAGE_CHANNELS}, got "
                          f"{printable(channels)}")
@@ -215,8 +229,8 @@ def check_stored(owner: str, name: str, value: object, expected: object, source:
 
 def _sizes(value: object, count: int) -> tuple[int, ...] | None:
     """Return a convolution's stored per-dimension setting as ``count`` ints, or None if it is not one."""
-    sizes = value if isinstance(value, tuple) else (value,) * count if _count(value) is not None else None
-    return sizes if sizes is not None and len(sizes) == count and all(_count(v) is not None for v in sizes) else None
+    sizes = value if isinstance(value, tuple) else (value,) * count if whole_number(value) is not None else None
+    return sizes if sizes is not None and len(sizes) == count and all(whole_number(v) is not None for v in sizes) else None
 
 
 def _check_sizes(owner: str, name: str, value: object, count: int, low: int, high: int | Iterable[int]) -> None:
@@ -234,7 +248,7 @@ def _check_conv(owner: str, conv: nn.modules.conv._ConvNd) -> None:
     if not isinstance(weight, torch.Tensor) or weight.dim() < 3:
         raise stored_attribute_error(owner, "weight", weight, "is not a convolution kernel")
     dims = weight.dim() - 2
-    groups = _count(conv.groups)
+    groups = whole_number(conv.groups)
     if groups is None or groups < 1:
         raise stored_attribute_error(owner, "groups", conv.groups, "must be a positive whole number")
     if isinstance(conv, nn.modules.conv._ConvTransposeNd):  # weight: (in, out / groups, *kernel)
@@ -291,7 +305,7 @@ def _check_upsample(owner: str, upsample: nn.Upsample) -> None:
     """Hold an upsampling's stored factor to (0, ``MAX_UPSAMPLE``] and its output size to the image bound."""
     if upsample.size is not None:
         sizes = upsample.size if isinstance(upsample.size, tuple) else (upsample.size,)
-        if not sizes or not all(_count(v) is not None and 1 <= v <= MAX_IMGSZ for v in sizes):
+        if not sizes or not all(whole_number(v) is not None and 1 <= v <= MAX_IMGSZ for v in sizes):
             raise stored_attribute_error(owner, "size", upsample.size, f"must be whole numbers from 1 to {MAX_IMGSZ}")
     factors = upsample.scale_factor if isinstance(upsample.scale_factor, tuple) else (upsample.scale_factor,)
     if upsample.scale_factor is not None and not all(

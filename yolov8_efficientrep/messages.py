@@ -4,18 +4,35 @@ from __future__ import annotations
 
 import errno
 
-# What to do about an error the operating system reported on a path, by errno.
-_OS_FIXES = {
+# What to do about an error the operating system reported on a path, by errno: reading it or writing it.
+OS_FIXES = {
     errno.ENOENT: "check the path",
     errno.EACCES: "check its permissions, or choose another path",
     errno.EPERM: "check its permissions, or choose another path",
     errno.EROFS: "the file system is read-only; choose another path",
     errno.ENOSPC: "free space on that disk, or choose another path",
+    errno.EDQUOT: "free space within your disk quota, or choose another path",
     errno.EFBIG: "the file is larger than this process may write (see ulimit -f); raise that limit, or choose another "
                  "path",
     errno.EISDIR: "it is a folder: give a file path",
     errno.ENOTDIR: "a part of it is a file, not a folder; choose another path",
 }
+_warned: set[str] = set()
+
+
+def os_fix(number: int | None) -> str:
+    """Return what to do about an operating-system error on a path (``OS_FIXES``), or a general fix."""
+    return OS_FIXES.get(number, "check the path and the disk, or choose another path")
+
+
+def warn_once(message: str) -> None:
+    """Log ``message`` as a warning the first time this process sees it (models are rebuilt often: the trainer, its
+    EMA, every reload; a patch is installed once per import)."""
+    if message not in _warned:
+        from ultralytics.utils import LOGGER
+
+        _warned.add(message)
+        LOGGER.warning(message)
 
 
 def call(name: str, **arguments: object) -> str:
@@ -63,7 +80,7 @@ def printable(value: object, limit: int = 80) -> str:
 MAX_MESSAGE = 300
 
 
-def _one_line(text: str, join: bool = True) -> str:
+def one_line(text: str, join: bool = True) -> str:
     """Return ``text`` on one line with control characters escaped; ``join`` first joins its lines with spaces (a
     library's multi-line message), else a line break is escaped like any control character (it came from a file)."""
     text = " ".join(line.strip() for line in text.splitlines() if line.strip()) if join else text.strip()
@@ -72,7 +89,7 @@ def _one_line(text: str, join: bool = True) -> str:
 
 def _bounded(message: str, limit: int = MAX_MESSAGE, join: bool = True) -> str:
     """Return ``message`` on one line, escaped, at most ``limit`` characters: a longer one keeps its start and end."""
-    line = _one_line(message, join)
+    line = one_line(message, join)
     if len(line) <= limit:
         return line
     head = limit // 2
@@ -90,8 +107,7 @@ def _text(error: BaseException) -> str:
 def _os_error(error: OSError) -> str:
     """Say which path the operating system refused, why, and what to do."""
     paths = f"{error.filename} -> {error.filename2}" if error.filename2 is not None else f"{error.filename}"
-    fix = _OS_FIXES.get(error.errno, "check the path and the disk, or choose another path")
-    return f"{paths}: {error.strerror or error}; {fix}"
+    return f"{paths}: {error.strerror or error}; {os_fix(error.errno)}"
 
 
 def _plugin_error(error: BaseException) -> str:

@@ -23,22 +23,12 @@ from typing import Callable, Iterator, TypeVar
 import torch
 
 from .errors import EfficientRepError
+from .messages import os_fix
 
 Checked = TypeVar("Checked")
 
 # Temporary files: .yolov8-efficientrep-partial.<random>.pt (hidden; Ultralytics loads only *.pt)
 PARTIAL_PREFIX = ".yolov8-efficientrep-partial"
-# What to do when a write fails, by errno; the partial file is always removed first.
-_WRITE_FIXES = {
-    errno.ENOSPC: "free space on that disk or choose another output path",
-    errno.EDQUOT: "free space within your disk quota or choose another output path",
-    errno.EFBIG: "the file is larger than this process may write (see ulimit -f); raise that limit or choose another "
-                 "output path",
-    errno.EACCES: "make the folder writable or choose another output path",
-    errno.EPERM: "make the folder writable or choose another output path",
-    errno.EROFS: "the file system is read-only; choose another output path",
-}
-
 
 class OutputExistsError(EfficientRepError, FileExistsError):
     """The output file exists and may not be replaced. ``output`` is that file, so a command line can name its flag."""
@@ -80,7 +70,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _write_failure(output: Path, error: OSError) -> str:
     """One sentence on why writing ``output`` failed and what to do."""
-    fix = _WRITE_FIXES.get(error.errno, "check its folder and the disk, or choose another output path")
+    fix = os_fix(error.errno)
     return f"{output}: cannot write it ({error.strerror or error}); {fix}. Nothing was written"
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .errors import EfficientRepError
-from .limits import MAX_REPEATS
+from .limits import MAX_IMAGE_CHANNELS, MAX_REPEATS, whole_number
 from .messages import printable
 from .rows import plugin_classes
 from .untrusted.decode import UntrustedCheckpoint, read_untrusted
@@ -36,7 +36,6 @@ UNSAFE_ROWS = frozenset({"TorchVision"})
 # Plain entries of a checkpoint that are training state, never carried into a deploy checkpoint.
 TRAINING_STATE = frozenset({"model", "ema", "optimizer", "scaler", "updates", "stopper"})
 MAX_ROWS = 512  # rows of a model YAML: the largest Ultralytics or plugin config has 47
-MAX_CHANNELS_IN = 64  # input channels: Ultralytics' multispectral models take up to 10
 TRUST_HINT = "if the file is yours, pass --trusted (trusted=True), which loads it with Ultralytics' full unpickler " \
              "and runs code stored in it"
 
@@ -132,8 +131,8 @@ def check_model_yaml(source: Path, yaml: object) -> dict:
         raise refuse(f"has no backbone and head lists of at most {MAX_ROWS} rows")
     known = _row_classes()
     for index, row in enumerate(rows[0] + rows[1]):
-        if not (isinstance(row, list) and len(row) == 4 and isinstance(row[1], int) and isinstance(row[2], str)
-                and isinstance(row[3], list)):
+        if not (isinstance(row, list) and len(row) == 4 and whole_number(row[1]) is not None
+                and isinstance(row[2], str) and isinstance(row[3], list)):
             raise refuse(f"has a row {index} that is not [from, repeats, module, args]")
         name = row[2]
         layer = getattr(nn, name[3:], None) if name.startswith("nn.") else known.get(name)
@@ -144,8 +143,8 @@ def check_model_yaml(source: Path, yaml: object) -> dict:
     if "activation" in yaml and yaml["activation"] is not None and not _activation_ok(yaml["activation"]):
         raise refuse(f"sets the activation to {printable(yaml['activation'], 60)}, not a plain nn.<Activation>()")
     channels = yaml.get("channels", yaml.get("ch", 3))
-    if not (isinstance(channels, int) and 1 <= channels <= MAX_CHANNELS_IN):
-        raise refuse(f"takes {printable(channels)} input channels (1 to {MAX_CHANNELS_IN})")
+    if not (whole_number(channels) is not None and 1 <= channels <= MAX_IMAGE_CHANNELS):
+        raise refuse(f"takes {printable(channels)} input channels (1 to {MAX_IMAGE_CHANNELS})")
     return yaml
 
 
@@ -164,8 +163,9 @@ def _names(source: Path, record: Record, nc: object) -> dict[int, str] | None:
         names = dict(enumerate(names))
     if names is None:
         return None
-    if not (isinstance(names, dict) and all(isinstance(k, int) and isinstance(v, str) for k, v in names.items())
-            and (not isinstance(nc, int) or len(names) <= max(nc, 1))):
+    if not (isinstance(names, dict) and all(whole_number(k) is not None and isinstance(v, str)
+                                            for k, v in names.items())
+            and (whole_number(nc) is None or len(names) <= max(nc, 1))):
         raise RestrictedLoadError(f"{source}: its model's class names are not a list or mapping of the model's "
                                   f"classes; {TRUST_HINT}")
     return names

@@ -25,6 +25,8 @@ from typing import Any, Callable, Iterable
 from torch import nn
 
 from .errors import EfficientRepError
+from .limits import whole_number
+from .messages import one_line
 from .rows import Row
 from .versions import ultralytics_version, version_tuple
 
@@ -103,20 +105,15 @@ def _malformed(row: Any) -> str:
         missing = " (no args list: write [] for a module without arguments)" if len(row) == 3 else ""
         return f"the row has {len(row)} items, not 4{missing}"
     source, repeats, module, args = row
-    if not (_is_int(source) or (isinstance(source, list) and source and all(map(_is_int, source)))):
+    if not (whole_number(source) is not None or (isinstance(source, list) and source and all(whole_number(item) is not None for item in source))):
         return f"from is {source!r}: use a layer index (-1: the previous layer) or a list of indices"
-    if not _is_int(repeats):
+    if not (whole_number(repeats) is not None):
         return f"repeats is {repeats!r}: use a whole number"
     if not isinstance(module, str):
         return f"module is {module!r}: use a module name such as Conv or RepVGGBlock"
     if not isinstance(args, list):
         return f"args is {args!r}: use a list, e.g. [{args!r}] (or [] for none)"
     return ""
-
-
-def _is_int(value: Any) -> bool:
-    """Return True for an integer that is not a bool (YAML's ``true`` is a bool, never an index)."""
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _installed() -> str:
@@ -176,11 +173,7 @@ def _cause(error: Exception, row: list) -> str:
                     f"row cannot set RepConv's activation (it uses the YAML's activation:); for an activation of its "
                     f"own, use a RepVGGBlock row, whose args are [c2, k, s, act]")
         return f"RepConv's kernel k must be 3, not {args[1]!r}; RepConv takes [c2, k=3, s]"
-    message = _one_line(str(error))
+    message = one_line(str(error))
     return message or (f"{row[2]} refused these args ({type(error).__name__}, with no message); check them against "
                        f"its args, named at the end of this message")
 
-
-def _one_line(text: str) -> str:
-    """Join a message's lines into one."""
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())

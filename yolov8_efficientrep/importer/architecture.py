@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..limits import whole_number
 from ..untrusted.records import Record
 from .reader import YOLOv6Checkpoint, YOLOv6ImportError
 
@@ -241,11 +242,6 @@ def _csp_ratio(checkpoint: YOLOv6Checkpoint) -> str | None:
                             f"neither of YOLOv6's ratios ({', '.join(CSP_RATIOS)}); no shipped config has them")
 
 
-def _whole_number(value: object) -> int | None:
-    """Return ``value`` if it is an integer (not a bool), else None: what a file stores may be anything."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _head(detect: Record, model: Record) -> HeadLayout:
     """Return the layout of YOLOv6's detection head."""
     branches = {}
@@ -256,9 +252,9 @@ def _head(detect: Record, model: Record) -> HeadLayout:
                                    for level in levels)
     names = getattr(model, "names", None)
     use_dfl = getattr(detect, "use_dfl", None)
-    return HeadLayout(detect.class_path, _whole_number(getattr(detect, "nc", None)) or 0,
+    return HeadLayout(detect.class_path, whole_number(getattr(detect, "nc", None)) or 0,
                       tuple(names) if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names)
-                      else None, _whole_number(getattr(detect, "reg_max", None)),
+                      else None, whole_number(getattr(detect, "reg_max", None)),
                       use_dfl if isinstance(use_dfl, bool) else None, branches)
 
 

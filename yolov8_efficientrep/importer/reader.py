@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import EfficientRepError, UntrustedFileError
+from ..limits import non_finite_weights, whole_number
 from ..messages import printable
 from ..untrusted.decode import read_untrusted
 from ..untrusted.records import Record
@@ -108,9 +109,6 @@ def read_checkpoint(path: str | Path, screen: Callable[[Path, frozenset[str]], N
         raise YOLOv6ImportError(f"{path} holds no YOLOv6 network under 'model' or 'ema' (a state dict or another "
                                 f"layout); pass the .pt that YOLOv6's training wrote, which pickles the whole model")
     if checkpoint.non_finite is not None:
-        raise YOLOv6ImportError(f"{path}: its {checkpoint.root_key} tensor {checkpoint.non_finite} holds NaN or "
-                                f"infinite values (a run that diverged, or a damaged file); import a checkpoint whose "
-                                f"weights are finite")
-    epoch = checkpoint.entries.get("epoch")
-    return YOLOv6Checkpoint(path, checkpoint.root, checkpoint.root_key,
-                            epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None, classes)
+        raise non_finite_weights(str(path), f"{checkpoint.root_key}.{checkpoint.non_finite}", "import")
+    return YOLOv6Checkpoint(path, checkpoint.root, checkpoint.root_key, whole_number(checkpoint.entries.get("epoch")),
+                            classes)

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-_said: set[str] = set()
+from ..messages import warn_once
 
 
 def cannot_apply(patch: str, loses: str) -> None:
     """Log once per process: ``patch`` cannot apply on this Ultralytics release, and what the user loses."""
     from ultralytics import __version__
-    from ultralytics.utils import LOGGER
 
-    message = f"yolov8-efficientrep: {patch} cannot apply on Ultralytics {__version__}, so {loses}"
-    if message not in _said:
-        _said.add(message)
-        LOGGER.warning(message)
+    warn_once(f"yolov8-efficientrep: {patch} cannot apply on Ultralytics {__version__}, so {loses}")

@@ -17,6 +17,7 @@ from typing import Iterable
 import torch
 
 from ..errors import UntrustedFileError
+from ..limits import whole_number
 from ..messages import printable
 from .budgets import (MAX_DIMENSIONS, MAX_FILE_BYTES, MAX_KEY, MAX_MODULE_DEPTH, MAX_NESTING, MAX_RECORDS,
                       MAX_TENSORS, MAX_TOTAL_VALUE_NODES, MAX_VALUE_NODES)
@@ -94,7 +95,7 @@ def _malformed(what: str) -> UntrustedFileError:
 
 
 def _is_count(value: object) -> bool:
-    return type(value) is int and value >= 0
+    return whole_number(value) is not None and value >= 0
 
 
 def _pairs(value: object, what: str) -> list[tuple[str, object]]:
@@ -281,7 +282,7 @@ class _Decoder:
         if budget[0] < 0 or self.nodes > MAX_TOTAL_VALUE_NODES or depth > MAX_NESTING + 1:
             raise _malformed("values beyond the budgets")
         if value is None or isinstance(value, (bool, int, float, str)):
-            if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+            if whole_number(value) is not None and value.bit_length() > 64:
                 raise _malformed("an integer beyond 64 bits")
             return value
         if isinstance(value, list):
