@@ -19,7 +19,8 @@ import yaml
 from ultralytics.data.augment import RandomFlip
 from ultralytics.utils.instance import Instances
 
-from yolov8_efficientrep.shapes import MARKER, generate_for_data_yaml, make_shapes_dataset, make_task_dataset
+from yolov8_efficientrep.dataset_folders import MARKER
+from yolov8_efficientrep.shapes import generate_for_data_yaml, make_shapes_dataset, make_task_dataset
 
 from helpers import REPO, cpus_per_worker
 

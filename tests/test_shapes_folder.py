@@ -16,7 +16,8 @@ from types import ModuleType
 
 import pytest
 
-from yolov8_efficientrep.shapes import MARKER, FolderNotOwnedError, make_shapes_dataset, make_task_dataset
+from yolov8_efficientrep.dataset_folders import MARKER, FolderNotOwnedError
+from yolov8_efficientrep.shapes import make_shapes_dataset, make_task_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 OLD_CODE = "7fe0f5e"  # a commit whose shapes.py wrote through links inside its own folder

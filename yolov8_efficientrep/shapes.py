@@ -3,17 +3,13 @@
 Each image has a noisy gradient background, unlabeled clutter (lines and specks) and 1-6 labeled shapes of random
 class, colour, size and rotation; shapes may partly overlap. The same arguments always write the same files.
 
-The generator writes only into a folder of its own: one it creates, an empty one, or one holding its marker file
-(``MARKER``), which it writes first. A folder of other files is refused, so no one's images or labels are overwritten.
-Inside its folder it never follows a symbolic link: a link where it would write a file or make a folder (``images``,
-``images/train``, a class folder, an image) is refused, so no write lands outside the folder it owns.
+It writes only into a folder of its own, and never through a symbolic link: ``dataset_folders.py`` holds that policy.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,83 +17,10 @@ import cv2
 import numpy as np
 import yaml
 
-from .errors import EfficientRepError
-from .messages import printable
+from .dataset_folders import claim_folder, make_folder, write_file
 
 CLASS_NAMES = ("circle", "square", "triangle", "cross")
 MAX_OVERLAP = 0.4  # of the smaller box: partial overlaps happen, but no shape hides another
-MARKER = ".yolov8-efficientrep-shapes"  # in every folder the generator writes: it may rewrite its files there
-
-
-class FolderNotOwnedError(EfficientRepError, FileExistsError):
-    """The data set folder holds what the generator did not write: other files, or a symbolic link inside it."""
-
-
-class FolderIsFileError(EfficientRepError, NotADirectoryError):
-    """The data set folder, or a folder above it, is a file."""
-
-
-def claim_folder(root: Path, owner: str, fix: str) -> None:
-    """Make ``root`` a folder the generator may write into, or refuse in one line naming it.
-
-    A new or empty folder gets the marker file first; a folder that holds the marker (a file, not a link) was the
-    generator's already.
-
-    Args:
-        root (Path): The data set folder.
-        owner (str): Starts the message: who asked for this folder (a function, or a data YAML's ``path:``).
-        fix (str): Ends the message: what the user can do instead.
-
-    Raises:
-        FolderIsFileError: ``root`` or a folder above it is a file (a ``NotADirectoryError``).
-        FolderNotOwnedError: ``root`` is a folder of other files, which generating would overwrite or mix with (a
-            ``FileExistsError``).
-    """
-    marker = root / MARKER
-    if marker.is_file() and not marker.is_symlink():
-        return
-    blocking = next((path for path in (root, *root.parents) if path.exists() and not path.is_dir()), None)
-    if blocking is not None:
-        raise FolderIsFileError(f"{owner} {root}: {blocking} is a file, not a folder; {fix}")
-    held = sorted(printable(path.name, 40) for path in root.iterdir()) if root.is_dir() else []
-    if held:
-        listed = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
-        raise FolderNotOwnedError(f"{owner} {root} is a folder the shapes generator did not create (it holds {listed} "
-                                  f"and no {MARKER} file), so generating could overwrite its files; {fix}")
-    root.mkdir(parents=True, exist_ok=True)
-    _write(root, MARKER, b"Written by yolov8_efficientrep.shapes, which may rewrite the files of this folder.\n")
-
-
-def _refuse_link(root: Path, link: Path) -> None:
-    """Refuse, in one line naming it, a symbolic link where the generator would write inside its folder ``root``."""
-    if link.is_symlink():
-        raise FolderNotOwnedError(
-            f"{link} is a symbolic link inside the shapes data set's own folder {root.name}, and the generator never "
-            f"writes through a link (it could overwrite files elsewhere): remove or rename it, or generate into a new "
-            f"folder")
-
-
-def _folder(root: Path, *parts: str) -> Path:
-    """Return the folder ``root/parts...``, made where missing, refusing a symbolic link at any level below ``root``."""
-    folder = root
-    for part in parts:
-        folder = folder / part
-        _refuse_link(root, folder)
-        folder.mkdir(exist_ok=True)
-    return folder
-
-
-def _write(root: Path, relative: str, data: bytes) -> None:
-    """Write ``data`` as the file ``root/relative``, a new file whatever was there: never through a link (refused),
-    never into another name's data (a hard-linked file is replaced, not rewritten)."""
-    *parts, name = Path(relative).parts
-    path = _folder(root, *parts) / name
-    _refuse_link(root, path)
-    if path.exists():
-        path.unlink()  # a file of the generator's own folder; its other hard links, if any, keep their data
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(data)
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -246,14 +169,14 @@ def make_shapes_dataset(root: str | Path, train: int = 64, val: int = 16, imgsz:
     for split, count, split_seed in (("train", train, seed), ("val", val, seed + 1_000_003)):
         rng = np.random.default_rng(split_seed)
         for kind in ("images", "labels"):
-            _folder(root, kind, split)
+            make_folder(root, kind, split)
         for index in range(count):
             image, labels = draw_sample(rng, imgsz)
-            _write(root, f"images/{split}/{index:05d}.png", _png(image))
+            write_file(root, f"images/{split}/{index:05d}.png", _png(image))
             rows = (f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}" for c, x, y, w, h in labels)
-            _write(root, f"labels/{split}/{index:05d}.txt", ("\n".join(rows) + "\n").encode())
+            write_file(root, f"labels/{split}/{index:05d}.txt", ("\n".join(rows) + "\n").encode())
     spec = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))}
-    _write(root, "shapes.yaml", yaml.safe_dump(spec, sort_keys=False).encode())
+    write_file(root, "shapes.yaml", yaml.safe_dump(spec, sort_keys=False).encode())
     return root / "shapes.yaml"
 
 
@@ -287,7 +210,7 @@ def _write_crops(root: Path, split: str, index: int, image: np.ndarray, shapes: 
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         left, top = max(round(cx - half), 0), max(round(cy - half), 0)
         crop = image[top:min(round(cy + half), size), left:min(round(cx + half), size)]
-        _write(root, f"{split}/{CLASS_NAMES[shape.cls]}/{index:05d}_{k}.png", _png(crop))
+        write_file(root, f"{split}/{CLASS_NAMES[shape.cls]}/{index:05d}_{k}.png", _png(crop))
 
 
 def make_task_dataset(root: str | Path, task: str, train: int = 64, val: int = 16, imgsz: int = 128,
@@ -329,15 +252,15 @@ def make_task_dataset(root: str | Path, task: str, train: int = 64, val: int = 1
     for split, count, split_seed in (("train", train, seed), ("val", val, seed + 1_000_003)):
         rng = np.random.default_rng(split_seed)
         for kind in ("images", "labels") if task != "classify" else ():
-            _folder(root, kind, split)
+            make_folder(root, kind, split)
         for index in range(count):
             image, shapes = draw_shapes(rng, imgsz)
             if task == "classify":
                 _write_crops(root, split, index, image, shapes)
                 continue
-            _write(root, f"images/{split}/{index:05d}.png", _png(image))
+            write_file(root, f"images/{split}/{index:05d}.png", _png(image))
             rows = (_task_label(task, shape, imgsz) for shape in shapes)
-            _write(root, f"labels/{split}/{index:05d}.txt", ("\n".join(rows) + "\n").encode())
+            write_file(root, f"labels/{split}/{index:05d}.txt", ("\n".join(rows) + "\n").encode())
         if task == "classify" and (missing := [n for n in CLASS_NAMES if not (root / split / n).is_dir()]):
             raise ValueError(f"make_task_dataset: the {split} split of {count} images has no {', '.join(missing)}; "
                              f"use more images")
@@ -346,7 +269,7 @@ def make_task_dataset(root: str | Path, task: str, train: int = 64, val: int = 1
     spec = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))}
     if task == "pose":
         spec.update(kpt_shape=KPT_SHAPE, flip_idx=FLIP_IDX)
-    _write(root, f"shapes-{task}.yaml", yaml.safe_dump(spec, sort_keys=False).encode())
+    write_file(root, f"shapes-{task}.yaml", yaml.safe_dump(spec, sort_keys=False).encode())
     return root / f"shapes-{task}.yaml"
 
 
@@ -386,25 +309,3 @@ def generate_for_data_yaml(data: dict) -> Path:
     LOGGER.info(f"{source}: generating the shapes data set in {root}, offline (nothing is downloaded: Ultralytics "
                 f"runs the YAML's download: script, which draws the images)")
     return make_task_dataset(root, task, **settings)
-
-
-def classification_folder(data_yaml: str | Path) -> Path | None:
-    """Return the folder of a generated classification data YAML (``generate: {task: classify}``), made on first use.
-
-    Ultralytics' classification trainer, validator and exporter take a folder of ``train/<class>/`` and
-    ``val/<class>/`` images, not a data YAML, and never run a ``download:`` script; the plugin hands them this folder
-    for such a YAML (``data=shapes-cls.yaml``). ``path:`` is resolved as Ultralytics resolves it for detection YAMLs:
-    relative to its ``datasets_dir`` unless it exists. Returns None for every other YAML.
-    """
-    data = yaml.safe_load(Path(data_yaml).read_text())
-    generate = data.get("generate") if isinstance(data, dict) else None
-    if not isinstance(generate, dict) or generate.get("task") != "classify":
-        return None
-    from ultralytics.utils import DATASETS_DIR
-
-    root = Path(data.get("path") or Path(data_yaml).parent)
-    if not root.exists() and not root.is_absolute():
-        root = (DATASETS_DIR / root).resolve()
-    if not (root / "val").is_dir():
-        generate_for_data_yaml({**data, "path": root, "yaml_file": str(data_yaml)})
-    return root

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..configs import bundled_yaml
-from ..shapes import classification_folder
+from ..dataset_folders import classification_folder
 from .notice import cannot_apply
 from .wrapping import wrap_once
 
