@@ -56,8 +56,8 @@ except Exception as error:
 result.update(version=ultralytics.__version__, file=ultralytics.__file__, hook_failure=yolov8_efficientrep_hook.failure)
 result["stock_yolov8n_params"] = sum(p.numel() for p in YOLO("yolov8n.yaml").model.parameters())  # never changed
 plugin = sys.modules.get("yolov8_efficientrep")
-result["registered"] = bool(plugin) and getattr(tasks, "RepVGGBlock", None) is plugin.RepVGGBlock and getattr(
-    tasks.parse_model, "__yolov8_efficientrep_wraps__", False)
+result["registered"] = bool(plugin) and getattr(tasks, "RepVGGBlock", None) is plugin.RepVGGBlock and bool(getattr(
+    tasks.parse_model, "__yolov8_efficientrep_wraps__", False))
 
 models = {}
 for path in sorted(CFG.glob("*.yaml")) if ROUTE == "hook" else []:  # every shipped model YAML, once per version

@@ -138,7 +138,8 @@ class _VersionAction(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
                  option_string: str | None = None) -> None:
-        parser.exit(message=f"{_version()}\n")
+        print(_version())
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,9 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     from . import register
     from .output_files import Terminated
 
-    register()  # importing the package does not register for its own command (see __init__.py)
-
     try:
+        register()  # importing the package does not register for its own command (see __init__.py)
         return args.run(args) or 0
     except Terminated as stop:
         print(f"yolov8-efficientrep {args.command}: stopped by {stop.signal}; the file being written was removed",
