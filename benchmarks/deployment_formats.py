@@ -200,7 +200,10 @@ def measure_model(fmt: Format, name: str, checkpoint: Path, data: Path, images: 
         with torch.inference_mode():
             ref = [first_output(reference(batch[i:i + 1])) for i in range(len(batch))]
             out = [first_output(backend(batch[i:i + 1])) for i in range(len(batch))]
-        record["raw"] = raw_difference(ref, out).__dict__
+        if ref[0].shape == out[0].shape:
+            record["raw"] = raw_difference(ref, out).__dict__
+        else:  # IMX's graph ends in its own NMS: no raw tensor to compare, only the detections
+            record["raw_note"] = f"no raw tensor: the exported graph outputs {out[0].shape} after its own NMS"
         if fmt.arg == "rknn":  # the same NMS on both sides' raw outputs
             theirs, mine = results_from_raw(ref, reference.names), results_from_raw(out, reference.names)
         else:
@@ -354,12 +357,15 @@ def main(argv: list[str] | None = None) -> None:
     checkpoints = {Path(cfg).stem: zoo.trained(cfg, args.epochs, zoo=args.zoo, log=log).best for cfg in MODELS}
     data = zoo.dataset(args.zoo)
     pytorch_map = {name: validate(c, data, RECIPE["imgsz"]) for name, c in checkpoints.items()}
-    earlier = json.loads(args.json.read_text())["formats"] if args.update and args.json.is_file() else []
     machine = {**report.machine_info(args.threads), "CPU flags (lscpu)": report.all_cpu_flags(),
                "load average at start": " / ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1 / 5 / 15 min; other "
                "work on the machine slows the timings, the same rounds keep the two models' ratio fair)"}
-    measured = {"machine": machine,
-                "pytorch_map": pytorch_map, "formats": [r for r in earlier if r["format"] not in args.formats]}
+    earlier = json.loads(args.json.read_text()) if args.update and args.json.is_file() else {}
+    if earlier:  # the first run's machine, with this run's date, command and load added
+        machine = {**earlier["machine"], **{f"{key} ({', '.join(args.formats)} rerun)": machine[key]
+                                            for key in ("date", "command", "load average at start")}}
+    measured = {"machine": machine, "pytorch_map": pytorch_map,
+                "formats": [r for r in earlier.get("formats", []) if r["format"] not in args.formats]}
     with tempfile.TemporaryDirectory(prefix="deployment-formats-") as tmp:
         for fmt in (BY_ARG[a] for a in args.formats):
             measured["formats"].append(run_format(fmt, args, checkpoints, data, Path(tmp)))

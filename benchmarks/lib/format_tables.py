@@ -61,11 +61,12 @@ def _difference(result: dict) -> str:
     rep = _model(result, REP)
     if not rep.get("runs"):
         return "-"
-    det, raw = rep["detections"], rep["raw"]
+    det, raw = rep["detections"], rep.get("raw")
     base = _model(result, BASE).get("raw")
     base_text = f"; yolov8n raw {max(base['box_rel'], base['score_rel']):.1e}" if base else ""
+    raw_text = f"raw {max(raw['box_rel'], raw['score_rel']):.1e}" if raw else rep.get("raw_note", "no raw tensor")
     return (f"after NMS: {det['box_px']:.2g} px, score {det['score']:.1e}, 1-IoU {det['iou_distance']:.1e}; "
-            f"raw {max(raw['box_rel'], raw['score_rel']):.1e}{base_text}")
+            f"{raw_text}{base_text}")
 
 
 def _int8(result: dict, pytorch_map: dict) -> str:
@@ -114,7 +115,7 @@ def detail_table(results: list[dict]) -> str:
                 f"{graph['convs']} convs, {graph['norms']} BN (PyTorch {record['pytorch_convs']})"
                 if "convs" in graph else graph.get("error", "not readable"),
                 f"boxes {raw['box_abs']:.2g} px ({raw['box_rel']:.1e}), scores {raw['score_abs']:.1e} "
-                f"({raw['score_rel']:.1e})" if raw else record.get("run_error", "-"),
+                f"({raw['score_rel']:.1e})" if raw else record.get("raw_note", record.get("run_error", "-")),
                 f"{det['boxes']} boxes, {det['unmatched']} unmatched, {det['box_px']:.2g} px, score "
                 f"{det['score']:.1e}" if det else "-",
                 _ms(record),
@@ -161,7 +162,8 @@ def one_line(result: dict) -> str:
         if not record.get("exported"):
             parts.append(f"{record['model']} export failed: {record.get('error')}")
         else:
-            raw = record.get("raw")
+            raw, ran = record.get("raw"), record.get("runs")
             parts.append(f"{record['model']} exported, raw {max(raw['box_rel'], raw['score_rel']):.1e}, "
-                         f"{_ms(record)} ms" if raw else f"{record['model']} exported, not run")
+                         f"{_ms(record)} ms" if raw else f"{record['model']} exported, "
+                         f"{'ran, ' + _ms(record) + ' ms' if ran else 'not run'}")
     return "; ".join(parts)

@@ -70,8 +70,7 @@ FORMATS = (
     Format("rknn", "RKNN", "rknn-toolkit2>=2.3.2,<2.5 with torch 2.4 (Ultralytics' isolated environment)",
            ("rknn",), int8=True, venv="rknn"),
     Format("imx", "IMX", "model-compression-toolkit edge-mdt-cl edge-mdt-tpc imx500-converter[pt], torch<2.12 "
-           "(own venv)", ("model_compression_toolkit",), int8=True, venv="imx",
-           blocked="runs only on Sony's IMX500 sensor (Raspberry Pi AI Camera); the export needs torch<2.12"),
+           "and Java>=17 (own venv)", ("model_compression_toolkit",), int8=True, venv="imx"),
     Format("engine", "TensorRT", "tensorrt-cu13 (NVIDIA GPU)", ("tensorrt",), int8=True,
            blocked="needs an NVIDIA GPU: Ultralytics refuses format=engine on a CPU"),
     Format("axelera", "Axelera AI", "axelera-devkit axelera-rt (Axelera's own package index)", ("axelera",), int8=True,
