@@ -93,7 +93,8 @@ def test_format_exports_fused_and_matches_pytorch(fmt, trained_checkpoint, shape
 @pytest.mark.xfail(strict=True, raises=FusionCheckError, reason=(
     "known bug, fix proposed (docs/deployment.md, Edge TPU): fusion._copy_settings gives the unfused reference only "
     "the head's plain-valued settings, not the box decoder Ultralytics' Edge TPU export binds onto the head "
-    "(tf_wrapper: normalized boxes), so the check compares normalized with pixel boxes and stops the export"))
+    "(tf_wrapper: normalized boxes), so the check compares normalized with pixel boxes and stops the export; "
+    "IMX likewise (its own _inference and anchors)"))
 def test_fusion_check_follows_the_edge_tpu_head_decoder(trained_checkpoint):
     """``format=edgetpu`` of a plugin model: its fusion check must compare like with like (needs no TensorFlow)."""
     import copy
