@@ -92,6 +92,7 @@ def test_scale_n_backbone_has_yolov6n_efficientrep_shapes():
     assert type(backbone[9].cv1.act) is type(backbone[9].cv2.act) is nn.ReLU  # SPPF with ReLU: YOLOv6's SimSPPF
 
 
+@pytest.mark.slow
 def test_every_builtin_yaml_builds_as_without_the_plugin(tmp_path):
     """Each Ultralytics model YAML, in one fresh interpreter before and after importing the plugin: the same task,
     layers and parameters (builtin_models.py)."""
