@@ -1,7 +1,9 @@
 """A deterministic, generated YOLO-format detection data set of coloured shapes, for offline training and tests.
 
 Each image has a noisy gradient background, unlabeled clutter (lines and specks) and 1-6 labeled shapes of random
-class, colour, size and rotation; shapes may partly overlap. The same arguments always write the same files.
+class, colour, size and rotation; shapes may partly overlap. The same arguments always write the same files. The same
+drawings, labelled for every Ultralytics task: boxes, outlines, keypoints, rotated boxes, crops, per-pixel class masks
+and depth maps (``make_task_dataset``).
 
 It writes only into a folder of its own, and never through a symbolic link: ``dataset_folders.py`` holds that policy.
 """
@@ -73,12 +75,23 @@ def _add_clutter(rng: np.random.Generator, image: np.ndarray) -> None:
 
 
 class Shape(NamedTuple):
-    """One drawn shape, in pixels: its class, clipped box, outline polygon and four keypoints."""
+    """One drawn shape, in pixels: its class, clipped box, outline polygon, four keypoints, centre and radius."""
 
     cls: int
     box: tuple[float, float, float, float]  # x1, y1, x2, y2, clipped to the image
     outline: np.ndarray  # (points, 2) polygon; a circle's is sampled every 10 degrees
     keypoints: np.ndarray  # (4, 3) x, y, visibility (2 visible, 1 covered by a later shape, 0 none: a triangle's 3rd)
+    centre: tuple[float, float]
+    radius: float  # of the circle the shape is drawn in: its apparent size
+
+
+def _paint(canvas: np.ndarray, shape: Shape, value: tuple[int, ...] | int, line_type: int) -> None:
+    """Fill ``shape`` on ``canvas`` as the image shows it: a circle as a circle, every other shape as its outline."""
+    if CLASS_NAMES[shape.cls] == "circle":
+        centre = (round(shape.centre[0]), round(shape.centre[1]))
+        cv2.circle(canvas, centre, round(shape.radius), value, -1, line_type)
+    else:
+        cv2.fillPoly(canvas, [shape.outline], value, line_type)
 
 
 def _keypoints(kind: str, cx: float, cy: float, radius: float, outline: np.ndarray) -> np.ndarray:
@@ -126,16 +139,15 @@ def draw_shapes(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[S
             continue
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         if kind == "circle":
-            cv2.circle(image, (round(cx), round(cy)), round(radius), colour, -1, cv2.LINE_AA)
             outline = cv2.ellipse2Poly((round(cx), round(cy)), (round(radius), round(radius)), 0, 0, 360, 10)[:-1]
-        else:
-            cv2.fillPoly(image, [outline], colour, cv2.LINE_AA)
+        shape = Shape(cls, tuple(min(max(v, 0.0), size) for v in box), outline,
+                      _keypoints(kind, cx, cy, radius, outline), (cx, cy), radius)
+        _paint(image, shape, colour, cv2.LINE_AA)
         for earlier in shapes:  # keypoints this shape covers are no longer visible
             covered = [cv2.pointPolygonTest(outline, (float(x), float(y)), False) >= 0 for x, y, _ in earlier.keypoints]
             earlier.keypoints[np.array(covered) & (earlier.keypoints[:, 2] > 0), 2] = 1
         boxes.append(box)
-        shapes.append(Shape(cls, tuple(min(max(v, 0.0), size) for v in box), outline,
-                            _keypoints(kind, cx, cy, radius, outline)))
+        shapes.append(shape)
     return image, shapes
 
 
@@ -180,11 +192,22 @@ def make_shapes_dataset(root: str | Path, train: int = 64, val: int = 16, imgsz:
     return root / "shapes.yaml"
 
 
-TASKS = ("detect", "segment", "pose", "obb", "classify")
+TASKS = ("detect", "segment", "pose", "obb", "classify", "semantic", "depth")
 KPT_SHAPE = [4, 3]  # pose: four keypoints of x, y, visibility
 # Ultralytics' fliplr mirrors the keypoints and then reorders them as keypoints[flip_idx]: right and left trade places,
 # so that the order stays top, right, bottom, left (clockwise) on the flipped image.
 FLIP_IDX = [0, 3, 2, 1]
+# semantic: the class of pixels no shape covers, after the shapes' classes (whose ids stay those of every other task)
+BACKGROUND = len(CLASS_NAMES)
+# depth: every shape is a flat card of one physical size facing the camera, so its depth is inversely proportional to
+# its drawn radius: CARD_SIZE / (radius / image side) metres, 2.5 m for the largest shapes (radius 0.2 sides), 8.3 m
+# for the smallest (0.06); behind them all a wall at BACKGROUND_DEPTH. A shape drawn over a nearer one (it covers part
+# of it) is moved in front of it, to IN_FRONT times that one's depth: what covers is always nearer than what it covers.
+CARD_SIZE = 0.5  # metres: the depth at which a card's radius would span the whole image side
+BACKGROUND_DEPTH = 10.0  # metres
+IN_FRONT = 0.9
+DEPTH_SCALE = 1000  # depth PNG values per metre (Ultralytics' depth_scale): millimetres in 16 bits
+DENSE_FOLDERS = {"semantic": "masks", "depth": "depth"}  # beside images/, as Ultralytics' dense datasets read them
 
 
 def _task_label(task: str, shape: Shape, size: int) -> str:
@@ -199,6 +222,25 @@ def _task_label(task: str, shape: Shape, size: int) -> str:
         keypoints = " ".join(f"{x / size:.6f} {y / size:.6f} {v:.0f}" for x, y, v in shape.keypoints)
         return f"{shape.cls} {box} {keypoints}"
     return f"{shape.cls} " + " ".join(f"{v:.6f}" for v in np.clip(points / size, 0.0, 1.0))
+
+
+def dense_labels(shapes: list[Shape], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return the per-pixel labels of one image's shapes: its class mask (uint8) and its depth map (metres, float32).
+
+    The shapes are filled in drawing order, a later one over an earlier one as in the image, without anti-aliasing (an
+    edge pixel the image blends belongs to one side). The class mask holds each pixel's shape class, or ``BACKGROUND``;
+    the depth map each pixel's depth by the rule above ``CARD_SIZE``.
+    """
+    layers = np.zeros((size, size), np.uint8)  # 0: background; k: shapes[k - 1] is on top
+    depths = [BACKGROUND_DEPTH]
+    for k, shape in enumerate(shapes, 1):
+        footprint = np.zeros_like(layers)
+        _paint(footprint, shape, 1, cv2.LINE_8)
+        covered = [depths[i] for i in np.unique(layers[footprint > 0]) if i]
+        depths.append(min([CARD_SIZE * size / shape.radius, *(IN_FRONT * depth for depth in covered)]))
+        layers[footprint > 0] = k
+    classes = np.array([BACKGROUND, *(shape.cls for shape in shapes)], np.uint8)
+    return classes[layers], np.array(depths, np.float32)[layers]
 
 
 def _write_crops(root: Path, split: str, index: int, image: np.ndarray, shapes: list[Shape]) -> None:
@@ -225,6 +267,11 @@ def make_task_dataset(root: str | Path, task: str, train: int = 64, val: int = 1
       occluded (visibility 1).
     - ``obb``: the smallest rotated rectangle around each outline.
     - ``classify``: a crop around every shape, in ``train/<class>/`` and ``val/<class>/`` folders.
+    - ``semantic``: a class mask per image (``masks/<split>/<stem>.png``, 8-bit, ``masks_dir: masks``): each pixel's
+      shape class, the top one where shapes overlap, or ``BACKGROUND`` (4), named ``background``.
+    - ``depth``: a depth map per image (``depth/<split>/<stem>.png``, 16-bit millimetres, ``depth_scale: 1000``), by
+      the rule above ``CARD_SIZE``: each shape at a depth inversely proportional to its size, in front of every shape
+      it covers, before a wall at 10 m.
 
     Args:
         root (str | Path): Output directory: new, empty, or written by this generator before (its files are rewritten
@@ -249,9 +296,10 @@ def make_task_dataset(root: str | Path, task: str, train: int = 64, val: int = 1
         return make_shapes_dataset(root, train, val, imgsz, seed)
     root = Path(root).resolve()
     claim_folder(root, "make_task_dataset:", "pass a new or empty folder")
+    labels = DENSE_FOLDERS.get(task, "labels")
     for split, count, split_seed in (("train", train, seed), ("val", val, seed + 1_000_003)):
         rng = np.random.default_rng(split_seed)
-        for kind in ("images", "labels") if task != "classify" else ():
+        for kind in ("images", labels) if task != "classify" else ():
             make_folder(root, kind, split)
         for index in range(count):
             image, shapes = draw_shapes(rng, imgsz)
@@ -259,6 +307,11 @@ def make_task_dataset(root: str | Path, task: str, train: int = 64, val: int = 1
                 _write_crops(root, split, index, image, shapes)
                 continue
             write_file(root, f"images/{split}/{index:05d}.png", _png(image))
+            if task in DENSE_FOLDERS:
+                classes, depth = dense_labels(shapes, imgsz)
+                dense = classes if task == "semantic" else np.round(depth * DEPTH_SCALE).astype(np.uint16)
+                write_file(root, f"{labels}/{split}/{index:05d}.png", _png(dense))
+                continue
             rows = (_task_label(task, shape, imgsz) for shape in shapes)
             write_file(root, f"labels/{split}/{index:05d}.txt", ("\n".join(rows) + "\n").encode())
         if task == "classify" and (missing := [n for n in CLASS_NAMES if not (root / split / n).is_dir()]):
@@ -269,6 +322,10 @@ def make_task_dataset(root: str | Path, task: str, train: int = 64, val: int = 1
     spec = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))}
     if task == "pose":
         spec.update(kpt_shape=KPT_SHAPE, flip_idx=FLIP_IDX)
+    elif task == "semantic":
+        spec.update(names=dict(enumerate((*CLASS_NAMES, "background"))), masks_dir=DENSE_FOLDERS[task])
+    elif task == "depth":
+        spec.update(names={0: "depth"}, depth_scale=DEPTH_SCALE)
     write_file(root, f"shapes-{task}.yaml", yaml.safe_dump(spec, sort_keys=False).encode())
     return root / f"shapes-{task}.yaml"
 
