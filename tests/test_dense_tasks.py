@@ -171,6 +171,7 @@ print(json.dumps({"without": without, "with": build(), "registered": hasattr(tas
 """
 
 
+@pytest.mark.slow  # builds Ultralytics models twice in a fresh interpreter (about 6 s of CPU)
 def test_stock_yolo26_sem_and_depth_build_exactly_as_without_the_plugin(run_fresh):
     result = run_fresh(sys.executable, "-c", STOCK_BUILD, env={"YOLOV8_EFFICIENTREP_HOOK": "0"})
     found = json.loads(result.stdout.strip().splitlines()[-1])
