@@ -321,7 +321,7 @@ except Exception as error:
 @pytest.mark.parametrize("task", [
     "semantic",
     pytest.param("depth", marks=pytest.mark.xfail(strict=True, reason=(
-        "releases without the depth task guess no task for the Depth row (cfg2task returns None), so Ultralytics "
+        "a release without the depth task guesses no task from the Depth row (cfg2task returns None), so Ultralytics "
         "stops before parsing, with its own message; the plugin's task guess would need to raise the header's"))),
 ])
 def test_release_without_the_task_stops_with_the_upgrade_message(task, run_fresh, tmp_path):
