@@ -207,14 +207,17 @@ def _outputs(model: nn.Module, image: torch.Tensor) -> list[torch.Tensor]:
 def _differences(fused: list[torch.Tensor], unfused: list[torch.Tensor]) -> tuple[float, float]:
     """Return (max |fused - unfused|, largest relative difference) of two models' outputs.
 
-    Compared: the head's input feature maps and every output tensor, each difference relative to the largest magnitude
-    of its own tensor.
+    Compared: the head's input feature maps and every floating-point output tensor, each difference relative to the
+    largest magnitude of its own tensor. Integer outputs (a semantic export's class map, the argmax baked in) are
+    decisions, not measurements: a pixel whose two best classes tie within rounding may flip, so only their shapes are
+    compared, and the feature maps behind them carry the check.
     """
     shapes = [[tuple(t.shape) for t in out] for out in (fused, unfused)]
     if not unfused or shapes[0] != shapes[1]:
         raise FusionCheckError(f"fused and unfused models return different outputs: shapes {shapes[0]} vs {shapes[1]}")
+    pairs = [(a, b) for a, b in zip(fused, unfused) if a.is_floating_point() and b.is_floating_point()]
     tiny = torch.finfo(torch.float32).tiny
-    diffs = [((a - b.to(a.device)).abs().max().item(), b.abs().max().item()) for a, b in zip(fused, unfused)]
+    diffs = [((a - b.to(a.device)).abs().max().item(), b.abs().max().item()) for a, b in pairs]
     return max(d for d, _ in diffs), max(d / max(scale, tiny) for d, scale in diffs)
 
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from .errors import EfficientRepError
 from .limits import whole_number
-from .messages import one_line
+from .messages import one_line, printable
 from .rows import Row
 from .versions import ultralytics_version, version_tuple
 
@@ -86,6 +86,19 @@ def explain(error: Exception, d: dict, parse_model: Callable, rows: Iterable[Row
         return None
     return YAMLRowError(f"{where}: {_cause(error, row)}. Plugin {ROW_FORMAT}; {plugin_row.name} args are "
                         f"{plugin_row.args}.")
+
+
+def newer_task_error(d: dict) -> YAMLRowError | None:
+    """Return the error for a model YAML whose task this release cannot tell (its last row is a head the release
+    lacks) when the YAML's header says ``# Needs Ultralytics >= X`` and an older release is installed; else None."""
+    needed = _newer_ultralytics_needed(d.get("yaml_file"))
+    if needed is None or not isinstance(d.get("head"), list) or not d["head"]:
+        return None
+    row = d["head"][-1]
+    head = printable(row[2] if isinstance(row, list) and len(row) > 2 else row, 40)
+    return YAMLRowError(f"{printable(d.get('yaml_file', 'model YAML'), 120)}: Ultralytics {_installed()} has no task "
+                        f"for its {head} head; this model YAML needs Ultralytics >= {needed}: pip install -U "
+                        f"'ultralytics>={needed}'")
 
 
 def _frame_locals(traceback: TracebackType | None, code: CodeType) -> dict | None:

@@ -23,7 +23,14 @@ UNITS = {"RepVGGBlock": "RepVGGBlock", "QARepVGGBlock": "QARepVGGBlock", "QARepV
          "RealVGGBlock": "RealVGGBlock (RepOpt)", "LinearAddBlock": "LinearAddBlock (RepOpt hyper-search)"}
 NAMES_04 = {"ConvModule", "ConvBNReLU", "ConvBNSiLU", "ConvBN", "SPPFModule", "CSPSPPFModule"}  # 0.4.x classes only
 CSP_RATIOS = {"2/3": 2 / 3, "1/2": 1 / 2}  # BepC3 hidden ratios of YOLOv6's configs (M, L)
-P6 = {"EfficientRep6", "CSPBepBackbone_P6", "RepPANNeck6", "RepBiFPANNeck6", "CSPRepPANNeck_P6", "CSPRepBiFPANNeck_P6"}
+BACKBONES = {"EfficientRep": 3, "CSPBepBackbone": 3, "EfficientRep6": 4, "CSPBepBackbone_P6": 4}  # -> detection levels
+NECKS = {"RepPANNeck": 3, "RepBiFPANNeck": 3, "CSPRepPANNeck": 3, "CSPRepBiFPANNeck": 3, "RepBiFPANNeck6": 4,
+         "CSPRepBiFPANNeck_P6": 4}  # the P6 configs of 0.3.0-0.4.0 use the BiFPAN necks only (RepPANNeck6 in none)
+# By detection levels: the neck's stages, and the neck layers whose output channels are YOLOv6's channels_list[-6:].
+NECK_STAGES = {3: ("Rep_p4", "Rep_p3", "Rep_n3", "Rep_n4"),
+               4: ("Rep_p5", "Rep_p4", "Rep_p3", "Rep_n4", "Rep_n5", "Rep_n6")}
+NECK_CHANNELS = {3: ("reduce_layer0", "reduce_layer1", "downsample2", "Rep_n3", "downsample1", "Rep_n4"),
+                 4: ("reduce_layer0", "reduce_layer1", "reduce_layer2", "Rep_n4", "Rep_n5", "Rep_n6")}
 HEAD_BRANCHES = ("stems", "cls_convs", "reg_convs", "cls_preds", "reg_preds", "reg_preds_lrtb", "cls_preds_af",
                  "reg_preds_af", "cls_preds_ab", "reg_preds_ab")
 # The head's ModuleLists YOLOv6's inference reads, (class predictions, box predictions), by head: the distillation head
@@ -65,6 +72,11 @@ class HeadLayout:
         return "fuse_ab" if "cls_preds_af" in self.branches else "plain"
 
     @property
+    def levels(self) -> int:
+        """The detection levels: 3 (P3-P5) or, for YOLOv6's P6 models, 4 (P3-P6)."""
+        return len(self.branches.get("stems", ()))
+
+    @property
     def inference(self) -> tuple[str, str]:
         """The ModuleLists YOLOv6's inference reads: (class predictions, box predictions)."""
         return INFERENCE[self.kind]
@@ -89,8 +101,9 @@ class HeadLayout:
         """
         cls, box = self.inference
         levels = {name: len(self.branches.get(name, ())) for name in ("stems", "cls_convs", "reg_convs", cls, box)}
-        if set(levels.values()) != {3}:
-            raise YOLOv6ImportError(f"{path}: the head's levels {levels} are not YOLOv6's three (P3-P5)")
+        if set(levels.values()) not in ({3}, {4}):
+            raise YOLOv6ImportError(f"{path}: the head's levels {levels} are not YOLOv6's three (P3-P5) or four "
+                                    f"(P3-P6)")
         if self.use_dfl is None or (self.uses_dfl and self.reg_max is None):
             raise YOLOv6ImportError(f"{path}: the head {self.yolov6_class} records no use_dfl / reg_max; pass a "
                                     f"checkpoint that YOLOv6's training wrote")
@@ -109,16 +122,18 @@ class Architecture:
     """What a YOLOv6 checkpoint's network is, in YOLOv6's own terms.
 
     Attributes:
-        backbone (str): ``EfficientRep`` or ``CSPBepBackbone``.
-        neck (str): ``RepPANNeck``, ``RepBiFPANNeck``, ``CSPRepPANNeck`` or ``CSPRepBiFPANNeck``.
+        backbone (str): ``EfficientRep`` or ``CSPBepBackbone``; ``EfficientRep6`` or ``CSPBepBackbone_P6`` (P6).
+        neck (str): ``RepPANNeck``, ``RepBiFPANNeck``, ``CSPRepPANNeck`` or ``CSPRepBiFPANNeck``; ``RepBiFPANNeck6`` or
+            ``CSPRepBiFPANNeck_P6`` (P6).
         unit (str): The stages' layer: ``RepVGGBlock``, ``QARepVGGBlock``, ``QARepVGGBlockV2`` or ``Conv+BN+SiLU``
             (YOLOv6-L's ``conv_silu``); see ``UNITS``.
         sppf (str): The backbone's last layer: ``SimSPPF``, ``SPPF``, ``SimCSPSPPF`` or ``CSPSPPF``.
         csp_e (str | None): BepC3's hidden ratio (``2/3``, ``1/2``), None without BepC3 stages.
         fuse_p2 (bool): The neck also takes the backbone's P2 stage (YOLOv6 3.0's BiFusion).
-        channels (tuple[int, ...]): YOLOv6's ``channels_list`` after width scaling: 5 backbone, 6 neck.
-        units (tuple[int, ...]): Units per stage after depth scaling: 4 backbone, 4 neck (layers of a RepBlock,
-            BottleRep units of a BepC3).
+        levels (int): Detection levels: 3 (P3-P5), or 4 (P3-P6: YOLOv6's P6 models, a sixth backbone stage).
+        channels (tuple[int, ...]): YOLOv6's ``channels_list`` after width scaling: 5 backbone (P6: 6), 6 neck.
+        units (tuple[int, ...]): Units per stage after depth scaling: 4 backbone, 4 neck (P6: 5 and 6; layers of a
+            RepBlock, BottleRep units of a BepC3).
         naming (str): ``0.2.x/0.3.x`` (SimConv, Conv_C3) or ``0.4.x`` (ConvModule inside ConvBNReLU / ConvBNSiLU).
         head (HeadLayout): The detection head.
     """
@@ -129,6 +144,7 @@ class Architecture:
     sppf: str
     csp_e: str | None
     fuse_p2: bool
+    levels: int
     channels: tuple[int, ...]
     units: tuple[int, ...]
     naming: str
@@ -138,7 +154,7 @@ class Architecture:
         """Return a one-line description, e.g. ``EfficientRep + RepBiFPANNeck, RepVGGBlock units, SimCSPSPPF, ...``."""
         csp = f", BepC3 e={self.csp_e}" if self.csp_e else ""
         return (f"{self.backbone} + {self.neck}, {self.unit} units{csp}, {self.sppf}, "
-                f"{'P2-P5' if self.fuse_p2 else 'P3-P5'} into the neck, channels {list(self.channels)}, units per "
+                f"P{2 if self.fuse_p2 else 3}-P{self.levels + 2} into the neck, channels {list(self.channels)}, units per "
                 f"stage {list(self.units)}, {self.naming} names")
 
 
@@ -185,18 +201,16 @@ def refuse_model_families(path: object, classes: frozenset[str]) -> None:
     """
     names = {path_.rpartition(".")[2] for path_ in classes}
     seg = sorted(path_ for path_ in classes if "seg" in path_.rpartition(".")[0])
-    p6 = sorted(names & P6)
     refusals = [
         (any("Lite_Effi" in name for name in names) or any(".yolo_lite." in path_ for path_ in classes),
          "a YOLOv6-Lite model (Lite_EffiBackbone: depthwise stages with Hardswish)"),
         (bool(seg), f"a YOLOv6 segmentation model ({', '.join(seg)})"),
-        (bool(p6), f"a P6 model ({' + '.join(p6)}: four detection levels up to stride 64, YOLOv6-N6/S6/M6/L6)"),
         (bool({"MBLABlock", "BottleRep3"} & names), "an MBLA model (MBLABlock stages, YOLOv6's _mbla configs)"),
     ]
     for refused, what in refusals:
         if refused:
-            raise YOLOv6ImportError(f"{path} is {what}; only YOLOv6's P5 detection models import (N/T/S/M/L of "
-                                    f"releases 0.2-0.4, RepVGG / QARepVGG / conv_silu layers)")
+            raise YOLOv6ImportError(f"{path} is {what}; only YOLOv6's detection models import (N/T/S/M/L and "
+                                    f"N6/S6/M6/L6 of releases 0.2-0.4, RepVGG / QARepVGG / conv_silu layers)")
 
 
 def _refuse_unsupported(checkpoint: YOLOv6Checkpoint) -> None:
@@ -214,13 +228,18 @@ def _refuse_unsupported(checkpoint: YOLOv6Checkpoint) -> None:
                                 f"not a YOLOv6 detection model; pass one trained with YOLOv6's tools/train.py")
 
 
-def _unit(checkpoint: YOLOv6Checkpoint) -> str:
+def _backbone_stages(backbone: Record, levels: int) -> list[Record]:
+    """Return the backbone's stages after the stem: ``ERBlock_2`` to ``ERBlock_5`` (P6: ``ERBlock_6``)."""
+    return [getattr(backbone, f"ERBlock_{k}") for k in range(2, levels + 3)]
+
+
+def _unit(checkpoint: YOLOv6Checkpoint, levels: int) -> str:
     """Return the name (a value of ``UNITS``) of the one unit class every backbone and neck stage is built of."""
     model = checkpoint.model
     backbone = model.backbone
-    stages = [getattr(backbone, f"ERBlock_{k}")[1] for k in range(2, 6)]
-    stages += [getattr(model.neck, name) for name in ("Rep_p4", "Rep_p3", "Rep_n3", "Rep_n4")]
-    layers = [backbone.stem, *(getattr(backbone, f"ERBlock_{k}")[0] for k in range(2, 6))]
+    stages = [stage[1] for stage in _backbone_stages(backbone, levels)]
+    stages += [getattr(model.neck, name) for name in NECK_STAGES[levels]]
+    layers = [backbone.stem, *(stage[0] for stage in _backbone_stages(backbone, levels))]
     layers += [layer for stage in stages for layer in layer_units(stage)]
     found = sorted({_name(layer) for layer in layers})
     if len(found) != 1 or found[0] not in UNITS:
@@ -262,24 +281,24 @@ def detect_architecture(checkpoint: YOLOv6Checkpoint) -> Architecture:
     """Return the architecture of a YOLOv6 checkpoint's network, read from its module tree.
 
     Raises:
-        YOLOv6ImportError: The network is fused, a Lite, segmentation, P6 or MBLA model, or built of other units.
+        YOLOv6ImportError: The network is fused, a Lite, segmentation or MBLA model, or built of other units.
     """
     _refuse_unsupported(checkpoint)
     model = checkpoint.model
     backbone, neck = model.backbone, model.neck
-    supported = {"EfficientRep", "CSPBepBackbone"}, {"RepPANNeck", "RepBiFPANNeck", "CSPRepPANNeck", "CSPRepBiFPANNeck"}
-    if _name(backbone) not in supported[0] or _name(neck) not in supported[1]:
+    levels = BACKBONES.get(_name(backbone))
+    if levels is None or NECKS.get(_name(neck)) != levels:
+        pairs = " or ".join(f"{' / '.join(b for b, n in BACKBONES.items() if n == k)} with "
+                            f"{' / '.join(n for n, m in NECKS.items() if m == k)}" for k in (3, 4))
         raise YOLOv6ImportError(f"{checkpoint.path}: a {_name(backbone)} backbone with a {_name(neck)} neck, which no "
-                                f"shipped config reproduces; supported: {' / '.join(sorted(supported[0]))} with "
-                                f"{' / '.join(sorted(supported[1]))}")
-    stages = [getattr(backbone, f"ERBlock_{k}") for k in range(2, 6)]
-    neck_stages = [getattr(neck, name) for name in ("Rep_p4", "Rep_p3", "Rep_n3", "Rep_n4")]
+                                f"shipped config reproduces; supported: {pairs}")
+    stages = _backbone_stages(backbone, levels)
+    neck_stages = [getattr(neck, name) for name in NECK_STAGES[levels]]
     channels = [out_channels(backbone.stem), *(out_channels(stage[0]) for stage in stages)]
-    channels += [out_channels(getattr(neck, name)) for name in ("reduce_layer0", "reduce_layer1", "downsample2",
-                                                                "Rep_n3", "downsample1", "Rep_n4")]
+    channels += [out_channels(getattr(neck, name)) for name in NECK_CHANNELS[levels]]
     classes = {name.rpartition(".")[2] for name in checkpoint.classes}
     return Architecture(
-        backbone=_name(backbone), neck=_name(neck), unit=_unit(checkpoint), sppf=_name(stages[-1][2]),
-        csp_e=_csp_ratio(checkpoint), fuse_p2="BiFPAN" in _name(neck), channels=tuple(channels),
+        backbone=_name(backbone), neck=_name(neck), unit=_unit(checkpoint, levels), sppf=_name(stages[-1][2]),
+        csp_e=_csp_ratio(checkpoint), fuse_p2="BiFPAN" in _name(neck), levels=levels, channels=tuple(channels),
         units=tuple(len(stage_units(stage)) for stage in [s[1] for s in stages] + neck_stages),
         naming="0.4.x" if classes & NAMES_04 else "0.2.x/0.3.x", head=_head(model.detect, model))

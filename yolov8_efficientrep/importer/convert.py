@@ -31,7 +31,8 @@ from .reader import YOLOv6ImportError, read_checkpoint
 from .remap import remap
 
 SHORT_NAMES = {"CSPBepBackbone": "CSPBep", "RepPANNeck": "RepPAN", "RepBiFPANNeck": "RepBiFPAN",
-               "CSPRepPANNeck": "CSPRepPAN", "CSPRepBiFPANNeck": "CSPRepBiFPAN"}
+               "CSPRepPANNeck": "CSPRepPAN", "CSPRepBiFPANNeck": "CSPRepBiFPAN", "CSPBepBackbone_P6": "CSPBep-P6",
+               "RepBiFPANNeck6": "RepBiFPAN6", "CSPRepBiFPANNeck_P6": "CSPRepBiFPAN-P6"}
 FORCE_HINT = "pass force=True"  # how an existing output may be replaced (the command line says --force)
 HEADS = ("yolov8", "yolov6")  # a new YOLOv8 Detect head, or YOLOv6's own (EffiDeHead) with its trained weights
 
@@ -80,18 +81,18 @@ class ImportResult:
         arch, form = self.architecture, self.selection.form
         unit = "" if arch.unit == "RepVGGBlock" else f", {arch.unit}"
         parts = (SHORT_NAMES.get(name, name) for name in (arch.backbone, arch.neck))
-        scale = self.selection.size
+        scale, yolov6 = self.selection.size, self.selection.yolov6_name
         added = f" (scale {scale}: YOLOv6's depth {self.selection.depth}, width {self.selection.width})" \
             if self.scale_set else ""
         counts = f"backbone {self.backbone[0]}/{self.backbone[1]}, neck {self.neck[0]}/{self.neck[1]}"
         if self.head == "yolov8":
-            return (f"yolov6{scale} ({form.generation}, {' + '.join(parts)}{unit}) -> {self.model_name}{added}: "
+            return (f"{yolov6} ({form.generation}, {' + '.join(parts)}{unit}) -> {self.model_name}{added}: "
                     f"{counts} tensors; Detect head initialized for nc={self.nc}")
         layout = self.architecture.head
         box = "plain distances" if not layout.uses_dfl else f"{layout.reg_max + 1} DFL bins per side"
         dropped = sorted({key.split(".")[1] for key in self.dropped})
         unread = f"; not read by inference, left out: {', '.join(dropped)}" if dropped else ""
-        return (f"yolov6{scale} ({form.generation}, {' + '.join(parts)}{unit}) -> {self.model_name}{added}: "
+        return (f"{yolov6} ({form.generation}, {' + '.join(parts)}{unit}) -> {self.model_name}{added}: "
                 f"{counts}, head {self.head_tensors[0]}/{self.head_tensors[1]} tensors; YOLOv6's EffiDeHead for "
                 f"nc={self.nc} ({layout.inference[1]}: {box}{unread})")
 
@@ -123,7 +124,7 @@ def _target_config(selection: Selection, unit: str, nc: int, source: Path, arch:
                 row[3] = [row[3][0], unit, *row[3][2:]]
             elif row[2] == "BepC3":
                 row[3] = [*row[3][:2], unit, *row[3][3:]]
-    cfg["yolov6_import"] = {"source": source.name, "yolov6": f"yolov6{size}", "architecture": arch.describe(),
+    cfg["yolov6_import"] = {"source": source.name, "yolov6": selection.yolov6_name, "architecture": arch.describe(),
                             "head": "yolov8" if reg_max is None else "yolov6"}
     return cfg, scale_set
 
@@ -168,7 +169,7 @@ def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None,
         nc (int, optional): Classes of the new Detect head; by default the YOLOv6 model's (80 for COCO weights, whose
             class names are kept). With ``head="yolov6"`` the head keeps YOLOv6's classes: ``nc`` may only repeat them.
         force (bool): Replace ``output`` if it exists.
-        imgsz (int): Side of the check image.
+        imgsz (int): Side of the check image, rounded up to a multiple of the model's largest stride.
         head (str): ``yolov8`` for a new YOLOv8 Detect head, ``yolov6`` to keep YOLOv6's trained head.
 
     Returns:
@@ -228,7 +229,8 @@ def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None,
                                 f"was trained with)") from error
     target.load_state_dict(transfer.state, strict=False)
     dropped = tuple(sorted(transfer.dropped))
-    check = _write(target.float().eval(), output, force, sample_image(imgsz, imgsz),
+    side = -(-imgsz // int(target.stride.max())) * int(target.stride.max())  # a P6 model's concats need /64
+    check = _write(target.float().eval(), output, force, sample_image(side, side),
                    {**target.yaml["yolov6_import"], "yolov6_class": checkpoint.model.class_path,
                     "dropped": list(dropped)})
 

@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from .architecture import Architecture
 from .reader import YOLOv6ImportError
 
-# YOLOv6's sizes: [depth_multiple, width_multiple] of its configs (configs/yolov6{n,t,s,m,l}.py, every release).
+# YOLOv6's sizes: [depth_multiple, width_multiple] of its configs (configs/yolov6{n,t,s,m,l}.py, every release; the
+# P6 configs yolov6{n,s,m,l}6.py of 0.3.0 and 0.4.0 use the same numbers).
 YOLOV6_SIZES = {"n": (0.33, 0.25), "t": (0.33, 0.375), "s": (0.33, 0.50), "m": (0.60, 0.75), "l": (1.0, 1.0)}
-# YOLOv6's base channels (backbone out_channels + neck out_channels) and stage repeats before scaling.
+# YOLOv6's base channels (backbone out_channels + neck out_channels) and stage repeats before scaling (the stem's
+# repeat, 1, is never scaled): P5 configs, and the P6 configs' sixth backbone stage and three-BiFusion neck.
 BASE_CHANNELS = (64, 128, 256, 512, 1024, 256, 128, 128, 256, 256, 512)
 BASE_REPEATS = (6, 12, 18, 6, 12, 12, 12, 12)
+P6_CHANNELS = (64, 128, 256, 512, 768, 1024, 512, 256, 128, 256, 512, 1024)
+P6_REPEATS = (6, 12, 18, 6, 6, 12, 12, 12, 12, 12, 12)
 
 BACKBONE = {"backbone.stem": 0, "backbone.ERBlock_2.0": 1, "backbone.ERBlock_2.1": 2, "backbone.ERBlock_3.0": 3,
             "backbone.ERBlock_3.1": 4, "backbone.ERBlock_4.0": 5, "backbone.ERBlock_4.1": 6, "backbone.ERBlock_5.0": 7,
@@ -31,6 +35,13 @@ BIFPAN_NECK = {"neck.reduce_layer0": 10, "neck.Bifusion0.upsample": 11, "neck.Bi
                "neck.reduce_layer1": 18, "neck.Bifusion1.upsample": 19, "neck.Bifusion1.cv1": 20,
                "neck.Bifusion1.cv2": 21, "neck.Bifusion1.downsample": 22, "neck.Bifusion1.cv3": 24, "neck.Rep_p3": 25,
                "neck.downsample2": 26, "neck.Rep_n3": 28, "neck.downsample1": 29, "neck.Rep_n4": 31}
+BACKBONE6 = {**{k: v for k, v in BACKBONE.items() if k != "backbone.ERBlock_5.2"}, "backbone.ERBlock_6.0": 9,
+             "backbone.ERBlock_6.1": 10, "backbone.ERBlock_6.2": 11}  # the SPPF ends ERBlock_6
+BIFPAN6_NECK = {"neck.reduce_layer0": 12, "neck.Rep_p5": 19, "neck.reduce_layer1": 20, "neck.Rep_p4": 27,
+                "neck.reduce_layer2": 28, "neck.Rep_p3": 35, "neck.downsample2": 36, "neck.Rep_n4": 38,
+                "neck.downsample1": 39, "neck.Rep_n5": 41, "neck.downsample0": 42, "neck.Rep_n6": 44,
+                **{f"neck.Bifusion{i}.{name}": 13 + 8 * i + row for i in range(3) for name, row in
+                   (("upsample", 0), ("cv1", 1), ("cv2", 2), ("downsample", 3), ("cv3", 5))}}
 REP_UNITS = ("RepVGGBlock", "QARepVGGBlock", "QARepVGGBlockV2")  # RepVGG configs take QARepVGG units swapped in
 
 
@@ -47,7 +58,9 @@ class Form:
         csp_e (str | None): BepC3's hidden ratio, None for RepBlock stages.
         layers (dict[str, int]): YOLOv6 module path -> the config's row index.
         backbone_outputs (tuple[int, ...]): Rows that compute YOLOv6's backbone outputs (the neck's inputs).
-        neck_outputs (tuple[int, ...]): Rows that compute YOLOv6's neck outputs (the Detect inputs, P3-P5).
+        neck_outputs (tuple[int, ...]): Rows that compute YOLOv6's neck outputs (the Detect inputs, P3-P5 or P3-P6).
+        base_channels (tuple[int, ...]): YOLOv6's ``channels_list`` before width scaling (backbone, then neck).
+        base_repeats (tuple[int, ...]): YOLOv6's stage repeats before depth scaling, the stem's left out.
         whole_config (str): The config of the whole model, ``config``'s rows with ``EffiDeHead`` in place of Detect.
     """
 
@@ -62,6 +75,18 @@ class Form:
     layers: dict[str, int]
     backbone_outputs: tuple[int, ...]
     neck_outputs: tuple[int, ...]
+    base_channels: tuple[int, ...] = BASE_CHANNELS
+    base_repeats: tuple[int, ...] = BASE_REPEATS
+
+    @property
+    def levels(self) -> int:
+        """Detection levels: 3 (P3-P5), 4 for the P6 designs (P3-P6)."""
+        return len(self.neck_outputs)
+
+    @property
+    def suffix(self) -> str:
+        """What YOLOv6 appends to a size letter in this design's names: ``6`` for P6 (``yolov6n6``), else nothing."""
+        return "6" if self.levels == 4 else ""
 
     @property
     def whole_config(self) -> str:
@@ -71,11 +96,13 @@ class Form:
     def describe(self) -> str:
         """Return e.g. ``v3.0 N/S: EfficientRep + RepBiFPANNeck (RepVGGBlock, ...) -> yolov8-repbifpan``."""
         csp = f", e={self.csp_e}" if self.csp_e else ""
-        return (f"{self.generation} {'/'.join(self.published.upper())}: {self.backbone} + {self.neck} "
+        sizes = "/".join(f"{size.upper()}{self.suffix}" for size in self.published)
+        return (f"{self.generation} {sizes}: {self.backbone} + {self.neck} "
                 f"({' / '.join(self.units)}{csp}, {self.sppf}) -> {self.config}")
 
 
 PAN_OUTPUTS, BIFPAN_OUTPUTS = ((4, 6, 9), (17, 20, 23)), ((2, 4, 6, 9), (25, 28, 31))
+P6_OUTPUTS = ((2, 4, 6, 8, 11), (35, 38, 41, 44))
 FORMS = (
     Form("yolov8-reppan", "v1.0/v2.0", "nts", "EfficientRep", "RepPANNeck", "SimSPPF", REP_UNITS, None,
          {**BACKBONE, **PAN_NECK}, *PAN_OUTPUTS),
@@ -89,6 +116,12 @@ FORMS = (
          {**BACKBONE, **BIFPAN_NECK}, *BIFPAN_OUTPUTS),
     Form("yolov8-cspbifpan-silu", "v3.0", "l", "CSPBepBackbone", "CSPRepBiFPANNeck", "SPPF", ("Conv+BN+SiLU",), "1/2",
          {**BACKBONE, **BIFPAN_NECK}, *BIFPAN_OUTPUTS),
+    Form("yolov8-repbifpan-p6", "v3.0", "ns", "EfficientRep6", "RepBiFPANNeck6", "SimCSPSPPF", REP_UNITS, None,
+         {**BACKBONE6, **BIFPAN6_NECK}, *P6_OUTPUTS, P6_CHANNELS, P6_REPEATS),
+    Form("yolov8-cspbifpan-p6", "v3.0", "m", "CSPBepBackbone_P6", "CSPRepBiFPANNeck_P6", "SimSPPF", REP_UNITS, "2/3",
+         {**BACKBONE6, **BIFPAN6_NECK}, *P6_OUTPUTS, P6_CHANNELS, P6_REPEATS),
+    Form("yolov8-cspbifpan-silu-p6", "v3.0", "l", "CSPBepBackbone_P6", "CSPRepBiFPANNeck_P6", "SPPF",
+         ("Conv+BN+SiLU",), "1/2", {**BACKBONE6, **BIFPAN6_NECK}, *P6_OUTPUTS, P6_CHANNELS, P6_REPEATS),
 )
 
 
@@ -101,6 +134,11 @@ class Selection:
     depth: float
     width: float
 
+    @property
+    def yolov6_name(self) -> str:
+        """YOLOv6's name of the model: ``yolov6s``, ``yolov6n6`` (a P6 design)."""
+        return f"yolov6{self.size}{self.form.suffix}"
+
 
 def expected_shape(form: Form, depth: float, width: float) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Return (channels, units per stage) of a form at a depth and width, by YOLOv6's scaling rules.
@@ -108,8 +146,8 @@ def expected_shape(form: Form, depth: float, width: float) -> tuple[tuple[int, .
     Channels round up to multiples of 8; repeats are ``max(round(n * depth), 1)``; a BepC3 stage of ``n`` layers has
     ``max(n // 2, 1)`` BottleRep units. Ultralytics' parser applies the same rules to a config row.
     """
-    channels = tuple(math.ceil(c * width / 8) * 8 for c in BASE_CHANNELS)
-    repeats = [max(round(n * depth), 1) for n in BASE_REPEATS]
+    channels = tuple(math.ceil(c * width / 8) * 8 for c in form.base_channels)
+    repeats = [max(round(n * depth), 1) for n in form.base_repeats]
     return channels, tuple(max(n // 2, 1) if form.csp_e else n for n in repeats)
 
 

@@ -194,9 +194,11 @@ class _Pairing:
     def head(self, src: Record, dst: nn.Module, layout: HeadLayout, s: str, d: str) -> None:
         """Pair YOLOv6's detection head with ``EffiDeHead``: what inference reads, level by level."""
         reg_max = layout.inference_reg_max(s)
-        if type(dst) is not EffiDeHead or (dst.nl, dst.nc, dst.reg_max) != (3, layout.nc, reg_max + 1):
+        shape = (layout.levels, layout.nc, reg_max + 1)
+        if type(dst) is not EffiDeHead or (dst.nl, dst.nc, dst.reg_max) != shape:
             found = f"{dst.nl} levels, {dst.nc} classes, reg_max {dst.reg_max - 1}" if type(dst) is EffiDeHead else ""
-            raise self.fail(s, d, f"3 levels, {layout.nc} classes, reg_max {reg_max} vs {type(dst).__name__} {found}")
+            raise self.fail(s, d, f"{layout.levels} levels, {layout.nc} classes, reg_max {reg_max} vs "
+                                  f"{type(dst).__name__} {found}")
         cls, box = layout.inference
         for i in range(dst.nl):
             self.conv_unit(src.stems[i], dst.stems[i], f"{s}.stems.{i}", f"{d}.stems.{i}")

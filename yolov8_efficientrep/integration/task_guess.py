@@ -1,4 +1,5 @@
-"""Let Ultralytics' task guess recognise models that end in a plugin head (``EffiDeHead``) as detection models.
+"""Let Ultralytics' task guess recognise models that end in a plugin head (``EffiDeHead``) as detection models, and
+name the release a model YAML needs when this one has no task for its head (semantic and depth before 8.4).
 
 Ultralytics guesses a YAML's task from its last row's name (``"detect" in name.lower()``), which ``EffiDeHead`` does
 not contain: without this, ``YOLO("yolov6n-repbifpan.yaml")`` gets no task at all.
@@ -10,6 +11,7 @@ import functools
 import importlib
 from typing import Callable
 
+from ..row_errors import newer_task_error
 from ..rows import HEAD, names
 from .notice import cannot_apply
 from .wrapping import wrap_once
@@ -32,7 +34,14 @@ def _detect_for_plugin_heads(guess: Callable) -> Callable:
     @functools.wraps(guess)
     def guess_model_task(model):
         cfg = model if isinstance(model, dict) else getattr(model, "yaml", None)
-        return "detect" if _ends_in_plugin_head(cfg) else guess(model)
+        if _ends_in_plugin_head(cfg):
+            return "detect"
+        task = guess(model)
+        if task is None and isinstance(cfg, dict):  # a head this release has no task for: the YAML names the release
+            error = newer_task_error(cfg)
+            if error is not None:
+                raise error
+        return task
 
     return guess_model_task
 
