@@ -37,5 +37,6 @@ MAX_TENSORS = 200_000
 MAX_MODULE_DEPTH = 64
 # Dimensions of one tensor: convolution weights have 4.
 MAX_DIMENSIONS = 8
-# The JSON the child hands back: 0.39 MB for the reference; a file at every budget above makes about 100 MB.
-MAX_OUTPUT_BYTES = 256 << 20
+# The JSON the child hands back: 0.39 MB for the reference. It bounds what this process parses (a few hundred MB of
+# Python objects at most), so a file that fits the budgets above but would answer more is refused at this limit.
+MAX_OUTPUT_BYTES = 8 << 20
