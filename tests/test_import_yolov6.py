@@ -138,6 +138,7 @@ def imported_n(yolov6n, tmp_path_factory) -> Path:
     return output
 
 
+@pytest.mark.slow
 def test_yolo_fine_tunes_the_import_with_every_weight_transferred(imported_n, installed_hook, run_fresh, shapes_data,
                                                                   tmp_path):
     result = run_fresh("yolo", "train", f"model={imported_n}", f"data={shapes_data}", "epochs=1", f"imgsz={IMGSZ}",

@@ -223,6 +223,7 @@ def test_the_import_validates_with_coco_names(imported, shapes_data, tmp_path):
     assert 0 <= metrics.box.map <= 1 and len(metrics.names) == 80
 
 
+@pytest.mark.slow
 def test_fine_tuning_reinitializes_only_the_class_predictions(imported, installed_hook, run_fresh, shapes_data,
                                                               tmp_path):
     _, _, output, _ = imported(N)
