@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
                "work on the machine slows the timings, the same rounds keep the two models' ratio fair)"}
     earlier = json.loads(args.json.read_text()) if args.update and args.json.is_file() else {}
     if earlier:  # the first run's machine, with this run's date, command and load added
-        machine = {**earlier["machine"], **{f"{key} ({', '.join(args.formats)} rerun)": machine[key]
+        machine = {**earlier.get("machine", machine), **{f"{key} ({', '.join(args.formats)} rerun)": machine[key]
                                             for key in ("date", "command", "load average at start")}}
     measured = {"machine": machine, "pytorch_map": pytorch_map,
                 "formats": [r for r in earlier.get("formats", []) if r["format"] not in args.formats]}
