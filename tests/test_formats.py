@@ -51,6 +51,7 @@ def reference(trained_checkpoint):
     return model, format_graphs.fused_conv_count(model)
 
 
+@pytest.mark.slow  # exports through pnnx, MNNConvert, litert-torch or ExecuTorch: 9-71 s each on 2 cores
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_format_exports_fused_and_matches_pytorch(fmt, trained_checkpoint, shapes_data, reference, tmp_path,
                                                   ultralytics_log):
