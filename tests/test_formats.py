@@ -21,7 +21,6 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 from lib import format_checks, format_graphs  # noqa: E402  (benchmarks/lib, the deployment benchmark's readers)
 
-from yolov8_efficientrep.fusion import FusionCheckError  # noqa: E402
 
 IMGSZ = 64
 # format -> (modules its export and runtime need, largest raw relative difference from the fused PyTorch model).
@@ -91,11 +90,6 @@ def test_format_exports_fused_and_matches_pytorch(fmt, trained_checkpoint, shape
     assert detections.matches, f"{fmt} detections differ from PyTorch's: {detections}"
 
 
-@pytest.mark.xfail(strict=True, raises=FusionCheckError, reason=(
-    "known bug, fix proposed (docs/deployment.md, Edge TPU): fusion._copy_settings gives the unfused reference only "
-    "the head's plain-valued settings, not the box decoder Ultralytics' Edge TPU export binds onto the head "
-    "(tf_wrapper: normalized boxes), so the check compares normalized with pixel boxes and stops the export; "
-    "IMX likewise (its own _inference and anchors)"))
 def test_fusion_check_follows_the_edge_tpu_head_decoder(trained_checkpoint):
     """``format=edgetpu`` of a plugin model: its fusion check must compare like with like (needs no TensorFlow)."""
     import copy

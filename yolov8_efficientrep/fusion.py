@@ -10,6 +10,7 @@ YOLOv6 import and users who deploy without Ultralytics' exporter all share. Read
 from __future__ import annotations
 
 import copy
+import types
 from typing import NamedTuple
 
 import cv2
@@ -170,19 +171,27 @@ def _tensors(output) -> list[torch.Tensor]:
 
 
 def _copy_settings(source: nn.Module, target: nn.Module) -> None:
-    """Give ``target``'s modules the plain-valued settings of ``source``'s modules with the same name and class.
+    """Give ``target``'s modules the settings of ``source``'s modules with the same name and class.
 
-    Ultralytics' exporter configures the heads of its fused copy (export mode, box format, ``max_det``, ...); an
-    unfused reference must run with the same settings to compute the same outputs. Weights, buffers and methods
-    (such as the fused blocks' ``forward``) are not touched.
+    Ultralytics' exporter configures the heads of its fused copy (export mode, box format, ``max_det``, ...), and some
+    formats bind a decoder of their own onto the head (Edge TPU's ``tf_wrapper`` a normalized-box decoder, IMX its
+    ``_inference`` with the head's ``anchors`` and ``strides``); an unfused reference must run with the same settings
+    to compute the same outputs. So plain values and plain tensor attributes are copied, and a method bound onto a
+    module that its class does not define is bound to the reference's module. Weights, buffers and the fused blocks'
+    ``forward`` (their class's own ``forward_fuse``) are not touched.
     """
     targets = dict(target.named_modules())
     for name, module in source.named_modules():
         other = targets.get(name)
-        if type(other) is type(module):
-            for key, value in vars(module).items():
-                if not key.startswith("_") and key != "training" and isinstance(value, (bool, int, float, str)):
-                    setattr(other, key, value)
+        if type(other) is not type(module):
+            continue
+        for key, value in vars(module).items():
+            if (isinstance(value, types.MethodType) and value.__self__ is module
+                    and getattr(type(module), value.__func__.__name__, None) is not value.__func__):
+                setattr(other, key, types.MethodType(value.__func__, other))
+            elif not key.startswith("_") and key != "training" and isinstance(value, (bool, int, float, str,
+                                                                                      torch.Tensor)):
+                setattr(other, key, value)
 
 
 def _outputs(model: nn.Module, image: torch.Tensor) -> list[torch.Tensor]:
