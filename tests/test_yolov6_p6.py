@@ -5,9 +5,8 @@ The networks are YOLOv6 0.3.0's own P6 classes (PyPI ``yolov6detect``), with BN 
 random BN affine values and prediction weights, saved as YOLOv6 saves them, in 0.3.x and 0.4.x naming
 (``yolov6_zoo_models.py``). On Ultralytics' bus.jpg and zidane.jpg letterboxed by YOLOv6's code, every backbone and
 neck output is compared tensor for tensor, and YOLOv6's inference output before and after NMS; then ONNX Runtime
-running the export, and one fine-tuning epoch. The default run takes N6 at full size and the L6 design (CSP stages, DFL,
-0.4.x names) at N's depth and width; ``YOLOV6_IMPORT_ALL=1`` adds the M6 design at N's size and S6, M6 and L6 at
-full size.
+running the export, and one fine-tuning epoch. The default run takes N6 at full size and the M6 and L6 designs at
+N's depth and width; ``YOLOV6_IMPORT_ALL=1`` adds S6, M6 and L6 at full size.
 """
 
 import contextlib
@@ -40,10 +39,10 @@ SIZE = 256  # the photos' longer side: P6 maps of 4x4 and 4x3 pixels
 # (design, size, naming) -> the whole model the import must pick, the YOLOv6 head tensors it must leave out
 CASES = {
     "N6, 0.3.x": (("n6", "n", "0.3"), "yolov6n-repbifpan-p6", {"proj", "proj_conv"}),
+    "M6 design at N size, 0.3.x (DFL)": (("m6", "n", "0.3"), "yolov6n-cspbifpan-p6", set()),
     "L6 design at N size, 0.4.x (DFL, SiLU layers)": (("l6", "n", "0.4"), "yolov6n-cspbifpan-silu-p6", set()),
 }
-MORE_CASES = {  # the M6 design at N size, and every published P6 size at full size
-    "M6 design at N size, 0.3.x (DFL)": (("m6", "n", "0.3"), "yolov6n-cspbifpan-p6", set()),
+MORE_CASES = {  # every published P6 size at full size
     "S6, 0.3.x": (("n6", "s", "0.3"), "yolov6s-repbifpan-p6", {"proj", "proj_conv"}),
     "M6, 0.3.x": (("m6", "m", "0.3"), "yolov6m-cspbifpan-p6", set()),
     "L6, 0.3.x": (("l6", "l", "0.3"), "yolov6l-cspbifpan-silu-p6", set()),

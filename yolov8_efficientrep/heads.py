@@ -19,6 +19,7 @@ from ultralytics.nn.modules import DFL, Conv, Detect
 
 from .limits import (MAX_REG_MAX, RestrictedLoadOnly, check_channels, check_classes, check_parameters, check_stored,
                      check_stride)
+from .lite_blocks import DPBlock
 from .messages import call, quoted
 
 PRIOR = 0.01  # YOLOv6's initial class probability (Detect.prior_prob)
@@ -140,3 +141,35 @@ class EffiDeHead(RestrictedLoadOnly, Detect):
             nn.init.constant_(cls[-1].bias, -math.log((1 - PRIOR) / PRIOR))
             nn.init.zeros_(box[-1].weight)
             nn.init.constant_(box[-1].bias, 1.0)
+
+
+class LiteEffiDeHead(EffiDeHead):
+    """YOLOv6-Lite's head (``effidehead_lite``) under Ultralytics' ``Detect`` contract: ``EffiDeHead`` with DPBlocks.
+
+    Per level a ``DPBlock`` stem (5x5 depthwise and 1x1 convolution, BN, Hardswish) feeds a box branch (a DPBlock's two
+    convolutions, then a 1x1 convolution predicting the four distances: YOLOv6-Lite has no DFL) and a class branch
+    (the same, predicting ``nc`` logits). The branches hold the DPBlock's convolutions themselves, as Ultralytics'
+    ``Conv`` layers, where Detect's branches start with a ``Conv``: Ultralytics reads a branch's first layer when it
+    transfers weights into another class count. Forward, decoding, loss and initialization are ``EffiDeHead``'s.
+
+    Attributes:
+        stems (nn.ModuleList): Per level, the DPBlock stem (YOLOv6's ``stems``).
+        cv2 (nn.ModuleList): Per level, ``Sequential(5x5 depthwise Conv, 1x1 Conv, 1x1 nn.Conv2d)``: YOLOv6's
+            ``reg_convs`` (a DPBlock) and ``reg_preds``.
+        cv3 (nn.ModuleList): Per level, the same for ``cls_convs`` and ``cls_preds``.
+    """
+
+    def __init__(self, nc: int = 80, *parsed: object, ch: tuple[int, ...] | list[int] = ()):
+        """Initialize the head: a YAML row writes ``[nc]``; Ultralytics' parser appends what it appends to Detect rows,
+        the input channels of each level last (see ``EffiDeHead``)."""
+        super().__init__(nc, 0, *parsed, ch=ch)
+        channels = [stem.conv.in_channels for stem in self.stems]
+        check_parameters(call("LiteEffiDeHead", nc=nc, ch=channels),
+                         sum(3 * (25 * c + c * c) + c * (nc + 4) for c in channels))
+
+        def branch(c: int, outputs: int) -> nn.Sequential:
+            return nn.Sequential(*DPBlock(c, c, 5).children(), nn.Conv2d(c, outputs, 1))
+
+        self.stems = nn.ModuleList(DPBlock(c, c, 5) for c in channels)
+        self.cv2 = nn.ModuleList(branch(c, 4) for c in channels)
+        self.cv3 = nn.ModuleList(branch(c, nc) for c in channels)

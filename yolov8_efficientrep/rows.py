@@ -17,7 +17,8 @@ from ultralytics.nn.modules import RepConv
 
 from .blocks import BASIC_UNITS, REP_UNITS, BottleRep, ConvBNAct, QARepVGGBlock, QARepVGGBlockV2, RepBlock, RepVGGBlock
 from .csp_blocks import CSPSPPF, BepC3, SimCSPSPPF, SimSPPF
-from .heads import EffiDeHead
+from .heads import EffiDeHead, LiteEffiDeHead
+from .lite_blocks import DPBlock, LiteCSPBlock, LiteEffiBlockS1, LiteEffiBlockS2, SplitAdd
 
 PACKAGE = __name__.partition(".")[0]
 
@@ -59,6 +60,13 @@ ROWS: tuple[Row, ...] = (
     Row("QARepVGGBlockV2", QARepVGGBlockV2, CONV, "[c2, k=3, s=1, act]"),
     Row("ConvBNAct", ConvBNAct, CONV, "[c2, k=3, s=1, act]"),
     Row("EffiDeHead", EffiDeHead, HEAD, "[nc, reg_max=16 (YOLOv6's: 0 for no DFL)]"),
+    # YOLOv6-Lite
+    Row("DPBlock", DPBlock, CONV, "[c2, k=3, s=1, act=hardswish]"),
+    Row("LiteEffiBlockS1", LiteEffiBlockS1, CONV, "[c2, c_mid, act=hardswish]"),
+    Row("LiteEffiBlockS2", LiteEffiBlockS2, CONV, "[c2, c_mid, s=2, act=hardswish]"),
+    Row("LiteCSPBlock", LiteCSPBlock, CONV, "[c2, k=5, e=0.5, act=hardswish]"),
+    Row("SplitAdd", SplitAdd, CONV, "[c2 (half the input's channels)]"),
+    Row("LiteEffiDeHead", LiteEffiDeHead, HEAD, "[nc]"),
 )
 
 

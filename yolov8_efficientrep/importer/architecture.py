@@ -36,7 +36,8 @@ HEAD_BRANCHES = ("stems", "cls_convs", "reg_convs", "cls_preds", "reg_preds", "r
 # The head's ModuleLists YOLOv6's inference reads, (class predictions, box predictions), by head: the distillation head
 # of v3.0 N/S infers with plain distances (reg_preds_lrtb), a --fuse_ab head with its anchor-free branch.
 INFERENCE = {"distill_ns": ("cls_preds", "reg_preds_lrtb"), "fuse_ab": ("cls_preds_af", "reg_preds_af"),
-             "plain": ("cls_preds", "reg_preds")}
+             "plain": ("cls_preds", "reg_preds"), "lite": ("cls_preds", "reg_preds")}
+LITE_HEAD = "yolov6.models.heads.effidehead_lite.Detect"  # YOLOv6-Lite's: DPBlock layers, plain distances, no DFL
 # What the dropped ModuleLists were trained for, for the import's report.
 TRAINING_ONLY = {"reg_preds": "distillation DFL bins", "cls_preds_ab": "anchor-based branch",
                  "reg_preds_ab": "anchor-based branch"}
@@ -65,8 +66,11 @@ class HeadLayout:
 
     @property
     def kind(self) -> str:
-        """``distill_ns`` (v3.0 N/S: ``reg_preds_lrtb``), ``fuse_ab`` (``--fuse_ab`` runs: ``*_af`` / ``*_ab``) or
-        ``plain`` (``effidehead.Detect``), read from the ModuleLists the head holds."""
+        """``distill_ns`` (v3.0 N/S: ``reg_preds_lrtb``), ``fuse_ab`` (``--fuse_ab`` runs: ``*_af`` / ``*_ab``),
+        ``lite`` (YOLOv6-Lite's ``effidehead_lite``) or ``plain`` (``effidehead.Detect``), read from the ModuleLists
+        the head holds and, for Lite, its class."""
+        if self.yolov6_class == LITE_HEAD:
+            return "lite"
         if "reg_preds_lrtb" in self.branches:
             return "distill_ns"
         return "fuse_ab" if "cls_preds_af" in self.branches else "plain"
@@ -202,8 +206,6 @@ def refuse_model_families(path: object, classes: frozenset[str]) -> None:
     names = {path_.rpartition(".")[2] for path_ in classes}
     seg = sorted(path_ for path_ in classes if "seg" in path_.rpartition(".")[0])
     refusals = [
-        (any("Lite_Effi" in name for name in names) or any(".yolo_lite." in path_ for path_ in classes),
-         "a YOLOv6-Lite model (Lite_EffiBackbone: depthwise stages with Hardswish)"),
         (bool(seg), f"a YOLOv6 segmentation model ({', '.join(seg)})"),
         (bool({"MBLABlock", "BottleRep3"} & names), "an MBLA model (MBLABlock stages, YOLOv6's _mbla configs)"),
     ]
@@ -270,22 +272,46 @@ def _head(detect: Record, model: Record) -> HeadLayout:
             branches[name] = tuple(tuple(next(t for t in level.state_dict().values() if t.dim() == 4).shape)
                                    for level in levels)
     names = getattr(model, "names", None)
-    use_dfl = getattr(detect, "use_dfl", None)
+    use_dfl, reg_max = getattr(detect, "use_dfl", None), whole_number(getattr(detect, "reg_max", None))
+    if detect.class_path == LITE_HEAD:  # no use_dfl / reg_max: YOLOv6-Lite's head regresses plain distances only
+        use_dfl, reg_max = False, 0
     return HeadLayout(detect.class_path, whole_number(getattr(detect, "nc", None)) or 0,
                       tuple(names) if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names)
-                      else None, whole_number(getattr(detect, "reg_max", None)),
-                      use_dfl if isinstance(use_dfl, bool) else None, branches)
+                      else None, reg_max, use_dfl if isinstance(use_dfl, bool) else None, branches)
+
+
+def _lite_architecture(checkpoint: YOLOv6Checkpoint) -> Architecture:
+    """Return the architecture of a YOLOv6-Lite network (``Lite_EffiBackbone`` + ``Lite_EffiNeck``)."""
+    model = checkpoint.model
+    backbone, neck = model.backbone, model.neck
+    if _name(neck) != "Lite_EffiNeck":
+        raise YOLOv6ImportError(f"{checkpoint.path}: a Lite_EffiBackbone with a {_name(neck)} neck, which no shipped "
+                                f"config reproduces; YOLOv6-Lite pairs it with Lite_EffiNeck")
+    stages = [getattr(backbone, f"lite_effiblock_{k}") for k in range(1, 5)]
+    found = sorted({f"{_name(block)} at {i}" for stage in stages for i, block in enumerate(stage)
+                    if _name(block) != ("Lite_EffiBlockS2" if i == 0 else "Lite_EffiBlockS1")})
+    if found:
+        raise YOLOv6ImportError(f"{checkpoint.path}: YOLOv6-Lite stages start with one Lite_EffiBlockS2 followed by "
+                                f"Lite_EffiBlockS1 blocks; this one has {', '.join(found[:3])}")
+    channels = [out_channels(backbone.conv_0), *(out_channels(stage[0].conv_pw_3) for stage in stages)]
+    channels += [2 * out_channels(stage[0].conv_pw_2) for stage in stages]  # the stage's middle channels
+    channels.append(out_channels(neck.reduce_layer0))
+    return Architecture(backbone="Lite_EffiBackbone", neck="Lite_EffiNeck", unit="Lite_EffiBlock", sppf="",
+                        csp_e=None, fuse_p2=False, levels=4, channels=tuple(channels),
+                        units=tuple(len(stage) for stage in stages), naming="0.4.x", head=_head(model.detect, model))
 
 
 def detect_architecture(checkpoint: YOLOv6Checkpoint) -> Architecture:
     """Return the architecture of a YOLOv6 checkpoint's network, read from its module tree.
 
     Raises:
-        YOLOv6ImportError: The network is fused, a Lite, segmentation or MBLA model, or built of other units.
+        YOLOv6ImportError: The network is fused, a segmentation or MBLA model, or built of other units.
     """
     _refuse_unsupported(checkpoint)
     model = checkpoint.model
     backbone, neck = model.backbone, model.neck
+    if _name(backbone) == "Lite_EffiBackbone":
+        return _lite_architecture(checkpoint)
     levels = BACKBONES.get(_name(backbone))
     if levels is None or NECKS.get(_name(neck)) != levels:
         pairs = " or ".join(f"{' / '.join(b for b, n in BACKBONES.items() if n == k)} with "

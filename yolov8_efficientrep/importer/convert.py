@@ -79,7 +79,7 @@ class ImportResult:
     def summary(self) -> str:
         """Return the one-line report, e.g. ``yolov6s (v3.0, EfficientRep + RepBiFPAN) -> yolov8s-repbifpan: ...``."""
         arch, form = self.architecture, self.selection.form
-        unit = "" if arch.unit == "RepVGGBlock" else f", {arch.unit}"
+        unit = "" if arch.unit in ("RepVGGBlock", "Lite_EffiBlock") else f", {arch.unit}"
         parts = (SHORT_NAMES.get(name, name) for name in (arch.backbone, arch.neck))
         scale, yolov6 = self.selection.size, self.selection.yolov6_name
         added = f" (scale {scale}: YOLOv6's depth {self.selection.depth}, width {self.selection.width})" \
@@ -93,28 +93,33 @@ class ImportResult:
         dropped = sorted({key.split(".")[1] for key in self.dropped})
         unread = f"; not read by inference, left out: {', '.join(dropped)}" if dropped else ""
         return (f"{yolov6} ({form.generation}, {' + '.join(parts)}{unit}) -> {self.model_name}{added}: "
-                f"{counts}, head {self.head_tensors[0]}/{self.head_tensors[1]} tensors; YOLOv6's EffiDeHead for "
-                f"nc={self.nc} ({layout.inference[1]}: {box}{unread})")
+                f"{counts}, head {self.head_tensors[0]}/{self.head_tensors[1]} tensors; YOLOv6's "
+                f"{'LiteEffiDeHead' if layout.kind == 'lite' else 'EffiDeHead'} for nc={self.nc} "
+                f"({layout.inference[1]}: {box}{unread})")
 
 
 def _target_config(selection: Selection, unit: str, nc: int, source: Path, arch: Architecture,
                    reg_max: int | None = None) -> tuple[dict, bool]:
     """Return the model YAML dict of the selected config at the YOLOv6 size, with ``unit`` swapped in if needed.
 
-    With ``reg_max`` (YOLOv6's, of the head's inference branch), the whole-model config with ``EffiDeHead`` is used and
-    its head row gets that ``reg_max``. Also returns whether the size's scale had to be set: the config has no such
-    letter (YOLOv6-T), or its depth, width or channel cap differ from YOLOv6's at that size.
+    With ``reg_max`` (YOLOv6's, of the head's inference branch), the whole-model config with YOLOv6's head is used and
+    an ``EffiDeHead`` row gets that ``reg_max``. Also returns whether the size's scale had to be set: the config has no
+    such letter (YOLOv6-T), or its depth, width or channel cap differ from YOLOv6's at that size. A config of one size
+    (YOLOv6-Lite's) is used as it is.
     """
     form, size = selection.form, selection.size
     name = form.config if reg_max is None else form.whole_config
     cfg = yaml_model_load(CFG_DIR / f"{name}.yaml")
-    depth, width, cap = cfg["scales"].get(size, (0, 0, 0))
-    scale_set = (round(depth, 6), round(width, 6)) != (selection.depth, selection.width) or cap < 1024
-    if scale_set:
-        cfg["scales"][size] = [selection.depth, selection.width, 1024]
-    cfg["scale"], cfg["nc"] = size, nc
-    cfg["yaml_file"] = scaled_name(name, size)
-    if reg_max is not None:
+    scale_set = False
+    if form.scaled:
+        depth, width, cap = cfg["scales"].get(size, (0, 0, 0))
+        scale_set = (round(depth, 6), round(width, 6)) != (selection.depth, selection.width) or cap < 1024
+        if scale_set:
+            cfg["scales"][size] = [selection.depth, selection.width, 1024]
+        cfg["scale"] = size
+    cfg["nc"] = nc
+    cfg["yaml_file"] = scaled_name(name, size) if form.scaled else f"{name}.yaml"
+    if reg_max is not None and cfg["head"][-1][2] == "EffiDeHead":
         cfg["head"][-1][3] = [cfg["head"][-1][3][0], reg_max]  # [nc, reg_max]
     if unit != form.units[0]:  # QARepVGG checkpoints: the RepVGG config with their unit in every Rep row
         for row in cfg["backbone"] + cfg["head"]:

@@ -42,6 +42,21 @@ BIFPAN6_NECK = {"neck.reduce_layer0": 12, "neck.Rep_p5": 19, "neck.reduce_layer1
                 "neck.downsample1": 39, "neck.Rep_n5": 41, "neck.downsample0": 42, "neck.Rep_n6": 44,
                 **{f"neck.Bifusion{i}.{name}": 13 + 8 * i + row for i in range(3) for name, row in
                    (("upsample", 0), ("cv1", 1), ("cv2", 2), ("downsample", 3), ("cv3", 5))}}
+# YOLOv6-Lite (0.4.0): a backbone of four stages (one Lite_EffiBlockS2, then Lite_EffiBlockS1 blocks: each run of S1
+# blocks is one row, a Sequential when it holds more than one, so blocks map to "row.i") and its neck. Its released
+# sizes round widths in YOLOv6-Lite's own way, so each size has its own config (channels written out, no scales).
+LITE_REPEATS = (1, 3, 7, 3)
+LITE_BACKBONE = {"backbone.conv_0": 0,
+                 **{f"backbone.lite_effiblock_{k}.0": row for k, row in ((1, 1), (2, 2), (3, 4), (4, 6))},
+                 **{f"backbone.lite_effiblock_{k}.{i}": f"{row}.{i - 1}" for k, row in ((2, 3), (3, 5), (4, 7))
+                    for i in range(1, LITE_REPEATS[k - 1])}}
+LITE_NECK = {"neck.reduce_layer0": 8, "neck.upsample0": 9, "neck.reduce_layer1": 10, "neck.Csp_p4": 12,
+             "neck.upsample1": 13, "neck.reduce_layer2": 14, "neck.Csp_p3": 16, "neck.downsample2": 17,
+             "neck.Csp_n3": 19, "neck.downsample1": 20, "neck.Csp_n4": 22, "neck.p6_conv_1": 23, "neck.p6_conv_2": 24}
+# Per released size: width, then (conv_0, the four stages' outputs, their middle channels, the neck's width)
+LITE_SIZES = {"s": (0.7, (24, 32, 48, 96, 176, 16, 24, 48, 88, 96)),
+              "m": (1.1, (24, 32, 64, 144, 288, 16, 32, 72, 144, 96)),
+              "l": (1.5, (24, 48, 96, 192, 384, 24, 48, 96, 192, 96))}
 REP_UNITS = ("RepVGGBlock", "QARepVGGBlock", "QARepVGGBlockV2")  # RepVGG configs take QARepVGG units swapped in
 
 
@@ -56,11 +71,18 @@ class Form:
         backbone, neck, sppf (str): YOLOv6's class names.
         units (tuple[str, ...]): The units it takes; the first is the config's own, the others replace it on import.
         csp_e (str | None): BepC3's hidden ratio, None for RepBlock stages.
-        layers (dict[str, int]): YOLOv6 module path -> the config's row index.
+        layers (dict[str, int | str]): YOLOv6 module path -> the config's row index (or ``"row.i"``, the i-th module
+            of a row that repeats one module).
         backbone_outputs (tuple[int, ...]): Rows that compute YOLOv6's backbone outputs (the neck's inputs).
         neck_outputs (tuple[int, ...]): Rows that compute YOLOv6's neck outputs (the Detect inputs, P3-P5 or P3-P6).
         base_channels (tuple[int, ...]): YOLOv6's ``channels_list`` before width scaling (backbone, then neck).
         base_repeats (tuple[int, ...]): YOLOv6's stage repeats before depth scaling, the stem's left out.
+        names (str): YOLOv6's model name after ``yolov6`` for a size: ``{size}`` (``yolov6s``), ``{size}6`` (P6),
+            ``lite_{size}`` (YOLOv6-Lite).
+        sizes (dict[str, tuple[float, float]] | None): The sizes it takes, ``(depth, width)`` by letter; None for
+            ``YOLOV6_SIZES``.
+        scaled (bool): ``config`` scales to every size (``scales:``); False for a config of one size, whose
+            ``base_channels`` and ``base_repeats`` are that size's own (YOLOv6-Lite).
         whole_config (str): The config of the whole model, ``config``'s rows with ``EffiDeHead`` in place of Detect.
     """
 
@@ -72,21 +94,23 @@ class Form:
     sppf: str
     units: tuple[str, ...]
     csp_e: str | None
-    layers: dict[str, int]
+    layers: dict[str, int | str]
     backbone_outputs: tuple[int, ...]
     neck_outputs: tuple[int, ...]
     base_channels: tuple[int, ...] = BASE_CHANNELS
     base_repeats: tuple[int, ...] = BASE_REPEATS
+    names: str = "{size}"
+    sizes: dict[str, tuple[float, float]] | None = None
+    scaled: bool = True
 
     @property
     def levels(self) -> int:
-        """Detection levels: 3 (P3-P5), 4 for the P6 designs (P3-P6)."""
+        """Detection levels: 3 (P3-P5), 4 (P3-P6: the P6 designs, YOLOv6-Lite)."""
         return len(self.neck_outputs)
 
-    @property
-    def suffix(self) -> str:
-        """What YOLOv6 appends to a size letter in this design's names: ``6`` for P6 (``yolov6n6``), else nothing."""
-        return "6" if self.levels == 4 else ""
+    def yolov6_name(self, size: str) -> str:
+        """YOLOv6's name of this design at ``size``: ``yolov6s``, ``yolov6n6``, ``yolov6lite_s``."""
+        return "yolov6" + self.names.format(size=size)
 
     @property
     def whole_config(self) -> str:
@@ -96,7 +120,7 @@ class Form:
     def describe(self) -> str:
         """Return e.g. ``v3.0 N/S: EfficientRep + RepBiFPANNeck (RepVGGBlock, ...) -> yolov8-repbifpan``."""
         csp = f", e={self.csp_e}" if self.csp_e else ""
-        sizes = "/".join(f"{size.upper()}{self.suffix}" for size in self.published)
+        sizes = "/".join(self.names.format(size=size.upper()) for size in self.published)
         return (f"{self.generation} {sizes}: {self.backbone} + {self.neck} "
                 f"({' / '.join(self.units)}{csp}, {self.sppf}) -> {self.config}")
 
@@ -117,11 +141,14 @@ FORMS = (
     Form("yolov8-cspbifpan-silu", "v3.0", "l", "CSPBepBackbone", "CSPRepBiFPANNeck", "SPPF", ("Conv+BN+SiLU",), "1/2",
          {**BACKBONE, **BIFPAN_NECK}, *BIFPAN_OUTPUTS),
     Form("yolov8-repbifpan-p6", "v3.0", "ns", "EfficientRep6", "RepBiFPANNeck6", "SimCSPSPPF", REP_UNITS, None,
-         {**BACKBONE6, **BIFPAN6_NECK}, *P6_OUTPUTS, P6_CHANNELS, P6_REPEATS),
+         {**BACKBONE6, **BIFPAN6_NECK}, *P6_OUTPUTS, P6_CHANNELS, P6_REPEATS, "{size}6"),
     Form("yolov8-cspbifpan-p6", "v3.0", "m", "CSPBepBackbone_P6", "CSPRepBiFPANNeck_P6", "SimSPPF", REP_UNITS, "2/3",
-         {**BACKBONE6, **BIFPAN6_NECK}, *P6_OUTPUTS, P6_CHANNELS, P6_REPEATS),
+         {**BACKBONE6, **BIFPAN6_NECK}, *P6_OUTPUTS, P6_CHANNELS, P6_REPEATS, "{size}6"),
     Form("yolov8-cspbifpan-silu-p6", "v3.0", "l", "CSPBepBackbone_P6", "CSPRepBiFPANNeck_P6", "SPPF",
-         ("Conv+BN+SiLU",), "1/2", {**BACKBONE6, **BIFPAN6_NECK}, *P6_OUTPUTS, P6_CHANNELS, P6_REPEATS),
+         ("Conv+BN+SiLU",), "1/2", {**BACKBONE6, **BIFPAN6_NECK}, *P6_OUTPUTS, P6_CHANNELS, P6_REPEATS, "{size}6"),
+    *(Form(f"yolov8-lite-{size}", "0.4.0", size, "Lite_EffiBackbone", "Lite_EffiNeck", "", ("Lite_EffiBlock",), None,
+           {**LITE_BACKBONE, **LITE_NECK}, (3, 5, 7), (16, 19, 22, 26), channels, LITE_REPEATS, "lite_{size}",
+           {size: (1.0, width)}, scaled=False) for size, (width, channels) in LITE_SIZES.items()),
 )
 
 
@@ -136,8 +163,8 @@ class Selection:
 
     @property
     def yolov6_name(self) -> str:
-        """YOLOv6's name of the model: ``yolov6s``, ``yolov6n6`` (a P6 design)."""
-        return f"yolov6{self.size}{self.form.suffix}"
+        """YOLOv6's name of the model: ``yolov6s``, ``yolov6n6`` (a P6 design), ``yolov6lite_s``."""
+        return self.form.yolov6_name(self.size)
 
 
 def expected_shape(form: Form, depth: float, width: float) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -161,9 +188,11 @@ def select_form(arch: Architecture, path: object) -> Selection:
     for form in FORMS:
         if (form.backbone, form.neck, form.sppf, form.csp_e) == (arch.backbone, arch.neck, arch.sppf, arch.csp_e) \
                 and arch.unit in form.units:
-            for size, (depth, width) in YOLOV6_SIZES.items():
-                if expected_shape(form, depth, width) == (arch.channels, arch.units):
+            for size, (depth, width) in (form.sizes or YOLOV6_SIZES).items():
+                shape = expected_shape(form, depth, width) if form.scaled else (form.base_channels, form.base_repeats)
+                if shape == (arch.channels, arch.units):
                     return Selection(form, size, depth, width)
     supported = "; ".join(form.describe() for form in FORMS)
     raise YOLOv6ImportError(f"{path}: no shipped config reproduces this network: detected {arch.describe()}. "
-                            f"Supported, at any of YOLOv6's sizes {'/'.join(YOLOV6_SIZES)}: {supported}")
+                            f"Supported (the scaled designs at any of YOLOv6's sizes {'/'.join(YOLOV6_SIZES)}): "
+                            f"{supported}")

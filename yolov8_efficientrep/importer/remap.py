@@ -14,6 +14,12 @@ layer, YOLOv6 name to plugin name:
     SimSPPF / SPPF    cv1, cv2 (0.4.x: sppf.cv1, sppf.cv2) -> cv1, cv2
     (Sim)CSPSPPF      cv1..cv7 (0.4.x: cspsppf.cv1..) -> cv1..cv7
     Transpose         upsample_transpose -> the nn.ConvTranspose2d row itself
+    YOLOv6-Lite       ConvBNHS / ConvBN (block: ConvModule) -> Conv; Lite_EffiBlockS1 / S2, CSPBlock, DarknetBlock ->
+                      the plugin's blocks of the same child names; DPBlock conv_dw_1 + bn_1, conv_pw_1 + bn_2 ->
+                      conv_dw_1, conv_pw_1 (Conv, their conv biases folded into the BN); SEBlock conv1, conv2 (with
+                      bias) -> conv1, conv2; nn.Upsample rows checked (nearest, x2); a run of Lite_EffiBlockS1 blocks
+                      -> the modules of one row (the form's ``"row.i"``); the head's DPBlock branches -> the first two
+                      Convs of each LiteEffiDeHead branch
     Detect (head)     per level: stems -> stems, cls_convs -> cv3.i.0, reg_convs -> cv2.i.0, and the predictions
                       inference reads: cls_preds (cls_preds_af) -> cv3.i.1, reg_preds (reg_preds_lrtb, reg_preds_af)
                       -> cv2.i.1; with DFL, YOLOv6's fixed read-out weights (proj, proj_conv) must equal EffiDeHead's
@@ -21,8 +27,9 @@ layer, YOLOv6 name to plugin name:
 
 Every pair is checked: class, convolution shape, stride, padding, groups, BN ``eps``, activation, identity and
 shortcut presence; any mismatch is an error naming both sides. YOLOv6 0.2.x/0.3.x ``ConvWrapper`` layers (YOLOv6-L)
-carry a conv bias before their BN; a bias before BN shifts the BN's input by a constant that the BN subtracts again,
-so it is folded exactly into the BN's running mean (the target's convolutions have no bias).
+and YOLOv6-Lite's DPBlocks carry a conv bias before their BN; a bias before BN shifts the BN's input by a constant
+that the BN subtracts again, so it is folded exactly into the BN's running mean (the target's convolutions have no
+bias).
 """
 
 from __future__ import annotations
@@ -35,13 +42,14 @@ from ultralytics.nn.modules import Conv
 
 from ..blocks import BottleRep, QARepVGGBlock, QARepVGGBlockV2, RepBlock, RepVGGBlock
 from ..csp_blocks import CSPSPPF, BepC3, SimSPPF
-from ..heads import EffiDeHead
+from ..heads import EffiDeHead, LiteEffiDeHead
+from ..lite_blocks import SEBlock, DPBlock, DarknetBlock, LiteCSPBlock, LiteEffiBlockS1, LiteEffiBlockS2
 from .architecture import HeadLayout
 from .forms import Form
 from ..untrusted.records import Record
 from .reader import YOLOv6ImportError
 
-WRAPPERS = {"ConvWrapper", "SimConvWrapper", "ConvBNReLU", "ConvBNSiLU", "ConvBN"}  # hold their layer as `.block`
+WRAPPERS = {"ConvWrapper", "SimConvWrapper", "ConvBNReLU", "ConvBNSiLU", "ConvBN", "ConvBNHS"}  # layer in `.block`
 CONV_UNITS = {"SimConv", "Conv", "Conv_C3", "ConvModule", *WRAPPERS}  # Conv+BN(+activation) layers of every release
 BN_TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
@@ -194,18 +202,23 @@ class _Pairing:
     def head(self, src: Record, dst: nn.Module, layout: HeadLayout, s: str, d: str) -> None:
         """Pair YOLOv6's detection head with ``EffiDeHead``: what inference reads, level by level."""
         reg_max = layout.inference_reg_max(s)
-        shape = (layout.levels, layout.nc, reg_max + 1)
-        if type(dst) is not EffiDeHead or (dst.nl, dst.nc, dst.reg_max) != shape:
-            found = f"{dst.nl} levels, {dst.nc} classes, reg_max {dst.reg_max - 1}" if type(dst) is EffiDeHead else ""
-            raise self.fail(s, d, f"{layout.levels} levels, {layout.nc} classes, reg_max {reg_max} vs "
+        shape, head = (layout.levels, layout.nc, reg_max + 1), LiteEffiDeHead if layout.kind == "lite" else EffiDeHead
+        if type(dst) is not head or (dst.nl, dst.nc, dst.reg_max) != shape:
+            found = f"{dst.nl} levels, {dst.nc} classes, reg_max {dst.reg_max - 1}" if type(dst) is head else ""
+            raise self.fail(s, d, f"{head.__name__}: {layout.levels} levels, {layout.nc} classes, reg_max {reg_max} vs "
                                   f"{type(dst).__name__} {found}")
         cls, box = layout.inference
-        for i in range(dst.nl):
-            self.conv_unit(src.stems[i], dst.stems[i], f"{s}.stems.{i}", f"{d}.stems.{i}")
-            self.conv_unit(src.cls_convs[i], dst.cv3[i][0], f"{s}.cls_convs.{i}", f"{d}.cv3.{i}.0")
-            self.conv_unit(src.reg_convs[i], dst.cv2[i][0], f"{s}.reg_convs.{i}", f"{d}.cv2.{i}.0")
-            self.conv(getattr(src, cls)[i], dst.cv3[i][1], f"{s}.{cls}.{i}", f"{d}.cv3.{i}.1")
-            self.conv(getattr(src, box)[i], dst.cv2[i][1], f"{s}.{box}.{i}", f"{d}.cv2.{i}.1")
+        for i in range(dst.nl):  # Conv+BN+SiLU layers (EffiDeHead), or DPBlocks (YOLOv6-Lite: two Convs a branch)
+            self.layer(src.stems[i], dst.stems[i], f"{s}.stems.{i}", f"{d}.stems.{i}")
+            for convs, preds, branch, index in (("cls_convs", cls, dst.cv3[i], f"{d}.cv3.{i}"),
+                                                ("reg_convs", box, dst.cv2[i], f"{d}.cv2.{i}")):
+                last = len(branch) - 1
+                if layout.kind == "lite":
+                    self.dp_convs(getattr(src, convs)[i], (branch[0], branch[1]), f"{s}.{convs}.{i}",
+                                  (f"{index}.0", f"{index}.1"))
+                else:
+                    self.layer(getattr(src, convs)[i], branch[0], f"{s}.{convs}.{i}", f"{index}.0")
+                self.conv(getattr(src, preds)[i], branch[last], f"{s}.{preds}.{i}", f"{index}.{last}")
         keys = src.state_dict().keys()
         readout = [f"{s}.{key}" for key in keys if key.startswith("proj")]  # proj, proj_conv.weight: fixed 0..reg_max
         if reg_max:  # YOLOv6 reads its bins out with fixed weights 0..reg_max, as EffiDeHead's DFL does
@@ -218,10 +231,67 @@ class _Pairing:
         unread = tuple(f"{name}." for name in layout.dropped) + (() if reg_max else ("proj",))
         self.transfer.dropped.update(f"{s}.{key}" for key in keys if key.startswith(unread))
 
+    # --- YOLOv6-Lite ----------------------------------------------------------------------------------------------
+
+    def children(self, src: Record, dst: nn.Module, expected: type, names: tuple[str, ...], s: str, d: str) -> None:
+        """Pair a YOLOv6-Lite block with the plugin's block of the same child names, child by child."""
+        if type(dst) is not expected:
+            raise self.fail(s, d, f"{src.class_name} vs {type(dst).__name__}")
+        for name in names:
+            self.layer(getattr(src, name), getattr(dst, name), f"{s}.{name}", f"{d}.{name}")
+
+    def dp_block(self, src: Record, dst: nn.Module, s: str, d: str) -> None:
+        """Pair YOLOv6's DPBlock (convs with bias, separate BNs and Hardswish) with the plugin's (two Convs)."""
+        if type(dst) is not DPBlock:
+            raise self.fail(s, d, f"DPBlock vs {type(dst).__name__}")
+        self.dp_convs(src, (dst.conv_dw_1, dst.conv_pw_1), s, (f"{d}.conv_dw_1", f"{d}.conv_pw_1"))
+
+    def dp_convs(self, src: Record, dst: tuple[nn.Module, nn.Module], s: str, d: tuple[str, str]) -> None:
+        """Pair a YOLOv6 DPBlock's two convolutions, BNs and activations with two Ultralytics ``Conv`` layers (a
+        ``DPBlock``'s, or the first two of a ``LiteEffiDeHead`` branch)."""
+        for (conv, bn, act), layer, target in zip((("conv_dw_1", "bn_1", "act_1"), ("conv_pw_1", "bn_2", "act_2")),
+                                                  dst, d):
+            if not isinstance(layer, Conv) or not hasattr(layer, "bn"):
+                raise self.fail(f"{s}.{conv}", target, f"a Conv+BN layer vs {type(layer).__name__}")
+            source = getattr(src, conv)
+            self.conv(source, layer.conv, f"{s}.{conv}", f"{target}.conv", bias_into=f"{target}.bn")
+            bias = (source.bias, f"{s}.{conv}.bias") if source.bias is not None else None
+            self.bn(getattr(src, bn), layer.bn, f"{s}.{bn}", f"{target}.bn", bias)
+            self.act(getattr(src, act), layer.act, f"{s}.{act}", f"{target}.act")
+
+    def se_block(self, src: Record, dst: nn.Module, s: str, d: str) -> None:
+        """Pair YOLOv6-Lite's SEBlock with the plugin's: two 1x1 convolutions with bias, ReLU and a hard sigmoid."""
+        if type(dst) is not SEBlock:
+            raise self.fail(s, d, f"SEBlock vs {type(dst).__name__}")
+        for name in ("conv1", "conv2"):
+            self.conv(getattr(src, name), getattr(dst, name), f"{s}.{name}", f"{d}.{name}")
+        for name in ("avg_pool", "relu", "hardsigmoid"):
+            if not getattr(src, name).is_instance_of(type(getattr(dst, name))):
+                raise self.fail(f"{s}.{name}", f"{d}.{name}", f"{getattr(src, name)} vs {getattr(dst, name)}")
+
+    def upsample(self, src: Record, dst: nn.Module, s: str, d: str) -> None:
+        """Check that two nearest-neighbour upsamplings are the same (no tensors)."""
+        settings = ("scale_factor", "mode", "size")
+        if not (isinstance(dst, nn.Upsample) and all(getattr(src, k, None) == getattr(dst, k) for k in settings)):
+            raise self.fail(s, d, f"{src} vs {dst}")
+
     def layer(self, src: Record, dst: nn.Module, s: str, d: str) -> None:
         """Pair any YOLOv6 layer with its target by the layer's YOLOv6 class."""
         name = src.class_name
-        if name == "RepVGGBlock":
+        lite = {"Lite_EffiBlockS1": (LiteEffiBlockS1, ("conv_pw_1", "conv_dw_1", "se", "conv_1")),
+                "Lite_EffiBlockS2": (LiteEffiBlockS2, ("conv_dw_1", "conv_1", "conv_pw_2", "conv_dw_2", "se",
+                                                       "conv_2", "conv_dw_3", "conv_pw_3")),
+                "CSPBlock": (LiteCSPBlock, ("conv_1", "conv_2", "conv_3", "blocks")),
+                "DarknetBlock": (DarknetBlock, ("conv_1", "conv_2"))}
+        if name in lite:
+            self.children(src, dst, *lite[name], s, d)
+        elif name == "DPBlock":
+            self.dp_block(src, dst, s, d)
+        elif name == "SEBlock":
+            self.se_block(src, dst, s, d)
+        elif src.is_instance_of(nn.Upsample):
+            self.upsample(src, dst, s, d)
+        elif name == "RepVGGBlock":
             self.repvgg(src, dst, s, d)
         elif name in ("QARepVGGBlock", "QARepVGGBlockV2"):
             self.qarepvgg(src, dst, s, d)
@@ -260,8 +330,8 @@ def remap(source: Record, target: nn.Module, form: Form, head: HeadLayout | None
     """
     pairing = _Pairing(target)
     modules = dict(source.named_modules())
-    for path, index in form.layers.items():
-        pairing.layer(modules[path], target.model[index], path, f"model.{index}")
+    for path, index in form.layers.items():  # a row, or "row.i": a module of a row that repeats one
+        pairing.layer(modules[path], target.model.get_submodule(str(index)), path, f"model.{index}")
     last = len(target.model) - 1
     if head is not None:
         pairing.head(source.detect, target.model[last], head, "detect", f"model.{last}")

@@ -1,0 +1,214 @@
+"""YOLOv6-Lite S/M/L (YOLOv6 0.4.0): the plugin's Lite blocks fuse to the same outputs, the yolov6-lite configs build
+from scratch with YOLOv6-Lite's published parameter counts, and ``import-yolov6`` gives Ultralytics models that
+compute what YOLOv6-Lite computes, with its head (``--head yolov6``) or a new YOLOv8 head.
+
+The YOLOv6-Lite networks are stand-ins reproducing tag 0.4.0's classes (``yolov6_zoo_models.py``; the 0.3.0 code on
+PyPI has none of them) with YOLOv6 0.3.0's own weight initialization, anchors and box decoding, BN statistics measured
+on the photos, random BN affine values, conv biases and prediction weights, saved as YOLOv6 0.4.x saves them. On
+Ultralytics' bus.jpg and zidane.jpg letterboxed by YOLOv6's code to 320 (YOLOv6-Lite's size), every backbone and neck
+output and YOLOv6's inference output before and after NMS are compared; then ONNX Runtime running the export, and one
+fine-tuning epoch.
+"""
+
+import contextlib
+import copy
+import csv
+import io
+import math
+
+import pytest
+import torch
+from torch import nn
+from ultralytics.nn.modules import Conv
+from ultralytics.utils.torch_utils import fuse_conv_and_bn
+
+from yolov8_efficientrep.lite_blocks import DPBlock, LiteCSPBlock, LiteEffiBlockS1, LiteEffiBlockS2, SplitAdd
+
+from helpers import REPO, RTOL, relative_difference
+
+SIZE = 320  # YOLOv6-Lite's published input size
+
+
+def fold_bn(module: nn.Module) -> nn.Module:
+    """Fold every Conv's BN into its convolution as Ultralytics' ``model.fuse()`` does; return ``module``."""
+    for layer in module.modules():
+        if isinstance(layer, Conv) and hasattr(layer, "bn"):
+            layer.conv = fuse_conv_and_bn(layer.conv, layer.bn)
+            delattr(layer, "bn")
+            layer.forward = layer.forward_fuse
+    return module
+
+
+@pytest.mark.parametrize("block, c1", [
+    (DPBlock(16, 16, 5, 1), 16), (DPBlock(16, 32, 3, 2), 16), (LiteEffiBlockS1(32, 32, 16), 32),
+    (LiteEffiBlockS2(24, 32, 16), 24), (LiteEffiBlockS2(32, 48, 24, s=1), 32), (LiteCSPBlock(32, 16, 5), 32),
+], ids=lambda value: type(value).__name__ if isinstance(value, nn.Module) else str(value))
+def test_lite_blocks_fold_their_bn_to_the_same_outputs(block, c1, randomize_bn):
+    block = randomize_bn(block)
+    x = torch.randn(2, c1, 20, 20)
+    with torch.no_grad():
+        unfused = block(x)
+        fused_block = fold_bn(copy.deepcopy(block))
+        fused = fused_block(x)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused_block.modules())
+    assert relative_difference(fused, unfused) < RTOL
+
+
+def test_lite_s1_block_keeps_half_the_channels_and_interleaves_them(randomize_bn):
+    block = randomize_bn(LiteEffiBlockS1(8, 8, 4))
+    x = torch.randn(1, 8, 6, 6)
+    with torch.no_grad():
+        y = block(x)
+    assert torch.equal(y[:, 0::2], x[:, :4])  # the first half passes through, on the even channels after the shuffle
+    assert torch.equal(SplitAdd(8, 4)(x), x[:, :4] + x[:, 4:])
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: LiteEffiBlockS1(16, 32, 8), "c1 must equal c2"),
+    (lambda: LiteEffiBlockS1(15, 15, 8), "c1 must be even"),
+    (lambda: LiteEffiBlockS2(16, 31, 8), "c2 must be even"),
+    (lambda: DPBlock(16, 16, 4), "kernel k must be an odd positive integer"),
+    (lambda: SplitAdd(16, 16), "twice the output's channels"),
+])
+def test_lite_blocks_reject_bad_arguments_by_name(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+# --- the configs and the import (needs YOLOv6's code) -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    pytest.importorskip("yolov6.models.yolo", reason="YOLOv6's code is not installed: pip install --no-deps "
+                                                      "yolov6detect==0.4.1 tqdm (the test extra lists tqdm)")
+    import yolov6_zoo_models
+
+    return yolov6_zoo_models
+
+
+@pytest.mark.parametrize("size, params", [("s", 0.55), ("m", 0.79), ("l", 1.09)])
+def test_lite_configs_build_from_scratch_with_yolov6s_counts_and_fuse_to_the_same_outputs(size, params, randomize_bn):
+    """Built from scratch; the import tests prove the layers YOLOv6's own, this the published size, and fusion."""
+    import yaml
+    from ultralytics import YOLO
+
+    from yolov8_efficientrep.fusion import fuse_model, sample_image
+
+    model = YOLO(REPO / "cfg" / f"yolov6-lite-{size}.yaml").model
+    assert model.stride.tolist() == [8, 16, 32, 64] and type(model.model[-1]).__name__ == "LiteEffiDeHead"
+    fused = fuse_model(randomize_bn(model), imgsz=128)  # checked by the plugin; compared again below
+    count = sum(p.numel() for p in fused.parameters())
+    assert abs(count / 1e6 - params) <= 0.015, count  # YOLOv6-Lite's published count, in millions (2 decimals)
+    image = sample_image(128, 128)
+    with torch.no_grad():
+        assert relative_difference(fused(image)[0], model(image)[0]) <= RTOL
+    ours = yaml.safe_load((REPO / "cfg" / f"yolov6-lite-{size}.yaml").read_text())
+    theirs = yaml.safe_load((REPO / "cfg" / f"yolov8-lite-{size}.yaml").read_text())
+    assert ours["backbone"] + ours["head"][:-1] == theirs["backbone"] + theirs["head"][:-1]
+    assert theirs["head"][-1] == [[16, 19, 22, 26], 1, "Detect", ["nc"]]
+    assert ours["head"][-1] == [[16, 19, 22, 26], 1, "LiteEffiDeHead", ["nc"]]
+
+
+@pytest.fixture(scope="module")
+def imported(zoo, tmp_path_factory):
+    """Return a function: size -> (YOLOv6-Lite's network, its file, the --head yolov6 import, what was printed)."""
+    from yolov8_efficientrep.cli import main
+
+    made = {}
+
+    def get(size: str):
+        if size not in made:
+            model = zoo.calibrated(zoo.build_lite(size), SIZE)
+            folder = tmp_path_factory.mktemp("lite")
+            source, output = zoo.save_lite(model, folder / f"yolov6lite_{size}.pt"), folder / "imported.pt"
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                assert main(["import-yolov6", str(source), "-o", str(output), "--head", "yolov6"]) == 0
+            made[size] = model, source, output, printed.getvalue()
+        return made[size]
+
+    return get
+
+
+@pytest.mark.parametrize("size", ["s", "m", "l"])
+def test_lite_import_with_its_head_gives_yolov6s_features_and_detections(size, zoo, imported):
+    import yolov6_models as ym
+
+    from yolov8_efficientrep.checkpoints import load_checkpoint
+    from yolov8_efficientrep.heads import LiteEffiDeHead
+    from yolov8_efficientrep.importer.forms import FORMS
+
+    yolov6, _, output, printed = imported(size)
+    assert printed.startswith(f"yolov6lite_{size} (0.4.0, Lite_EffiBackbone + Lite_EffiNeck) -> yolov6-lite-{size}: ")
+    assert "YOLOv6's LiteEffiDeHead for nc=80 (reg_preds: plain distances)" in printed
+    ours, checkpoint = load_checkpoint(output)
+    assert type(ours.model[-1]) is LiteEffiDeHead and checkpoint["yolov6_import"]["dropped"] == []
+    form = next(form for form in FORMS if form.config == f"yolov8-lite-{size}")
+    largest = [0.0] * 5
+    for name in zoo.PHOTOS:
+        image = zoo.photo(name, SIZE)
+        features = zoo.layer_outputs(ours, form.backbone_outputs + form.neck_outputs, image), ym.features(yolov6, image)
+        maps = max(relative_difference(a, b) for a, b in zip(*features))  # 3 backbone and 4 neck outputs
+        assert maps <= RTOL, (name, maps)
+        with torch.no_grad():
+            measured = zoo.detections_match(ours(image)[0], ym.inference(yolov6, image))
+        largest = [max(a, b) for a, b in zip(largest, (maps, *measured[:4]))]
+    print(f"YOLOv6-Lite-{size.upper()}: {printed.splitlines()[0]}\n  features {largest[0]:.1e}, pre-NMS boxes "
+          f"{largest[1]:.1e} scores {largest[2]:.1e} relative; after NMS the same detections, boxes within "
+          f"{largest[3]:.1e} px, scores within {largest[4]:.1e}")
+
+
+def test_lite_import_under_a_yolov8_head_keeps_every_backbone_and_neck_tensor(zoo, imported, tmp_path, capsys):
+    import yolov6_models as ym
+
+    from yolov8_efficientrep.checkpoints import load_checkpoint
+    from yolov8_efficientrep.cli import main
+
+    yolov6, source, _, _ = imported("s")
+    output = tmp_path / "yolov8-lite-s.pt"
+    assert main(["import-yolov6", str(source), "-o", str(output), "--nc", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("yolov6lite_s (0.4.0, Lite_EffiBackbone + Lite_EffiNeck) -> yolov8-lite-s: backbone "
+                              "410/410, neck 226/226 tensors; Detect head initialized for nc=4"), printed
+    ours, _ = load_checkpoint(output)
+    assert type(ours.model[-1]).__name__ == "Detect" and ours.model[-1].nl == 4 and ours.model[-1].nc == 4
+    image = zoo.photo("bus.jpg", SIZE)
+    difference = max(relative_difference(a, b) for a, b in
+                     zip(zoo.layer_outputs(ours, (3, 5, 7, 16, 19, 22, 26), image), ym.features(yolov6, image)))
+    assert difference <= RTOL
+    print(f"{printed.splitlines()[0]}; features {difference:.1e}")
+
+
+def test_lite_onnx_export_gives_yolov6s_detections_in_onnxruntime(zoo, imported):
+    import onnxruntime
+    import yolov6_models as ym
+    from ultralytics import YOLO
+
+    from yolov8_efficientrep.graphs import onnx_unfused_nodes
+
+    yolov6, _, output, _ = imported("s")
+    onnx_file = YOLO(output).export(format="onnx", imgsz=SIZE, device="cpu")  # fused and checked by the plugin
+    assert onnx_unfused_nodes(onnx_file) == []
+    session = onnxruntime.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
+    images = [zoo.photo(name, SIZE, rect=False) for name in zoo.PHOTOS]
+    tolerance = zoo.fusion_tolerance(yolov6, images)
+    largest = [0.0] * 4
+    for image in images:
+        exported = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: image.numpy()})[0])
+        measured = zoo.detections_match(exported, ym.inference(yolov6, image), tolerance)
+        largest = [max(a, b) for a, b in zip(largest, measured[:4])]
+    print(f"ONNX Runtime vs YOLOv6-Lite-S: pre-NMS boxes {largest[0]:.1e}, scores {largest[1]:.1e} relative (bound "
+          f"{tolerance:.1e}); the same detections, boxes within {largest[2]:.1e} px, scores within {largest[3]:.1e}")
+
+
+def test_one_fine_tuning_epoch_of_the_lite_import_runs(imported, shapes_data, tmp_path):
+    from ultralytics import YOLO
+
+    _, _, output, _ = imported("s")
+    YOLO(output).train(data=str(shapes_data), epochs=1, imgsz=64, batch=8, workers=0, device="cpu", plots=False,
+                       val=False, project=str(tmp_path), name="tuned", exist_ok=True)
+    rows = list(csv.DictReader((tmp_path / "tuned" / "results.csv").open()))
+    losses = {k.strip(): float(v) for k, v in rows[0].items() if k.strip().startswith("train/")}
+    assert len(rows) == 1 and len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses.values()), losses
+    print(f"one epoch from YOLOv6-Lite-S at imgsz 64: losses {losses}")
