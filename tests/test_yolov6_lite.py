@@ -19,8 +19,6 @@ import math
 import pytest
 import torch
 from torch import nn
-from ultralytics.nn.modules import Conv
-from ultralytics.utils.torch_utils import fuse_conv_and_bn
 
 from yolov8_efficientrep.lite_blocks import DPBlock, LiteCSPBlock, LiteEffiBlockS1, LiteEffiBlockS2, SplitAdd
 
@@ -29,14 +27,13 @@ from helpers import REPO, RTOL, relative_difference
 SIZE = 320  # YOLOv6-Lite's published input size
 
 
-def fold_bn(module: nn.Module) -> nn.Module:
-    """Fold every Conv's BN into its convolution as Ultralytics' ``model.fuse()`` does; return ``module``."""
-    for layer in module.modules():
-        if isinstance(layer, Conv) and hasattr(layer, "bn"):
-            layer.conv = fuse_conv_and_bn(layer.conv, layer.bn)
-            delattr(layer, "bn")
-            layer.forward = layer.forward_fuse
-    return module
+def ultralytics_fuse(block: nn.Module) -> nn.Module:
+    """Return a copy of ``block`` fused by Ultralytics' own ``BaseModel.fuse()`` (Conv+BN folding, as export does)."""
+    from ultralytics.nn.tasks import BaseModel
+
+    wrapper = BaseModel()
+    wrapper.model = nn.Sequential(copy.deepcopy(block))
+    return wrapper.fuse(verbose=False).model[0]
 
 
 @pytest.mark.parametrize("block, c1", [
@@ -48,7 +45,7 @@ def test_lite_blocks_fold_their_bn_to_the_same_outputs(block, c1, randomize_bn):
     x = torch.randn(2, c1, 20, 20)
     with torch.no_grad():
         unfused = block(x)
-        fused_block = fold_bn(copy.deepcopy(block))
+        fused_block = ultralytics_fuse(block)
         fused = fused_block(x)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused_block.modules())
     assert relative_difference(fused, unfused) < RTOL
@@ -121,7 +118,7 @@ def imported(zoo, tmp_path_factory):
         if size not in made:
             model = zoo.calibrated(zoo.build_lite(size), SIZE)
             folder = tmp_path_factory.mktemp("lite")
-            source, output = zoo.save_lite(model, folder / f"yolov6lite_{size}.pt"), folder / "imported.pt"
+            source, output = zoo.save_04(model, folder / f"yolov6lite_{size}.pt"), folder / "imported.pt"
             printed = io.StringIO()
             with contextlib.redirect_stdout(printed):
                 assert main(["import-yolov6", str(source), "-o", str(output), "--head", "yolov6"]) == 0

@@ -38,7 +38,6 @@ from ultralytics.utils.nms import non_max_suppression
 from yolov6.assigners.anchor_generator import generate_anchors
 from yolov6.data.data_augment import letterbox
 from yolov6.layers import common
-from yolov6.models import efficientrep, reppan
 from yolov6.utils.general import dist2bbox
 from yolov6.utils.nms import non_max_suppression as yolov6_nms
 from yolov6.utils.torch_utils import fuse_model as yolov6_fuse_model
@@ -80,15 +79,15 @@ def p6_config(design: str, size: str) -> ym.Config:
 # --- YOLOv6-Lite (0.4.0) stand-ins -------------------------------------------------------------------------------------
 
 LITE_WIDTHS = {"s": 0.7, "m": 1.1, "l": 1.5}  # configs/yolov6_lite/yolov6_lite_{s,m,l}.py
-LITE_PATHS = {}  # stand-in class -> its YOLOv6 0.4.0 module, for pickling
+STAND_IN_PATHS = {}  # stand-in class -> its YOLOv6 0.4.0 module, for pickling
 
 
-def _lite(module: str):
+def _yolov6(module: str):
     """Give a stand-in class YOLOv6's class path ``module.<its name>``."""
 
     def named(cls: type) -> type:
         cls.__module__, cls.__qualname__ = module, cls.__name__
-        LITE_PATHS[cls] = module
+        STAND_IN_PATHS[cls] = module
         return cls
 
     return named
@@ -97,7 +96,7 @@ def _lite(module: str):
 ACTIVATION_TABLE = {"hardswish": nn.Hardswish()}  # 0.4.0's common.activation_table: one module shared by every layer
 
 
-@_lite("yolov6.layers.common")
+@_yolov6("yolov6.layers.common")
 class ConvBNHS(ym._Wrapper):
     """0.4.0's ConvBNHS: ``block`` = ConvModule(conv without bias, bn, the shared Hardswish)."""
 
@@ -107,7 +106,7 @@ class ConvBNHS(ym._Wrapper):
                                                     "hardswish"))
 
 
-@_lite("yolov6.layers.common")
+@_yolov6("yolov6.layers.common")
 class ConvBN(ym._Wrapper):
     """0.4.0's ConvBN: ``block`` = ConvModule(conv without bias, bn), no activation."""
 
@@ -116,7 +115,7 @@ class ConvBN(ym._Wrapper):
         super().__init__(ym.STAND_INS["ConvModule"](conv, nn.BatchNorm2d(c2), None, None))
 
 
-@_lite("yolov6.layers.common")
+@_yolov6("yolov6.layers.common")
 class SEBlock(nn.Module):
     """0.4.0's SEBlock: average, 1x1 conv to c // 4, ReLU, 1x1 conv back, hard sigmoid, times the input."""
 
@@ -132,7 +131,7 @@ class SEBlock(nn.Module):
         return x * self.hardsigmoid(self.conv2(self.relu(self.conv1(self.avg_pool(x)))))
 
 
-@_lite("yolov6.layers.common")
+@_yolov6("yolov6.layers.common")
 class Lite_EffiBlockS1(nn.Module):  # noqa: N801 (YOLOv6's name)
     """0.4.0's stride-1 block: second half -> 1x1 (HS), 3x3 depthwise (BN), SE, 1x1 (HS); cat after the first half;
     two-group channel shuffle."""
@@ -153,7 +152,7 @@ class Lite_EffiBlockS1(nn.Module):  # noqa: N801 (YOLOv6's name)
         return out.view(b, 2, c // 2, h, w).transpose(1, 2).contiguous().view(b, -1, h, w)
 
 
-@_lite("yolov6.layers.common")
+@_yolov6("yolov6.layers.common")
 class Lite_EffiBlockS2(nn.Module):  # noqa: N801 (YOLOv6's name)
     """0.4.0's downsampling block: [3x3 dw (BN), 1x1 (HS)] and [1x1 (HS) to mid / 2, 3x3 dw (BN), SE, 1x1 (HS)],
     concatenated, then a 3x3 depthwise (HS) and a 1x1 (HS) convolution."""
@@ -176,7 +175,7 @@ class Lite_EffiBlockS2(nn.Module):  # noqa: N801 (YOLOv6's name)
         return self.conv_pw_3(self.conv_dw_3(torch.cat([first, second], 1)))
 
 
-@_lite("yolov6.layers.common")
+@_yolov6("yolov6.layers.common")
 class DPBlock(nn.Module):
     """0.4.0's DPBlock: depthwise k x k conv (with bias), BN, Hardswish; 1x1 conv (with bias), BN, Hardswish."""
 
@@ -194,7 +193,7 @@ class DPBlock(nn.Module):
         return self.act_2(self.bn_2(self.conv_pw_1(self.act_1(self.bn_1(self.conv_dw_1(x))))))
 
 
-@_lite("yolov6.layers.common")
+@_yolov6("yolov6.layers.common")
 class DarknetBlock(nn.Module):
     """0.4.0's DarknetBlock: 1x1 ConvBNHS to out * expansion, then a DPBlock."""
 
@@ -208,7 +207,7 @@ class DarknetBlock(nn.Module):
         return self.conv_2(self.conv_1(x))
 
 
-@_lite("yolov6.layers.common")
+@_yolov6("yolov6.layers.common")
 class CSPBlock(nn.Module):
     """0.4.0's CSPBlock: two 1x1 paths to out / 2, a DarknetBlock on the first, cat, 1x1 to out."""
 
@@ -224,7 +223,7 @@ class CSPBlock(nn.Module):
         return self.conv_3(torch.cat((self.blocks(self.conv_1(x)), self.conv_2(x)), 1))
 
 
-@_lite("yolov6.models.efficientrep")
+@_yolov6("yolov6.models.efficientrep")
 class Lite_EffiBackbone(nn.Module):  # noqa: N801 (YOLOv6's name)
     """0.4.0's Lite backbone: a 24-channel stride-2 ConvBNHS, then four stages of one S2 and n - 1 S1 blocks; returns
     the last three stages' outputs (P3, P4, P5)."""
@@ -247,7 +246,7 @@ class Lite_EffiBackbone(nn.Module):  # noqa: N801 (YOLOv6's name)
         return x, p4, self.lite_effiblock_4(p4)
 
 
-@_lite("yolov6.models.reppan")
+@_yolov6("yolov6.models.reppan")
 class Lite_EffiNeck(nn.Module):  # noqa: N801 (YOLOv6's name)
     """0.4.0's Lite neck: 1x1 reductions to the unified width, a top-down and a bottom-up path of CSPBlocks with
     nearest upsampling and DPBlock downsampling, and P6 as the sum of two stride-2 DPBlocks."""
@@ -275,7 +274,7 @@ class Lite_EffiNeck(nn.Module):  # noqa: N801 (YOLOv6's name)
         return [pan3, pan2, pan1, self.p6_conv_1(top) + self.p6_conv_2(pan1)]
 
 
-@_lite("yolov6.models.heads.effidehead_lite")
+@_yolov6("yolov6.models.heads.effidehead_lite")
 class Detect(nn.Module):
     """0.4.0's effidehead_lite.Detect: per level DPBlock stem, cls and reg DPBlocks, 1x1 predictions (nc; 4 plain
     distances); inference decodes like effidehead.Detect without DFL: (batch, anchors, xywh + 1 + nc)."""
@@ -333,7 +332,7 @@ def _lite_divisible(value: float, divisor: int = 16) -> int:
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
-@_lite("yolov6.models.yolo_lite")
+@_yolov6("yolov6.models.yolo_lite")
 class Model(nn.Module):
     """0.4.0's yolo_lite.Model: Lite_EffiBackbone + Lite_EffiNeck + the lite head, built by its build_network."""
 
@@ -364,20 +363,120 @@ def build_lite(size: str, seed: int = 0) -> nn.Module:
 
 
 @contextlib.contextmanager
-def _lite_paths():
-    """Let pickle find the Lite stand-ins under 0.4.0's class paths (two of their modules are not in 0.3.0)."""
-    modules = {path: sys.modules.get(path) or types.ModuleType(path) for path in set(LITE_PATHS.values())}
+def _stand_in_paths():
+    """Let pickle find the 0.4.0 stand-ins under their class paths (two of their modules are not in 0.3.0)."""
+    modules = {path: sys.modules.get(path) or types.ModuleType(path) for path in set(STAND_IN_PATHS.values())}
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.dict(sys.modules, modules))
-        for cls, path in LITE_PATHS.items():
+        for cls, path in STAND_IN_PATHS.items():
             stack.enter_context(mock.patch.object(modules[path], cls.__name__, cls, create=True))
         yield
 
 
-def save_lite(model: nn.Module, path: Path) -> Path:
-    """Save a Lite network as 0.4.x's ``strip_optimizer`` does."""
-    with _lite_paths():
+def save_04(model: nn.Module, path: Path) -> Path:
+    """Save a network with 0.4.0 stand-ins (Lite, MBLA) as 0.4.x's ``strip_optimizer`` does."""
+    with _stand_in_paths():
         return ym.save(model, path, "0.4")
+
+
+# --- MBLA (0.4.0) stand-ins ------------------------------------------------------------------------------------------
+
+MBLA_SIZES = {"s": (0.5, 0.5), "m": (0.5, 0.75), "l": (0.5, 1.0), "x": (1.0, 1.0)}  # configs/mbla/yolov6*_mbla.py
+
+
+def _conv_bn_silu(c1: int, c2: int, k: int = 3) -> nn.Module:
+    """0.4.0's ConvBNSiLU(c1, c2, k): ``block`` = ConvModule(conv without bias, bn, SiLU)."""
+    conv = nn.Conv2d(c1, c2, k, 1, k // 2, bias=False)
+    return ym.STAND_INS["ConvBNSiLU"](ym.STAND_INS["ConvModule"](conv, nn.BatchNorm2d(c2), nn.SiLU(), "silu"))
+
+
+@_yolov6("yolov6.layers.common")
+class BottleRep3(nn.Module):
+    """0.4.0's BottleRep3: three ConvBNSiLU layers (the conv_silu models' basic block) and ``alpha`` times the input
+    where the shapes match."""
+
+    def __init__(self, in_channels, out_channels, weight=True):
+        super().__init__()
+        self.conv1 = _conv_bn_silu(in_channels, out_channels)
+        self.conv2 = _conv_bn_silu(out_channels, out_channels)
+        self.conv3 = _conv_bn_silu(out_channels, out_channels)
+        self.shortcut = in_channels == out_channels
+        self.alpha = nn.Parameter(torch.ones(1)) if weight else 1.0
+
+    def forward(self, x):
+        y = self.conv3(self.conv2(self.conv1(x)))
+        return y + self.alpha * x if self.shortcut else y
+
+
+@_yolov6("yolov6.layers.common")
+class MBLABlock(nn.Module):
+    """0.4.0's MBLABlock with the conv_silu models' layers: n // 2 BottleRep3 units in the longest branch; branches
+    [0, 1] for one unit, else [0, the largest power of two below n // 2, n // 2]; a SiLU ConvModule splits the input
+    into branches of out * e channels and another mixes every map."""
+
+    def __init__(self, in_channels, out_channels, n=1, e=0.5):
+        super().__init__()
+        n = max(n // 2, 1)
+        if n == 1:
+            lengths = [0, 1]
+        else:
+            step = 1
+            while step * 2 < n:
+                step *= 2
+            lengths = [0, step, n]
+        self.c = int(out_channels * e)
+        conv = nn.Conv2d(in_channels, len(lengths) * self.c, 1, 1, 0, bias=False)
+        self.cv1 = ym.STAND_INS["ConvModule"](conv, nn.BatchNorm2d(conv.out_channels), nn.SiLU(), "silu")
+        conv = nn.Conv2d((sum(lengths) + len(lengths)) * self.c, out_channels, 1, 1, 0, bias=False)
+        self.cv2 = ym.STAND_INS["ConvModule"](conv, nn.BatchNorm2d(out_channels), nn.SiLU(), "silu")
+        self.m = nn.ModuleList(nn.Sequential(*(BottleRep3(self.c, self.c) for _ in range(k))) for k in lengths[1:])
+        self.split_num = (self.c,) * len(lengths)
+
+    def forward(self, x):
+        first, *branches = self.cv1(x).split(self.split_num, 1)
+        maps = [first]
+        for branch, chain in zip(branches, self.m):
+            maps.append(branch)
+            for unit in chain:
+                maps.append(unit(maps[-1]))
+        return self.cv2(torch.cat(maps, 1))
+
+
+def mbla_config(size: str) -> ym.Config:
+    """YOLOv6 0.4.0's configs/mbla/yolov6{size}_mbla.py, with BepC3 stages for 0.3.0's build_network (``build_mbla``
+    puts the MBLABlocks in)."""
+    depth, width = MBLA_SIZES[size]
+    return ym._config(dict(training_mode="conv_silu", model=dict(
+        depth_multiple=depth, width_multiple=width,
+        backbone=dict(type="CSPBepBackbone", num_repeats=[1, 4, 8, 8, 4], out_channels=[64, 128, 256, 512, 1024],
+                      csp_e=1 / 2, fuse_P2=True),
+        neck=dict(type="CSPRepBiFPANNeck", num_repeats=[8, 8, 8, 8], out_channels=[256, 128, 128, 256, 256, 512],
+                  csp_e=1 / 2),
+        head=dict(type="EffiDeHead", in_channels=[128, 256, 512], num_layers=3, anchors=1, strides=[8, 16, 32],
+                  use_dfl=True, reg_max=16))))
+
+
+def build_mbla(size: str, seed: int = 0) -> nn.Module:
+    """Build YOLOv6-``size``_mbla as 0.4.0 does: 0.3.0's build_network for the CSP design, every BepC3 stage then
+    replaced by an MBLABlock of the stage's channels and depth-scaled repeats (0.4.0's ``stage_block_type``), YOLOv6's
+    ``initialize_weights``, randomized like ``yolov6_models.build``, in 0.4.x's module tree and names."""
+    config = mbla_config(size)
+    depth = config.model.depth_multiple
+    repeats = [max(round(n * depth), 1) for n in (4, 8, 8, 4, 8, 8, 8, 8)]
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = ym.yolov6_yolo.build_model(config, 80, "cpu")
+        stages = [(model.backbone, f"ERBlock_{k}", 1) for k in range(2, 6)]
+        stages += [(model.neck, name, None) for name in ("Rep_p4", "Rep_p3", "Rep_n3", "Rep_n4")]
+        for (parent, name, index), n in zip(stages, repeats):
+            owner = getattr(parent, name) if index is not None else parent
+            key = str(index) if index is not None else name
+            bepc3 = owner._modules[key]
+            owner._modules[key] = MBLABlock(bepc3.cv1.conv.in_channels, bepc3.cv3.conv.out_channels, n,
+                                            1 / 2)
+        initialize_weights(model)
+    model = ym.randomize_head(ym.randomize(model, seed), seed)
+    return ym._renamed_04(model).half().float().eval()
 
 
 # --- photos, features and detections ----------------------------------------------------------------------------------

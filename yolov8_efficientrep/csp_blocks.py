@@ -1,4 +1,5 @@
-"""YOLOv6's CSP-style BepC3 stage for larger models, and YOLOv6's SPPF variants (SimSPPF, CSPSPPF, SimCSPSPPF).
+"""YOLOv6's CSP-style stages for larger models (BepC3; MBLABlock of its _mbla models, with BottleRep3), and YOLOv6's
+SPPF variants (SimSPPF, CSPSPPF, SimCSPSPPF).
 
 Checkpoints pickle these classes by import path (``yolov8_efficientrep.csp_blocks.<Name>``): keep names and path stable.
 Every convolution here is an Ultralytics ``Conv`` or a Rep unit, so Ultralytics' ``model.fuse()`` folds them all.
@@ -11,9 +12,9 @@ from torch import nn
 from ultralytics.nn.modules import Conv
 
 from .activations import Act, resolve_act
-from .blocks import BASIC_UNITS, RepBlock
+from .blocks import BASIC_UNITS, BottleRep, RepBlock
 from .limits import (MAX_KERNEL, RestrictedLoadOnly, check_channels, check_kernel, check_parameters, check_repeats,
-                     stored_attribute_error)
+                     check_stored, stored_attribute_error)
 from .messages import call, quoted
 
 
@@ -177,3 +178,99 @@ class SimCSPSPPF(CSPSPPF):
     def __init__(self, c1: int, c2: int, k: int = 5, e: float = 0.5, act: Act = "relu"):
         """Initialize the layer; arguments as ``CSPSPPF``'s, with ReLU as the default activation."""
         super().__init__(c1, c2, k, e, act)
+
+
+class BottleRep3(BottleRep):
+    """YOLOv6's BottleRep3 (inside ``MBLABlock``): ``BottleRep`` with three units in sequence instead of two.
+
+    Attributes:
+        cv3 (nn.Module): Third unit, ``c2 -> c2``.
+    """
+
+    def __init__(self, c1: int, c2: int, block: str | type[nn.Module] = "RepVGGBlock", weight: bool = True,
+                 act: Act = True):
+        """Initialize the unit; arguments as ``BottleRep``'s."""
+        super().__init__(c1, c2, block, weight, act)
+        self.cv3 = type(self.cv2)(c2, c2, act=self.cv2.act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the three units and add the weighted input when shapes match."""
+        y = self.cv3(self.cv2(self.cv1(x)))
+        return y + self.alpha * x if self.add else y
+
+
+def mbla_branches(n: int) -> list[int]:
+    """Return the BottleRep3 units of each branch of an ``MBLABlock`` of ``n`` layers, as YOLOv6 lays them out.
+
+    ``n // 2`` units at most (at least one); a first branch of none, then one (one unit in all) or two more branches:
+    ``n // 2`` units, and the largest power of two below it.
+    """
+    units = max(n // 2, 1)
+    if units == 1:
+        return [0, 1]
+    step = 1
+    while step * 2 < units:
+        step *= 2
+    return [0, step, units]
+
+
+class MBLABlock(RestrictedLoadOnly, nn.Module):
+    """YOLOv6 0.4's MBLABlock (Multi-Branch Layer Aggregation), the stage of its ``_mbla`` models.
+
+    A 1x1 convolution makes one ``c2 * e``-channel map per branch; every branch after the first runs a chain of
+    ``BottleRep3`` units on its map, and every intermediate output of every chain joins the concatenation that a 1x1
+    convolution mixes to ``c2``: ELAN-style aggregation of many depths at once.
+
+    Attributes:
+        c (int): Channels of each branch, ``c2 * e``.
+        cv1 (Conv): 1x1 convolution to ``branches * c`` channels.
+        cv2 (Conv): 1x1 convolution of the concatenated maps to ``c2``.
+        m (nn.ModuleList): One ``nn.Sequential`` of BottleRep3 units per branch after the first (``mbla_branches``).
+    """
+
+    def __init__(self, c1: int, c2: int, n: int = 1, e: float = 0.5, block: str | type[nn.Module] = "RepVGGBlock",
+                 act: Act = True):
+        """Initialize the stage.
+
+        Args:
+            c1 (int): Input channels.
+            c2 (int): Output channels.
+            n (int): Layers, as YOLOv6 counts them (depth-scaled by the parser like C3's repeats): ``n // 2``
+                BottleRep3 units in the longest branch.
+            e (float): Channels of each branch as a fraction of ``c2`` (YOLOv6's MBLA models: 1/2).
+            block (str | type): Layers inside BottleRep3, a key of ``BASIC_UNITS`` (YOLOv6's MBLA models train plain
+                3x3 Conv+BN+SiLU layers: ``ConvBNAct``).
+            act (bool | str | nn.Module): Activation of the 1x1 convolutions and the layers, as ``RepVGGBlock``'s.
+        """
+        super().__init__()
+        owner = call("MBLABlock", c1=c1, c2=c2, n=n, e=e)
+        check_channels(owner, c1, c2)
+        check_repeats(owner, n)
+        _check_expansion(owner, e)
+        if isinstance(block, str) and block not in BASIC_UNITS:
+            raise ValueError(f"{owner}: unknown block {quoted(block)}; choose one of {', '.join(BASIC_UNITS)}")
+        activation = resolve_act(act, owner)
+        lengths = mbla_branches(n)
+        self.c = max(int(c2 * e), 1)
+        concatenated = (sum(lengths) + len(lengths)) * self.c
+        check_parameters(owner, c1 * len(lengths) * self.c + concatenated * c2)  # the units count their own
+        self.cv1 = Conv(c1, len(lengths) * self.c, 1, 1, act=activation)
+        self.cv2 = Conv(concatenated, c2, 1, 1, act=activation)
+        self.m = nn.ModuleList(nn.Sequential(*(BottleRep3(self.c, self.c, block, True, activation) for _ in range(k)))
+                               for k in lengths[1:])
+
+    def check_stored(self, owner: str | None = None) -> None:
+        """Refuse a stored branch width that does not split ``cv1``'s output into one map per branch."""
+        owner = owner or type(self).__name__
+        check_stored(owner, "c * branches", self.c * (len(self.m) + 1) if isinstance(self.c, int) else self.c,
+                     self.cv1.conv.out_channels, "cv1's output channels")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Split into branches, run each chain, and mix every map and every intermediate output."""
+        first, *branches = self.cv1(x).split(self.c, 1)
+        outputs = [first]
+        for branch, chain in zip(branches, self.m):
+            outputs.append(branch)
+            for unit in chain:
+                outputs.append(unit(outputs[-1]))
+        return self.cv2(torch.cat(outputs, 1))

@@ -16,7 +16,7 @@ from torch import nn
 from ultralytics.nn.modules import RepConv
 
 from .blocks import BASIC_UNITS, REP_UNITS, BottleRep, ConvBNAct, QARepVGGBlock, QARepVGGBlockV2, RepBlock, RepVGGBlock
-from .csp_blocks import CSPSPPF, BepC3, SimCSPSPPF, SimSPPF
+from .csp_blocks import CSPSPPF, BepC3, MBLABlock, SimCSPSPPF, SimSPPF
 from .heads import EffiDeHead, LiteEffiDeHead
 from .lite_blocks import DPBlock, LiteCSPBlock, LiteEffiBlockS1, LiteEffiBlockS2, SplitAdd
 
@@ -60,6 +60,7 @@ ROWS: tuple[Row, ...] = (
     Row("QARepVGGBlockV2", QARepVGGBlockV2, CONV, "[c2, k=3, s=1, act]"),
     Row("ConvBNAct", ConvBNAct, CONV, "[c2, k=3, s=1, act]"),
     Row("EffiDeHead", EffiDeHead, HEAD, "[nc, reg_max=16 (YOLOv6's: 0 for no DFL)]"),
+    Row("MBLABlock", MBLABlock, REPEAT, f"[c2, e=0.5, block={_UNITS}, act]"),
     # YOLOv6-Lite
     Row("DPBlock", DPBlock, CONV, "[c2, k=3, s=1, act=hardswish]"),
     Row("LiteEffiBlockS1", LiteEffiBlockS1, CONV, "[c2, c_mid, act=hardswish]"),

@@ -140,6 +140,8 @@ class Architecture:
             RepBlock, BottleRep units of a BepC3).
         naming (str): ``0.2.x/0.3.x`` (SimConv, Conv_C3) or ``0.4.x`` (ConvModule inside ConvBNReLU / ConvBNSiLU).
         head (HeadLayout): The detection head.
+        stage (str): The backbone's stage class: ``RepBlock``, ``BepC3``, ``MBLABlock`` (YOLOv6 0.4's ``_mbla``
+            models) or ``Lite_EffiBlock`` (YOLOv6-Lite's S2 / S1 blocks).
     """
 
     backbone: str
@@ -153,13 +155,14 @@ class Architecture:
     units: tuple[int, ...]
     naming: str
     head: HeadLayout
+    stage: str = "RepBlock"
 
     def describe(self) -> str:
         """Return a one-line description, e.g. ``EfficientRep + RepBiFPANNeck, RepVGGBlock units, SimCSPSPPF, ...``."""
-        csp = f", BepC3 e={self.csp_e}" if self.csp_e else ""
+        csp = f", {self.stage} e={self.csp_e}" if self.csp_e else ""
         return (f"{self.backbone} + {self.neck}, {self.unit} units{csp}, {self.sppf}, "
-                f"P{2 if self.fuse_p2 else 3}-P{self.levels + 2} into the neck, channels {list(self.channels)}, units per "
-                f"stage {list(self.units)}, {self.naming} names")
+                f"P{2 if self.fuse_p2 else 3}-P{self.levels + 2} into the neck, channels {list(self.channels)}, "
+                f"units per stage {list(self.units)}, {self.naming} names")
 
 
 def _name(module: Record | None) -> str:
@@ -179,6 +182,8 @@ def out_channels(module: Record) -> int:
         return out_channels(module.conv1)
     if name == "BepC3":
         return out_channels(module.cv3)
+    if name == "MBLABlock":
+        return out_channels(module.cv2)
     if name in ("SimSPPF", "SPPF"):
         return out_channels(getattr(module, "sppf", module).cv2)  # 0.4.x wraps the layers in `sppf`
     if name in ("SimCSPSPPF", "CSPSPPF"):
@@ -187,32 +192,40 @@ def out_channels(module: Record) -> int:
 
 
 def stage_units(stage: Record) -> list[Record]:
-    """Return the units of a RepBlock (its layers, or its BottleRep units) or of a BepC3's RepBlock."""
+    """Return the units of a RepBlock (its layers, or its BottleRep units), of a BepC3's RepBlock, or of an MBLABlock
+    (the BottleRep3 units of every branch)."""
     if _name(stage) == "BepC3":
         return stage_units(stage.m)
+    if _name(stage) == "MBLABlock":
+        return [unit for chain in stage.m for unit in chain]
     return [stage.conv1, *(stage.block if stage.block is not None else [])]
 
 
+def stage_size(stage: Record) -> int:
+    """Return a stage's size as YOLOv6's scaling rules count it: units of a RepBlock or BepC3, the longest branch's
+    units of an MBLABlock (``n // 2`` of its ``n`` layers)."""
+    return len(stage.m[-1]) if _name(stage) == "MBLABlock" else len(stage_units(stage))
+
+
 def layer_units(stage: Record) -> list[Record]:
-    """Return every single layer of a stage, looking inside BottleRep units."""
+    """Return every single layer of a stage, looking inside BottleRep and BottleRep3 units."""
+    inner = {"BottleRep": ("conv1", "conv2"), "BottleRep3": ("conv1", "conv2", "conv3")}
     return [layer for unit in stage_units(stage)
-            for layer in ((unit.conv1, unit.conv2) if _name(unit) == "BottleRep" else (unit,))]
+            for layer in ((getattr(unit, name) for name in inner[_name(unit)]) if _name(unit) in inner else (unit,))]
 
 
 def refuse_model_families(path: object, classes: frozenset[str]) -> None:
     """Raise ``YOLOv6ImportError`` for YOLOv6 model families this importer does not take, from the classes a file
     pickles (``YOLOv6Checkpoint.classes``), so that ``read_checkpoint`` can refuse them before unpickling anything.
     """
-    names = {path_.rpartition(".")[2] for path_ in classes}
     seg = sorted(path_ for path_ in classes if "seg" in path_.rpartition(".")[0])
     refusals = [
         (bool(seg), f"a YOLOv6 segmentation model ({', '.join(seg)})"),
-        (bool({"MBLABlock", "BottleRep3"} & names), "an MBLA model (MBLABlock stages, YOLOv6's _mbla configs)"),
     ]
     for refused, what in refusals:
         if refused:
-            raise YOLOv6ImportError(f"{path} is {what}; only YOLOv6's detection models import (N/T/S/M/L and "
-                                    f"N6/S6/M6/L6 of releases 0.2-0.4, RepVGG / QARepVGG / conv_silu layers)")
+            raise YOLOv6ImportError(f"{path} is {what}; only YOLOv6's detection models import (N/T/S/M/L, "
+                                    f"N6/S6/M6/L6, Lite-S/M/L and S/M/L/X_mbla of releases 0.2-0.4)")
 
 
 def _refuse_unsupported(checkpoint: YOLOv6Checkpoint) -> None:
@@ -251,16 +264,18 @@ def _unit(checkpoint: YOLOv6Checkpoint, levels: int) -> str:
 
 
 def _csp_ratio(checkpoint: YOLOv6Checkpoint) -> str | None:
-    """Return BepC3's hidden ratio as YOLOv6's configs write it (``2/3`` or ``1/2``), None without BepC3 stages."""
-    stages = [m for m in checkpoint.model.modules() if _name(m) == "BepC3"]
+    """Return the hidden ratio of the BepC3 or MBLABlock stages as YOLOv6's configs write it (``2/3`` or ``1/2``), None
+    without such stages. An MBLABlock's ``cv1`` makes one map of that width per branch."""
+    stages = [m for m in checkpoint.model.modules() if _name(m) in ("BepC3", "MBLABlock")]
     if not stages:
         return None
-    hidden = [(out_channels(stage.cv1), out_channels(stage)) for stage in stages]
+    hidden = [(out_channels(stage.cv1) // (len(stage.m) + 1 if _name(stage) == "MBLABlock" else 1),
+               out_channels(stage)) for stage in stages]
     for label, ratio in CSP_RATIOS.items():
         if all(c_ == int(c2 * ratio) for c_, c2 in hidden):
             return label
-    raise YOLOv6ImportError(f"{checkpoint.path}: BepC3 stages with hidden/output channels {hidden}, which match "
-                            f"neither of YOLOv6's ratios ({', '.join(CSP_RATIOS)}); no shipped config has them")
+    raise YOLOv6ImportError(f"{checkpoint.path}: {_name(stages[0])} stages with hidden/output channels {hidden}, which "
+                            f"match neither of YOLOv6's ratios ({', '.join(CSP_RATIOS)}); no shipped config has them")
 
 
 def _head(detect: Record, model: Record) -> HeadLayout:
@@ -298,7 +313,8 @@ def _lite_architecture(checkpoint: YOLOv6Checkpoint) -> Architecture:
     channels.append(out_channels(neck.reduce_layer0))
     return Architecture(backbone="Lite_EffiBackbone", neck="Lite_EffiNeck", unit="Lite_EffiBlock", sppf="",
                         csp_e=None, fuse_p2=False, levels=4, channels=tuple(channels),
-                        units=tuple(len(stage) for stage in stages), naming="0.4.x", head=_head(model.detect, model))
+                        units=tuple(len(stage) for stage in stages), naming="0.4.x", head=_head(model.detect, model),
+                        stage="Lite_EffiBlock")
 
 
 def detect_architecture(checkpoint: YOLOv6Checkpoint) -> Architecture:
@@ -326,5 +342,6 @@ def detect_architecture(checkpoint: YOLOv6Checkpoint) -> Architecture:
     return Architecture(
         backbone=_name(backbone), neck=_name(neck), unit=_unit(checkpoint, levels), sppf=_name(stages[-1][2]),
         csp_e=_csp_ratio(checkpoint), fuse_p2="BiFPAN" in _name(neck), levels=levels, channels=tuple(channels),
-        units=tuple(len(stage_units(stage)) for stage in [s[1] for s in stages] + neck_stages),
-        naming="0.4.x" if classes & NAMES_04 else "0.2.x/0.3.x", head=_head(model.detect, model))
+        units=tuple(stage_size(stage) for stage in [s[1] for s in stages] + neck_stages),
+        naming="0.4.x" if classes & NAMES_04 else "0.2.x/0.3.x", head=_head(model.detect, model),
+        stage=_name(stages[0][1]))

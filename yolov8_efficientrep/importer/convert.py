@@ -80,6 +80,7 @@ class ImportResult:
         """Return the one-line report, e.g. ``yolov6s (v3.0, EfficientRep + RepBiFPAN) -> yolov8s-repbifpan: ...``."""
         arch, form = self.architecture, self.selection.form
         unit = "" if arch.unit in ("RepVGGBlock", "Lite_EffiBlock") else f", {arch.unit}"
+        unit += ", MBLABlock stages" if arch.stage == "MBLABlock" else ""
         parts = (SHORT_NAMES.get(name, name) for name in (arch.backbone, arch.neck))
         scale, yolov6 = self.selection.size, self.selection.yolov6_name
         added = f" (scale {scale}: YOLOv6's depth {self.selection.depth}, width {self.selection.width})" \

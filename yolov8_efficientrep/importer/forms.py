@@ -57,6 +57,10 @@ LITE_NECK = {"neck.reduce_layer0": 8, "neck.upsample0": 9, "neck.reduce_layer1":
 LITE_SIZES = {"s": (0.7, (24, 32, 48, 96, 176, 16, 24, 48, 88, 96)),
               "m": (1.1, (24, 32, 64, 144, 288, 16, 32, 72, 144, 96)),
               "l": (1.5, (24, 48, 96, 192, 384, 24, 48, 96, 192, 96))}
+# YOLOv6 0.4's MBLA models (configs/mbla/yolov6{s,m,l,x}_mbla.py): the v3.0 CSP design with MBLABlock stages, their own
+# stage repeats and sizes.
+MBLA_REPEATS = (4, 8, 8, 4, 8, 8, 8, 8)
+MBLA_SIZES = {"s": (0.5, 0.5), "m": (0.5, 0.75), "l": (0.5, 1.0), "x": (1.0, 1.0)}
 REP_UNITS = ("RepVGGBlock", "QARepVGGBlock", "QARepVGGBlockV2")  # RepVGG configs take QARepVGG units swapped in
 
 
@@ -83,6 +87,8 @@ class Form:
             ``YOLOV6_SIZES``.
         scaled (bool): ``config`` scales to every size (``scales:``); False for a config of one size, whose
             ``base_channels`` and ``base_repeats`` are that size's own (YOLOv6-Lite).
+        stage (str | None): The backbone's stage class (``Architecture.stage``); None for ``RepBlock``, or ``BepC3``
+            where ``csp_e`` is set.
         whole_config (str): The config of the whole model, ``config``'s rows with ``EffiDeHead`` in place of Detect.
     """
 
@@ -102,6 +108,12 @@ class Form:
     names: str = "{size}"
     sizes: dict[str, tuple[float, float]] | None = None
     scaled: bool = True
+    stage: str | None = None
+
+    @property
+    def stage_block(self) -> str:
+        """The backbone's stage class: ``stage``, else ``BepC3`` for a CSP design, ``RepBlock`` otherwise."""
+        return self.stage or ("BepC3" if self.csp_e else "RepBlock")
 
     @property
     def levels(self) -> int:
@@ -121,8 +133,10 @@ class Form:
         """Return e.g. ``v3.0 N/S: EfficientRep + RepBiFPANNeck (RepVGGBlock, ...) -> yolov8-repbifpan``."""
         csp = f", e={self.csp_e}" if self.csp_e else ""
         sizes = "/".join(self.names.format(size=size.upper()) for size in self.published)
-        return (f"{self.generation} {sizes}: {self.backbone} + {self.neck} "
-                f"({' / '.join(self.units)}{csp}, {self.sppf}) -> {self.config}")
+        stage = f", {self.stage}" if self.stage else ""
+        sppf = f", {self.sppf}" if self.sppf else ""
+        return (f"{self.generation} {sizes}: {self.backbone} + {self.neck}{stage} "
+                f"({' / '.join(self.units)}{csp}{sppf}) -> {self.config}")
 
 
 PAN_OUTPUTS, BIFPAN_OUTPUTS = ((4, 6, 9), (17, 20, 23)), ((2, 4, 6, 9), (25, 28, 31))
@@ -148,7 +162,11 @@ FORMS = (
          ("Conv+BN+SiLU",), "1/2", {**BACKBONE6, **BIFPAN6_NECK}, *P6_OUTPUTS, P6_CHANNELS, P6_REPEATS, "{size}6"),
     *(Form(f"yolov8-lite-{size}", "0.4.0", size, "Lite_EffiBackbone", "Lite_EffiNeck", "", ("Lite_EffiBlock",), None,
            {**LITE_BACKBONE, **LITE_NECK}, (3, 5, 7), (16, 19, 22, 26), channels, LITE_REPEATS, "lite_{size}",
-           {size: (1.0, width)}, scaled=False) for size, (width, channels) in LITE_SIZES.items()),
+           {size: (1.0, width)}, scaled=False, stage="Lite_EffiBlock")
+      for size, (width, channels) in LITE_SIZES.items()),
+    Form("yolov8-mbla", "0.4.0", "smlx", "CSPBepBackbone", "CSPRepBiFPANNeck", "SPPF", ("Conv+BN+SiLU",), "1/2",
+         {**BACKBONE, **BIFPAN_NECK}, *BIFPAN_OUTPUTS, BASE_CHANNELS, MBLA_REPEATS, "{size}_mbla", MBLA_SIZES,
+         stage="MBLABlock"),
 )
 
 
@@ -186,8 +204,8 @@ def select_form(arch: Architecture, path: object) -> Selection:
             channels and repeats; the message says what was detected and what is supported.
     """
     for form in FORMS:
-        if (form.backbone, form.neck, form.sppf, form.csp_e) == (arch.backbone, arch.neck, arch.sppf, arch.csp_e) \
-                and arch.unit in form.units:
+        if (form.backbone, form.neck, form.sppf, form.csp_e, form.stage_block) == (
+                arch.backbone, arch.neck, arch.sppf, arch.csp_e, arch.stage) and arch.unit in form.units:
             for size, (depth, width) in (form.sizes or YOLOV6_SIZES).items():
                 shape = expected_shape(form, depth, width) if form.scaled else (form.base_channels, form.base_repeats)
                 if shape == (arch.channels, arch.units):

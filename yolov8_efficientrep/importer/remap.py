@@ -11,6 +11,7 @@ layer, YOLOv6 name to plugin name:
     RepBlock          conv1, block.0, block.1, ... -> m.0, m.1, m.2, ...
     BottleRep         conv1, conv2, alpha -> cv1, cv2, alpha
     BepC3             cv1, cv2, cv3, m -> cv1, cv2, cv3, m
+    MBLABlock         cv1, cv2 (ConvModule), m.i.j -> cv1, cv2, m.i.j; BottleRep3 conv1-3, alpha -> cv1-3, alpha
     SimSPPF / SPPF    cv1, cv2 (0.4.x: sppf.cv1, sppf.cv2) -> cv1, cv2
     (Sim)CSPSPPF      cv1..cv7 (0.4.x: cspsppf.cv1..) -> cv1..cv7
     Transpose         upsample_transpose -> the nn.ConvTranspose2d row itself
@@ -41,7 +42,7 @@ from torch import nn
 from ultralytics.nn.modules import Conv
 
 from ..blocks import BottleRep, QARepVGGBlock, QARepVGGBlockV2, RepBlock, RepVGGBlock
-from ..csp_blocks import CSPSPPF, BepC3, SimSPPF
+from ..csp_blocks import CSPSPPF, BepC3, BottleRep3, MBLABlock, SimSPPF
 from ..heads import EffiDeHead, LiteEffiDeHead
 from ..lite_blocks import SEBlock, DPBlock, DarknetBlock, LiteCSPBlock, LiteEffiBlockS1, LiteEffiBlockS2
 from .architecture import HeadLayout
@@ -171,12 +172,14 @@ class _Pairing:
             self.layer(unit, dst.m[i], name, f"{d}.m.{i}")
 
     def bottle_rep(self, src: Record, dst: nn.Module, s: str, d: str) -> None:
-        """Pair YOLOv6's BottleRep (``conv1``, ``conv2``, ``alpha``) with the plugin's (``cv1``, ``cv2``, ``alpha``)."""
+        """Pair YOLOv6's BottleRep / BottleRep3 (``conv1``, ``conv2`` [, ``conv3``], ``alpha``) with the plugin's
+        (``cv1``, ``cv2`` [, ``cv3``], ``alpha``)."""
         weighted = src.shortcut and isinstance(src.alpha, torch.Tensor)  # YOLOv6 never reads alpha without shortcut
-        if type(dst) is not BottleRep or src.shortcut != dst.add or weighted != isinstance(dst.alpha, torch.Tensor):
-            raise self.fail(s, d, f"BottleRep (shortcut {src.shortcut}, learned alpha {weighted}) vs {dst}")
-        self.layer(src.conv1, dst.cv1, f"{s}.conv1", f"{d}.cv1")
-        self.layer(src.conv2, dst.cv2, f"{s}.conv2", f"{d}.cv2")
+        expected = BottleRep3 if src.class_name == "BottleRep3" else BottleRep
+        if type(dst) is not expected or src.shortcut != dst.add or weighted != isinstance(dst.alpha, torch.Tensor):
+            raise self.fail(s, d, f"{src.class_name} (shortcut {src.shortcut}, learned alpha {weighted}) vs {dst}")
+        for i in range(1, 4 if expected is BottleRep3 else 3):
+            self.layer(getattr(src, f"conv{i}"), getattr(dst, f"cv{i}"), f"{s}.conv{i}", f"{d}.cv{i}")
         if weighted:
             self.put(f"{d}.alpha", src.alpha, f"{s}.alpha")
 
@@ -187,6 +190,17 @@ class _Pairing:
         for name in ("cv1", "cv2", "cv3"):
             self.conv_unit(getattr(src, name), getattr(dst, name), f"{s}.{name}", f"{d}.{name}")
         self.rep_block(src.m, dst.m, f"{s}.m", f"{d}.m")
+
+    def mbla_block(self, src: Record, dst: nn.Module, s: str, d: str) -> None:
+        """Pair YOLOv6's MBLABlock with the plugin's: the two 1x1 convolutions, and every branch's BottleRep3 chain."""
+        chains = [len(chain) for chain in src.m]
+        if type(dst) is not MBLABlock or chains != [len(chain) for chain in dst.m]:
+            raise self.fail(s, d, f"MBLABlock with branches of {chains} BottleRep3 units vs {dst}")
+        for name in ("cv1", "cv2"):
+            self.conv_unit(getattr(src, name), getattr(dst, name), f"{s}.{name}", f"{d}.{name}")
+        for i, chain in enumerate(src.m):
+            for j, unit in enumerate(chain):
+                self.layer(unit, dst.m[i][j], f"{s}.m.{i}.{j}", f"{d}.m.{i}.{j}")
 
     def sppf(self, src: Record, dst: nn.Module, s: str, d: str) -> None:
         """Pair YOLOv6's SPPF variants with the plugin's (0.4.x holds the layers in ``sppf`` / ``cspsppf``)."""
@@ -299,8 +313,10 @@ class _Pairing:
             self.conv_unit(src, dst, s, d)
         elif name == "RepBlock":
             self.rep_block(src, dst, s, d)
-        elif name == "BottleRep":
+        elif name in ("BottleRep", "BottleRep3"):
             self.bottle_rep(src, dst, s, d)
+        elif name == "MBLABlock":
+            self.mbla_block(src, dst, s, d)
         elif name == "BepC3":
             self.bep_c3(src, dst, s, d)
         elif name in ("SimSPPF", "SPPF", "SimCSPSPPF", "CSPSPPF"):

@@ -1,0 +1,190 @@
+"""YOLOv6 0.4's MBLA models (S/M/L/X_mbla: the v3.0 CSP design with Multi-Branch Layer Aggregation stages):
+``MBLABlock`` lays out its branches as YOLOv6 does and folds its BN to the same outputs, the yolov6-mbla config builds
+from scratch, and ``import-yolov6`` gives Ultralytics models that compute what YOLOv6 computes, with its head
+(``--head yolov6``) or a new YOLOv8 head.
+
+The networks are YOLOv6 0.3.0's own CSP backbone and neck (PyPI ``yolov6detect``) with its BepC3 stages replaced by
+stand-ins of tag 0.4.0's ``MBLABlock`` and ``BottleRep3`` (``yolov6_zoo_models.py``), in 0.4.x's names, BN statistics
+measured on the photos, random BN affine values, shortcut weights and prediction weights, saved as YOLOv6 0.4.x saves
+them. On Ultralytics' bus.jpg and zidane.jpg letterboxed by YOLOv6's code, every backbone and neck output and YOLOv6's
+inference output before and after NMS are compared; then ONNX Runtime running the export, and one fine-tuning epoch.
+The default run imports S_mbla at full size; ``YOLOV6_IMPORT_ALL=1`` adds M, L and X (X: the three-branch stages of
+depth 1.0).
+"""
+
+import contextlib
+import copy
+import csv
+import io
+import math
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from yolov8_efficientrep.csp_blocks import MBLABlock, mbla_branches
+
+from helpers import REPO, RTOL, relative_difference
+
+SIZE = 256
+SIZES = ["s", "m", "l", "x"] if os.environ.get("YOLOV6_IMPORT_ALL") == "1" else ["s"]
+
+
+def ultralytics_fuse(block: nn.Module) -> nn.Module:
+    """Return a copy of ``block`` fused by Ultralytics' own ``BaseModel.fuse()`` (Conv+BN folding, as export does)."""
+    from ultralytics.nn.tasks import BaseModel
+
+    wrapper = BaseModel()
+    wrapper.model = nn.Sequential(copy.deepcopy(block))
+    return wrapper.fuse(verbose=False).model[0]
+
+
+def test_mbla_block_lays_out_its_branches_as_yolov6_and_folds_its_bn(randomize_bn):
+    assert [mbla_branches(n) for n in (1, 2, 4, 6, 8, 12, 16)] == [
+        [0, 1], [0, 1], [0, 1, 2], [0, 2, 3], [0, 2, 4], [0, 4, 6], [0, 4, 8]]
+    block = randomize_bn(MBLABlock(32, 32, 8, 0.5, "ConvBNAct", "silu"))
+    assert [len(chain) for chain in block.m] == [2, 4] and block.cv1.conv.out_channels == 3 * 16
+    assert block.cv2.conv.in_channels == (2 + 4 + 3) * 16  # every map: three branch inputs and six unit outputs
+    x = torch.randn(2, 32, 16, 16)
+    with torch.no_grad():
+        unfused = block(x)
+        fused = ultralytics_fuse(block)(x)
+    assert relative_difference(fused, unfused) < RTOL
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    pytest.importorskip("yolov6.models.yolo", reason="YOLOv6's code is not installed: pip install --no-deps "
+                                                      "yolov6detect==0.4.1 tqdm (the test extra lists tqdm)")
+    import yolov6_zoo_models
+
+    return yolov6_zoo_models
+
+
+def test_mbla_block_matches_yolov6s_branches_at_every_depth(zoo):
+    for n in range(1, 17):
+        assert [len(chain) for chain in zoo.MBLABlock(16, 16, n).m] == mbla_branches(n)[1:], n
+
+
+def test_mbla_config_builds_from_scratch_and_fuses_to_the_same_outputs(randomize_bn):
+    import yaml
+    from ultralytics import YOLO
+
+    from yolov8_efficientrep.fusion import fuse_model, sample_image
+
+    model = YOLO(REPO / "cfg" / "yolov6s-mbla.yaml").model
+    fused = fuse_model(randomize_bn(model), imgsz=128)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    image = sample_image(128, 128)
+    with torch.no_grad():
+        assert relative_difference(fused(image)[0], model(image)[0]) <= RTOL
+    ours = yaml.safe_load((REPO / "cfg" / "yolov6-mbla.yaml").read_text())
+    theirs = yaml.safe_load((REPO / "cfg" / "yolov8-mbla.yaml").read_text())
+    *rows, last = ours["backbone"] + ours["head"]
+    assert rows == (theirs["backbone"] + theirs["head"])[:-1] and ours["scales"] == theirs["scales"]
+    assert last == [[25, 28, 31], 1, "EffiDeHead", ["nc", 16]]
+
+
+@pytest.fixture(scope="module")
+def imported(zoo, tmp_path_factory):
+    """Return a function: size -> (YOLOv6's MBLA network, its file, the --head yolov6 import, what was printed)."""
+    from yolov8_efficientrep.cli import main
+
+    made = {}
+
+    def get(size: str):
+        if size not in made:
+            model = zoo.calibrated(zoo.build_mbla(size), SIZE, 32)
+            folder = tmp_path_factory.mktemp("mbla")
+            source, output = zoo.save_04(model, folder / f"yolov6{size}_mbla.pt"), folder / "imported.pt"
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                assert main(["import-yolov6", str(source), "-o", str(output), "--head", "yolov6"]) == 0
+            made[size] = model, source, output, printed.getvalue()
+        return made[size]
+
+    return get
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_mbla_import_with_its_head_gives_yolov6s_features_and_detections(size, zoo, imported):
+    import yolov6_models as ym
+
+    from yolov8_efficientrep.checkpoints import load_checkpoint
+    from yolov8_efficientrep.heads import EffiDeHead
+    from yolov8_efficientrep.importer.forms import FORMS
+
+    yolov6, _, output, printed = imported(size)
+    assert printed.startswith(f"yolov6{size}_mbla (0.4.0, CSPBep + CSPRepBiFPAN, Conv+BN+SiLU, MBLABlock stages) -> "
+                              f"yolov6{size}-mbla: "), printed
+    assert "YOLOv6's EffiDeHead for nc=80 (reg_preds: 17 DFL bins per side)" in printed
+    ours, _ = load_checkpoint(output)
+    assert type(ours.model[-1]) is EffiDeHead and type(ours.model[2]) is MBLABlock
+    form = next(form for form in FORMS if form.config == "yolov8-mbla")
+    largest = [0.0] * 5
+    for name in zoo.PHOTOS:
+        image = zoo.photo(name, SIZE, 32)
+        features = zoo.layer_outputs(ours, form.backbone_outputs + form.neck_outputs, image), ym.features(yolov6, image)
+        maps = max(relative_difference(a, b) for a, b in zip(*features))  # 4 backbone and 3 neck outputs
+        assert maps <= RTOL, (name, maps)
+        with torch.no_grad():
+            measured = zoo.detections_match(ours(image)[0], ym.inference(yolov6, image))
+        largest = [max(a, b) for a, b in zip(largest, (maps, *measured[:4]))]
+    print(f"YOLOv6-{size.upper()}_mbla: {printed.splitlines()[0]}\n  features {largest[0]:.1e}, pre-NMS boxes "
+          f"{largest[1]:.1e} scores {largest[2]:.1e} relative; after NMS the same detections, boxes within "
+          f"{largest[3]:.1e} px, scores within {largest[4]:.1e}")
+
+
+def test_mbla_import_under_a_yolov8_head_keeps_every_backbone_and_neck_tensor(zoo, imported, tmp_path, capsys):
+    import yolov6_models as ym
+
+    from yolov8_efficientrep.checkpoints import load_checkpoint
+    from yolov8_efficientrep.cli import main
+
+    yolov6, source, _, _ = imported("s")
+    output = tmp_path / "yolov8s-mbla.pt"
+    assert main(["import-yolov6", str(source), "-o", str(output), "--nc", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("yolov6s_mbla (0.4.0, CSPBep + CSPRepBiFPAN, Conv+BN+SiLU, MBLABlock stages) -> "
+                              "yolov8s-mbla: backbone 242/242, neck 352/352 tensors; Detect head initialized for nc=4")
+    ours, _ = load_checkpoint(output)
+    image = zoo.photo("bus.jpg", SIZE, 32)
+    difference = max(relative_difference(a, b) for a, b in
+                     zip(zoo.layer_outputs(ours, (2, 4, 6, 9, 25, 28, 31), image), ym.features(yolov6, image)))
+    assert difference <= RTOL and type(ours.model[-1]).__name__ == "Detect"
+    print(f"{printed.splitlines()[0]}; features {difference:.1e}")
+
+
+def test_mbla_onnx_export_gives_yolov6s_detections_in_onnxruntime(zoo, imported):
+    import onnxruntime
+    import yolov6_models as ym
+    from ultralytics import YOLO
+
+    from yolov8_efficientrep.graphs import onnx_unfused_nodes
+
+    yolov6, _, output, _ = imported("s")
+    onnx_file = YOLO(output).export(format="onnx", imgsz=SIZE, device="cpu")  # fused and checked by the plugin
+    assert onnx_unfused_nodes(onnx_file) == []
+    session = onnxruntime.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
+    images = [zoo.photo(name, SIZE, 32, rect=False) for name in zoo.PHOTOS]
+    tolerance = zoo.fusion_tolerance(yolov6, images)
+    largest = [0.0] * 4
+    for image in images:
+        exported = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: image.numpy()})[0])
+        measured = zoo.detections_match(exported, ym.inference(yolov6, image), tolerance)
+        largest = [max(a, b) for a, b in zip(largest, measured[:4])]
+    print(f"ONNX Runtime vs YOLOv6-S_mbla: pre-NMS boxes {largest[0]:.1e}, scores {largest[1]:.1e} relative (bound "
+          f"{tolerance:.1e}); the same detections, boxes within {largest[2]:.1e} px, scores within {largest[3]:.1e}")
+
+
+def test_one_fine_tuning_epoch_of_the_mbla_import_runs(imported, shapes_data, tmp_path):
+    from ultralytics import YOLO
+
+    _, _, output, _ = imported("s")
+    YOLO(output).train(data=str(shapes_data), epochs=1, imgsz=64, batch=8, workers=0, device="cpu", plots=False,
+                       val=False, project=str(tmp_path), name="tuned", exist_ok=True)
+    rows = list(csv.DictReader((tmp_path / "tuned" / "results.csv").open()))
+    losses = {k.strip(): float(v) for k, v in rows[0].items() if k.strip().startswith("train/")}
+    assert len(rows) == 1 and len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses.values()), losses
+    print(f"one epoch from YOLOv6-S_mbla at imgsz 64: losses {losses}")
