@@ -88,7 +88,7 @@ def test_p6_import_with_its_head_gives_yolov6s_features_and_detections(case, imp
     head = ours.model[-1]
     assert type(head) is EffiDeHead and head.nl == 4 and head.stride.tolist() == [8, 16, 32, 64]
     assert {key.split(".")[1] for key in checkpoint["yolov6_import"]["dropped"]} == dropped
-    form = next(form for form in FORMS if form.whole_config == model_name.replace(size, "", 1))
+    form = next(form for form in FORMS if form.whole_config == model_name.replace(f"yolov6{size}", "yolov6", 1))
     layers = form.backbone_outputs + form.neck_outputs
 
     largest = [0.0] * 5
