@@ -74,6 +74,8 @@ def test_mbla_config_builds_from_scratch_and_fuses_to_the_same_outputs(randomize
     from yolov8_efficientrep.fusion import fuse_model, sample_image
 
     model = YOLO(REPO / "cfg" / "yolov6s-mbla.yaml").model
+    for branch in (*model.model[-1].cv2, *model.model[-1].cv3):  # predictions that read the features (init: zero)
+        nn.init.normal_(branch[-1].weight, std=0.1)
     fused = fuse_model(randomize_bn(model), imgsz=128)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     image = sample_image(128, 128)
@@ -122,7 +124,7 @@ def test_mbla_import_with_its_head_gives_yolov6s_features_and_detections(size, z
     ours, _ = load_checkpoint(output)
     assert type(ours.model[-1]) is EffiDeHead and type(ours.model[2]) is MBLABlock
     form = next(form for form in FORMS if form.config == "yolov8-mbla")
-    largest = [0.0] * 5
+    largest, counts = [0.0] * 5, []
     for name in zoo.PHOTOS:
         image = zoo.photo(name, SIZE, 32)
         features = zoo.layer_outputs(ours, form.backbone_outputs + form.neck_outputs, image), ym.features(yolov6, image)
@@ -131,9 +133,11 @@ def test_mbla_import_with_its_head_gives_yolov6s_features_and_detections(size, z
         with torch.no_grad():
             measured = zoo.detections_match(ours(image)[0], ym.inference(yolov6, image))
         largest = [max(a, b) for a, b in zip(largest, (maps, *measured[:4]))]
+        counts.append(measured[4])
+    detections = " + ".join(map(str, counts))
     print(f"YOLOv6-{size.upper()}_mbla: {printed.splitlines()[0]}\n  features {largest[0]:.1e}, pre-NMS boxes "
-          f"{largest[1]:.1e} scores {largest[2]:.1e} relative; after NMS the same detections, boxes within "
-          f"{largest[3]:.1e} px, scores within {largest[4]:.1e}")
+          f"{largest[1]:.1e} scores {largest[2]:.1e} relative; after NMS the same {detections} detections, boxes "
+          f"within {largest[3]:.1e} px, scores within {largest[4]:.1e}")
 
 
 def test_mbla_import_under_a_yolov8_head_keeps_every_backbone_and_neck_tensor(zoo, imported, tmp_path, capsys):

@@ -37,7 +37,6 @@ from ultralytics.utils import ASSETS
 from ultralytics.utils.nms import non_max_suppression
 from yolov6.assigners.anchor_generator import generate_anchors
 from yolov6.data.data_augment import letterbox
-from yolov6.layers import common
 from yolov6.utils.general import dist2bbox
 from yolov6.utils.nms import non_max_suppression as yolov6_nms
 from yolov6.utils.torch_utils import fuse_model as yolov6_fuse_model
@@ -76,7 +75,7 @@ def p6_config(design: str, size: str) -> ym.Config:
                   strides=[8, 16, 32, 64], use_dfl=dfl, reg_max=16 if dfl else 0))))
 
 
-# --- YOLOv6-Lite (0.4.0) stand-ins -------------------------------------------------------------------------------------
+# --- YOLOv6-Lite (0.4.0) stand-ins ------------------------------------------------------------------------------------
 
 LITE_WIDTHS = {"s": 0.7, "m": 1.1, "l": 1.5}  # configs/yolov6_lite/yolov6_lite_{s,m,l}.py
 STAND_IN_PATHS = {}  # stand-in class -> its YOLOv6 0.4.0 module, for pickling
