@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..limits import whole_number
+from ..messages import printable
 from ..untrusted.records import Record
 from .reader import YOLOv6Checkpoint, YOLOv6ImportError
 
@@ -38,6 +39,11 @@ HEAD_BRANCHES = ("stems", "cls_convs", "reg_convs", "cls_preds", "reg_preds", "r
 INFERENCE = {"distill_ns": ("cls_preds", "reg_preds_lrtb"), "fuse_ab": ("cls_preds_af", "reg_preds_af"),
              "plain": ("cls_preds", "reg_preds"), "lite": ("cls_preds", "reg_preds")}
 LITE_HEAD = "yolov6.models.heads.effidehead_lite.Detect"  # YOLOv6-Lite's: DPBlock layers, plain distances, no DFL
+# How an error names a file by a class only one family has (a file that names it but lacks its parts included).
+FAMILIES = (("MBLABlock", "an MBLA model"), ("Lite_EffiBackbone", "a YOLOv6-Lite model"),
+            ("EfficientRep6", "a P6 model"), ("CSPBepBackbone_P6", "a P6 model"))
+# What reading a module record that lacks the children or attributes of its class raises.
+MISSING_PARTS = (AttributeError, IndexError, KeyError, StopIteration)
 # What the dropped ModuleLists were trained for, for the import's report.
 TRAINING_ONLY = {"reg_preds": "distillation DFL bins", "cls_preds_ab": "anchor-based branch",
                  "reg_preds_ab": "anchor-based branch"}
@@ -300,8 +306,8 @@ def _lite_architecture(checkpoint: YOLOv6Checkpoint) -> Architecture:
     model = checkpoint.model
     backbone, neck = model.backbone, model.neck
     if _name(neck) != "Lite_EffiNeck":
-        raise YOLOv6ImportError(f"{checkpoint.path}: a Lite_EffiBackbone with a {_name(neck)} neck, which no shipped "
-                                f"config reproduces; YOLOv6-Lite pairs it with Lite_EffiNeck")
+        raise YOLOv6ImportError(f"{checkpoint.path} is a YOLOv6-Lite model (Lite_EffiBackbone) with a {_name(neck)} "
+                                f"neck, which no shipped config reproduces; YOLOv6-Lite pairs it with Lite_EffiNeck")
     stages = [getattr(backbone, f"lite_effiblock_{k}") for k in range(1, 5)]
     found = sorted({f"{_name(block)} at {i}" for stage in stages for i, block in enumerate(stage)
                     if _name(block) != ("Lite_EffiBlockS2" if i == 0 else "Lite_EffiBlockS1")})
@@ -317,12 +323,33 @@ def _lite_architecture(checkpoint: YOLOv6Checkpoint) -> Architecture:
                         stage="Lite_EffiBlock")
 
 
+def family(classes: frozenset[str]) -> str:
+    """Return how a message names a file by its family (``an MBLA model``), ``a YOLOv6 model`` for the others."""
+    names = {path.rpartition(".")[2] for path in classes}
+    return next((what for name, what in FAMILIES if name in names), "a YOLOv6 model")
+
+
+def missing_parts(path: object, classes: frozenset[str], error: Exception) -> YOLOv6ImportError:
+    """Return the error for a network whose module records lack the children or attributes their classes have."""
+    return YOLOv6ImportError(f"{path} is {family(classes)} whose modules lack parts YOLOv6's classes have "
+                             f"({printable(error, 100)}); pass a checkpoint that YOLOv6's training wrote")
+
+
 def detect_architecture(checkpoint: YOLOv6Checkpoint) -> Architecture:
     """Return the architecture of a YOLOv6 checkpoint's network, read from its module tree.
 
     Raises:
-        YOLOv6ImportError: The network is fused, a segmentation or MBLA model, or built of other units.
+        YOLOv6ImportError: The network is fused, a segmentation model, built of other units, or its modules lack parts
+            their classes have.
     """
+    try:
+        return _architecture(checkpoint)
+    except MISSING_PARTS as error:
+        raise missing_parts(checkpoint.path, checkpoint.classes, error) from None
+
+
+def _architecture(checkpoint: YOLOv6Checkpoint) -> Architecture:
+    """``detect_architecture``'s reading, which a record lacking its class's parts stops with ``MISSING_PARTS``."""
     _refuse_unsupported(checkpoint)
     model = checkpoint.model
     backbone, neck = model.backbone, model.neck

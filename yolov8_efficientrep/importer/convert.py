@@ -25,7 +25,7 @@ from ..limits import check_classes, check_imgsz
 from ..errors import UntrustedFileError
 from ..output_files import refuse_output, write_checked
 from ..untrusted.jail import check_file
-from .architecture import Architecture, detect_architecture, refuse_model_families
+from .architecture import MISSING_PARTS, Architecture, detect_architecture, missing_parts, refuse_model_families
 from .forms import Selection, select_form
 from .reader import YOLOv6ImportError, read_checkpoint
 from .remap import remap
@@ -228,6 +228,8 @@ def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None,
         target.names = names
     try:
         transfer = remap(checkpoint.model, target, selection.form, arch.head if keep else None)
+    except MISSING_PARTS as error:
+        raise missing_parts(source, checkpoint.classes, error) from None
     except YOLOv6ImportError as error:
         config = selection.form.whole_config if keep else selection.form.config
         raise YOLOv6ImportError(f"{source}: {error}; the network differs from YOLOv6's design that {config} "
