@@ -17,10 +17,6 @@ os.environ.update(YOLO_OFFLINE="true", YOLO_AUTOINSTALL="false", YOLO_CONFIG_DIR
 # The installed start-up hook (yolov8_efficientrep_hook.pth) registers the plugin in any interpreter that imports
 # Ultralytics: off in plain subprocesses, so "without the plugin" means that; run_fresh turns it on (a user's shell).
 os.environ["YOLOV8_EFFICIENTREP_HOOK"] = "0"
-# Before torch starts its thread pool: one thread per core this worker has to itself (one each for two pytest-xdist
-# workers on two cores). With more threads than free cores, torch's threads wait on each other: six model tests took
-# 126 s with two threads and 13 s with one on a busy 2-core VM.
-os.environ.setdefault("OMP_NUM_THREADS", str(cpus_per_worker()))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -32,7 +28,18 @@ from yolov8_efficientrep.shapes import make_shapes_dataset  # noqa: E402
 
 YOLO_CLI = str(Path(sys.executable).with_name("yolo"))  # the stock Ultralytics console script of this interpreter
 seed_fonts()
-torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # also where torch was imported first
+
+
+def pytest_configure(config):
+    """Give torch, and every process a test starts, one thread per core this process has to itself: one each for two
+    pytest-xdist workers on two cores. With more threads than free cores, the threads wait on each other: six model
+    tests took 126 s with two threads and 13 s with one on a busy 2-core VM, and the version matrix's child processes
+    five times the CPU time."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return  # the xdist controller runs no test (its environment is the workers')
+    threads = cpus_per_worker()
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
 
 
 # The slowest test files, started first: the suite runs one file per worker at a time (setup.cfg), so a long file

@@ -54,7 +54,7 @@ def yolo_train(run_fresh, config: Path, folder: Path, model: str, data: str):
     shutil.copytree(config, folder / "config")  # the same settings, but a file of its own: the runs overlap
     result = run_fresh("yolo", "train", f"model={model}", f"data={data}", "epochs=1", "imgsz=64", "fraction=0.0625",
                        "batch=16", "workers=0", "plots=False", f"project={folder / 'runs'}", "name=train", cwd=empty,
-                       env={"YOLO_CONFIG_DIR": str(folder / "config")})
+                       env={"YOLO_CONFIG_DIR": str(folder / "config"), "OMP_NUM_THREADS": "1"})  # one per CPU
     assert (folder / "runs" / "train" / "weights" / "best.pt").is_file()
     assert list(empty.iterdir()) == []  # nothing lands in the working directory
     return result
@@ -68,7 +68,8 @@ def yolo_data_check(run_fresh, config: Path, folder: Path, model: str, data: str
     check = "check_cls_dataset" if model.endswith("-cls.yaml") else "check_det_dataset"
     code = (f"from ultralytics.data.utils import {check}; "  # the start-up hook loads the plugin, as for the yolo CLI
             f"print('resolved', sorted({check}({data!r})))")
-    result = run_fresh(sys.executable, "-c", code, cwd=empty, env={"YOLO_CONFIG_DIR": str(folder / "config")})
+    result = run_fresh(sys.executable, "-c", code, cwd=empty,
+                       env={"YOLO_CONFIG_DIR": str(folder / "config"), "OMP_NUM_THREADS": "1"})  # one per CPU
     assert "resolved" in result.stdout
     assert list(empty.iterdir()) == []
     return result
