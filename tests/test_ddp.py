@@ -20,7 +20,7 @@ import pytest
 from helpers import REPO
 
 pytestmark = pytest.mark.slow  # each test trains in Ultralytics' worker file
-CFG = REPO / "cfg" / "yolov8n-efficientrep.yaml"
+CFG = REPO / "cfg" / "yolov8-efficientrep.yaml"  # unified: no scale letter for a folder name to be misread as
 MATRIX = Path(os.environ.get("YOLOV8_EFFICIENTREP_MATRIX", REPO / ".ci" / "ultralytics-matrix"))
 
 

@@ -31,6 +31,7 @@ from ultralytics.utils import ASSETS  # noqa: E402
 from yolov6.utils.torch_utils import fuse_model as yolov6_fuse_model  # noqa: E402
 
 from yolov8_efficientrep.cli import main  # noqa: E402
+from yolov8_efficientrep.errors import EfficientRepError  # noqa: E402
 from yolov8_efficientrep.checkpoints import load_checkpoint  # noqa: E402
 from yolov8_efficientrep.fusion import sample_image  # noqa: E402
 from yolov8_efficientrep.graphs import onnx_unfused_nodes  # noqa: E402
@@ -184,10 +185,6 @@ def _not_yolov6(base, path):
     return path
 
 
-def _p6(base, path):
-    return ym.save(ym.build(ym.p6_config()), path)
-
-
 def _base_conv_relu(base, path):  # YOLOv6-N_base of release 0.3.0: plain Conv+BN+ReLU layers
     return ym.save(ym.build(ym.yolov6_config("v2", "n", "n", "conv_relu")), path)
 
@@ -215,7 +212,6 @@ BAD = {  # builder, what the error says
     "fused (deploy)": (_fused, "is a fused (deploy) YOLOv6 checkpoint"),
     "truncated": (_truncated, "cannot be read as a PyTorch checkpoint"),
     "not YOLOv6": (_not_yolov6, "is not a YOLOv6 checkpoint"),
-    "P6": (_p6, "is a P6 model (EfficientRep6 + RepBiFPANNeck6"),
     "no config (conv_relu _base)": (_base_conv_relu, "no shipped config reproduces this network: detected "
                                                      "EfficientRep + RepPANNeck, Conv+BN+ReLU units"),
     "BN eps": (_other_bn_eps, "YOLOv6 backbone.stem.rbr_dense.bn does not fit model.0.conv1.bn: BatchNorm2d(16, "
@@ -233,10 +229,12 @@ BAD = {  # builder, what the error says
 def test_bad_input_gets_one_line_naming_the_file_and_writes_nothing(case, base_n, tmp_path, capsys):
     build, message = BAD[case]
     source, output = build(base_n, tmp_path / "bad.pt"), tmp_path / "out.pt"
+    with pytest.raises(EfficientRepError, match=re.escape(message)):
+        import_yolov6(source, output)
     assert main(["import-yolov6", str(source), "-o", str(output)]) == 1
-    error = capsys.readouterr().err.strip()
+    error = capsys.readouterr().err.strip()  # one line: a long message gives way in the middle, the file stays
     assert len(error.splitlines()) == 1 and error.startswith(f"yolov8-efficientrep import-yolov6: error: {source}")
-    assert message in error
+    assert len(error.partition("error: ")[2]) <= 300
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"]  # no output, no partial file
 
 

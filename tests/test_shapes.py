@@ -32,6 +32,7 @@ TASK_DATA = {  # every other shipped data YAML: the model it trains, and what Ul
     "shapes-obb.yaml": ("yolov8n-efficientrep-obb.yaml", "images/val"),
     "shapes-cls.yaml": ("yolov8n-efficientrep-cls.yaml", "val/triangle"),
 }
+TRAINED_ELSEWHERE = {"shapes-sem.yaml", "shapes-depth.yaml"}  # test_dense_tasks.py trains on them by bare name
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +126,7 @@ def test_yolo_trains_every_task_on_its_shipped_data_yaml_by_bare_name(private_se
 
 def test_every_shipped_data_yaml_is_covered_and_no_ultralytics_file_has_its_name():
     shipped = {p.name for p in (REPO / "cfg").glob("shapes*.yaml")}
-    assert shipped == {SHIPPED.name, *TASK_DATA}
+    assert shipped == {SHIPPED.name, *TASK_DATA, *TRAINED_ELSEWHERE}
     names = {p.name for p in (REPO / "cfg").glob("*.yaml")}  # model and data YAMLs alike are looked up by bare name
     assert not [p for p in Path(ultralytics.__file__).parent.rglob("*.y*ml") if p.name in names]
 
@@ -159,7 +160,8 @@ def data_spec(tmp_path, **generate) -> dict:
 
 @pytest.mark.parametrize("generate, message", [
     ({"images": 10}, "'generate:' accepts only task, train, val, imgsz, seed"),
-    ({"task": "depth"}, "generate: task: 'depth' must be one of detect, segment, pose, obb, classify"),
+    ({"task": "panoptic"}, "generate: task: 'panoptic' must be one of detect, segment, pose, obb, classify, semantic, "
+                           "depth"),
     ({"train": 0}, "generate: train: 0 must be an integer >= 1"),
     ({"imgsz": "160"}, "generate: imgsz: '160' must be an integer >= 1"),
     ({"seed": -1}, "generate: seed: -1 must be an integer >= 0"),

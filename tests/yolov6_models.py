@@ -76,17 +76,6 @@ def yolov6_config(generation: str, design: str, size: str, mode: str = "repvgg",
                                                          neck=neck, head=head)))
 
 
-def p6_config() -> Config:
-    """YOLOv6-N6 of release 0.3.0 (configs/yolov6n6.py): EfficientRep6 + RepBiFPANNeck6, four levels."""
-    return _config(dict(training_mode="repvgg", model=dict(
-        depth_multiple=0.33, width_multiple=0.25,
-        backbone=dict(type="EfficientRep6", num_repeats=[1, 6, 12, 18, 6, 6],
-                      out_channels=[64, 128, 256, 512, 768, 1024], fuse_P2=True, cspsppf=True),
-        neck=dict(type="RepBiFPANNeck6", num_repeats=[12] * 6, out_channels=[512, 256, 128, 256, 512, 1024]),
-        head=dict(type="EffiDeHead", in_channels=[128, 256, 512, 1024], num_layers=4, anchors=1,
-                  strides=[8, 16, 32, 64], use_dfl=False, reg_max=0))))
-
-
 # --- stand-ins for classes the 0.3.0 package lacks -------------------------------------------------------------------
 
 

@@ -232,9 +232,8 @@ def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None,
         raise missing_parts(source, checkpoint.classes, error) from None
     except YOLOv6ImportError as error:
         config = selection.form.whole_config if keep else selection.form.config
-        raise YOLOv6ImportError(f"{source}: {error}; the network differs from YOLOv6's design that {config} "
-                                f"reproduces, so it cannot be imported (please report it with the YOLOv6 version it "
-                                f"was trained with)") from error
+        raise YOLOv6ImportError(f"{source}: {error}; it differs from YOLOv6's design that {config} reproduces: "
+                                f"please report it, naming the YOLOv6 version that trained it") from error
     target.load_state_dict(transfer.state, strict=False)
     dropped = tuple(sorted(transfer.dropped))
     side = -(-imgsz // int(target.stride.max())) * int(target.stride.max())  # a P6 model's concats need /64

@@ -210,7 +210,5 @@ def select_form(arch: Architecture, path: object) -> Selection:
                 shape = expected_shape(form, depth, width) if form.scaled else (form.base_channels, form.base_repeats)
                 if shape == (arch.channels, arch.units):
                     return Selection(form, size, depth, width)
-    supported = "; ".join(form.describe() for form in FORMS)
-    raise YOLOv6ImportError(f"{path}: no shipped config reproduces this network: detected {arch.describe()}. "
-                            f"Supported (the scaled designs at any of YOLOv6's sizes {'/'.join(YOLOV6_SIZES)}): "
-                            f"{supported}")
+    raise YOLOv6ImportError(f"{path}: no shipped config reproduces this network: detected {arch.describe()}; the "
+                            f"designs that import are listed in docs/yolov6-import.md (Supported checkpoints)")
