@@ -107,8 +107,9 @@ def package_classes() -> set[str]:
 # change, never to Ultralytics' modules, classes or a run's state; anything else it finds fails.
 OWN_OBJECTS = {
     "evaluation.py": ["unfused.fuse", "yolo.model"],  # the YOLO and model it loaded for one validation
-    "fusion.py": ["block.forward", "setattr(other, key, value)"],  # fusing is running a block's fused forward, as
-    # Ultralytics' own fuse() does; the settings go onto the plugin's own unfused copy
+    "fusion.py": ["block.forward", "setattr(other, key, types.MethodType(value.__func__, other))",
+                  "setattr(other, key, value)"],  # fusing is running a block's fused forward, as Ultralytics' own
+    # fuse() does; the settings and an exporter's head decoder go onto the plugin's own unfused reference
     "importer/convert.py": ["target.names"],  # the model the import built
     "rebuild.py": ["model.args", "model.names", "model.pt_path", "model.task"],  # the model rebuilt from data
 }

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from yolov8_efficientrep.versions import MAX_VERSION, MIN_VERSION, SUPPORTED_ULTRALYTICS
@@ -84,14 +85,19 @@ def check(checks: dict, release: str, route: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference(scale_n_model) -> dict:
-    """Parameter count and row types of every shipped model YAML at scale n, built with the suite's own Ultralytics."""
+def reference() -> dict:
+    """Parameter count and row types of every shipped model YAML at scale n, parsed by the suite's own Ultralytics as
+    ultralytics_version_check.py parses them in each release (on the meta device)."""
+    from ultralytics.nn import tasks
+
     models = {}
     for path in sorted((REPO / "cfg").glob("*.yaml")):
         if "backbone" in yaml.safe_load(path.read_text()):
-            model = scale_n_model(path.stem).model  # built once for test_family too
-            models[path.name] = {"params": sum(p.numel() for p in model.parameters()),
-                                 "rows": [type(m).__name__ for m in model.model]}
+            spec = tasks.yaml_model_load(path.with_name(path.name.replace("yolov8-", "yolov8n-")))
+            with torch.device("meta"):
+                layers, _ = tasks.parse_model(spec, ch=spec.get("channels", 3), verbose=False)
+            models[path.name] = {"params": sum(p.numel() for p in layers.parameters()),
+                                 "rows": [type(m).__name__ for m in layers]}
     return models
 
 

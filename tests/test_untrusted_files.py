@@ -279,7 +279,7 @@ HASH_PAYLOADS = {  # name -> the value pushed, which is then hashed
 
 @pytest.mark.parametrize("family", list(HASH_PAYLOADS))
 def test_hashed_structures_hang_or_crash_plain_pickle_and_are_refused(family, tmp_path):
-    without = outcome(PLAIN_LOAD, b"\x80\x02" + HASH_PAYLOADS[family] + b".", timeout=3)
+    without = outcome(PLAIN_LOAD, b"\x80\x02" + HASH_PAYLOADS[family] + b".", timeout=1.5)
     assert without in ("timeout", "signal SIGSEGV"), without  # hashing 2**60 leaves, or past the C stack
     refused(_raw(tmp_path, "hash", attribute_pickle(HASH_PAYLOADS[family])), "set item" if "set" in family else
             "dict key", tmp_path)
@@ -317,7 +317,7 @@ FORMAT_PAYLOADS = {  # name -> a call whose refusal could format the shared list
 def test_refusals_never_format_what_the_file_built(family, tmp_path):
     shared = b"\x80\x02" + _shared_list(60) + b"."
     assert outcome("import pickle, sys\nprint(len(repr(pickle.loads(open(sys.argv[1], 'rb').read()))))", shared,
-                   timeout=3, limit_mb=1024) in ("timeout", "MemoryError")  # 2**60 elements to write out
+                   timeout=1.5, limit_mb=1024) in ("timeout", "MemoryError")  # 2**60 elements to write out
     message = refused(_raw(tmp_path, "format", attribute_pickle(FORMAT_PAYLOADS[family])),
                       "cannot be read as a PyTorch checkpoint", tmp_path)
     assert len(message) < 400 + len(str(tmp_path))

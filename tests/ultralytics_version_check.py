@@ -67,13 +67,13 @@ for path in sorted(CFG.glob("*.yaml")) if ROUTE == "hook" else []:  # every ship
     if needs and tuple(map(int, needs[1].split("."))) > tuple(map(int, re.findall(r"\d+", ultralytics.__version__)[:3])):
         models[path.name] = {"needs": needs[1]}
         continue
-    try:
-        scale = path.with_name(path.name.replace("yolov8-", "yolov8n-"))  # scale n, picked by the file name
-        model = YOLO(scale).model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, 3, 64, 64))
-        models[path.name] = {"params": sum(p.numel() for p in model.parameters()),
-                             "rows": [type(m).__name__ for m in model.model]}
+    try:  # parsed as this release's YOLO() parses it, on the meta device: every layer built, nothing allocated (the
+        # forward pass, training and fusion are checked on the real model below)
+        spec = tasks.yaml_model_load(path.with_name(path.name.replace("yolov8-", "yolov8n-")))  # scale n by the name
+        with torch.device("meta"):
+            layers, _ = tasks.parse_model(spec, ch=spec.get("channels", 3), verbose=False)
+        models[path.name] = {"params": sum(p.numel() for p in layers.parameters()),
+                             "rows": [type(m).__name__ for m in layers]}
     except Exception as error:
         models[path.name] = {"error": f"{type(error).__name__}: {error}"}
 result["models"] = models
