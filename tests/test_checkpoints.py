@@ -57,6 +57,7 @@ def test_allow_list_covers_every_plugin_block_and_the_units_inside_them():
     assert all(cls.__module__.startswith("yolov8_efficientrep.") for cls in classes)  # Ultralytics lists its own
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loader", ["default", "safe"])
 def test_yolo_resumes_an_interrupted_run_in_a_fresh_process(loader, runs, installed_hook, run_fresh):
     run = runs[loader]
@@ -67,6 +68,7 @@ def test_yolo_resumes_an_interrupted_run_in_a_fresh_process(loader, runs, instal
     assert len(results(run)) == 2  # epoch 2 of 2 ran in the new process
 
 
+@pytest.mark.slow
 def test_yolo_fine_tunes_from_best_pt_in_a_fresh_process(runs, installed_hook, run_fresh, shapes_data, tmp_path):
     best = shutil.copy(runs["default"] / "weights" / "best.pt", tmp_path / "best.pt")
     result = run_fresh("yolo", "train", f"model={best}", f"data={shapes_data}", "epochs=1", "imgsz=64", "batch=8",
@@ -76,6 +78,7 @@ def test_yolo_fine_tunes_from_best_pt_in_a_fresh_process(runs, installed_hook, r
     assert len(results(tmp_path / "tuned")) == 1
 
 
+@pytest.mark.slow
 def test_restricted_loader_validates_predicts_exports_and_fine_tunes(runs, installed_hook, run_fresh, shapes_data,
                                                                      tmp_path):
     """One fresh interpreter with ULTRALYTICS_SAFE_LOAD=1 that never imports the plugin by name."""

@@ -169,6 +169,7 @@ def test_fuse_names_a_read_only_output_folder_before_any_work(run_fresh, best, t
     assert list(folder.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_fuse_names_a_write_that_exceeds_the_file_size_limit_and_leaves_nothing(run_fresh, best):
     """A real write refused by the kernel (EFBIG, past ``ulimit -f``), half-way through the 18 MB fused file."""
     before = best.read_bytes()
@@ -254,6 +255,7 @@ def start_fuse(best: Path) -> subprocess.Popen:
                             text=True)
 
 
+@pytest.mark.slow
 def test_sigterm_during_the_write_leaves_no_partial_file(best):
     before = best.read_bytes()
     process = start_fuse(best)
@@ -265,6 +267,7 @@ def test_sigterm_during_the_write_leaves_no_partial_file(best):
     assert best.read_bytes() == before and [p.name for p in best.parent.iterdir()] == ["best.pt"]
 
 
+@pytest.mark.slow
 def test_what_a_killed_run_left_stays_named_as_partial_and_a_later_run_works_beside_it(run_fresh, best):
     process = start_fuse(best)
     partial = wait_for_partial(process, best.parent)

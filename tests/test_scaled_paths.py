@@ -131,6 +131,7 @@ def test_the_seam_says_when_it_cannot_apply(monkeypatch, ultralytics_log):
                "Ultralytics" in line and "pass it from a folder without one" in line for line in ultralytics_log)
 
 
+@pytest.mark.slow
 def test_yolo_train_and_export_scale_s_from_odd_folders(installed_hook, run_fresh, odd_root, tmp_path, monkeypatch):
     """``yolo train`` with a relative path through ``a6n0m/``; ``YOLO(...).export`` with an absolute one through
     ``2024models/`` (a YAML model exports to the working directory)."""

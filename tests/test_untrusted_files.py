@@ -248,6 +248,7 @@ def test_allocation_payloads_are_refused_quickly(family, tmp_path):
     refused(build(tmp_path), message, tmp_path)
 
 
+@pytest.mark.slow
 def test_the_allocation_mechanisms_allocate_without_the_defence(tmp_path):
     code = "import sys, torch\nprint(torch.load(sys.argv[1], weights_only=True, map_location='cpu')['extra'].numel())"
     assert outcome(code, _view_bomb(tmp_path, yolov6=False)) == str(10**10)  # ready to be materialized
@@ -325,6 +326,7 @@ def test_refusals_never_format_what_the_file_built(family, tmp_path):
 
 # --- 4: a sparse hole that would size the reader's buffers ---------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_sparse_hole_standing_for_tensor_data_is_refused(tmp_path):
     source = yolov6_file(tmp_path / "sparse.pt", weights=torch.zeros(64, 8, 256, 256))  # 128 MB of float32
     with zipfile.ZipFile(source) as archive:
