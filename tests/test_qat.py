@@ -132,11 +132,14 @@ def test_qat_distills_from_the_float_model_through_ultralytics_distill_model(tra
     assert "fused 19 19" in run_fresh(sys.executable, "-c", code, tmp_path / "distill" / "weights" / "best.pt").stdout
 
 
-def test_float_training_from_a_fused_qat_checkpoint_is_refused(qat_run, shapes_data, run_fresh, tmp_path):
-    result = run_fresh("yolo", "train", f"model={qat_run / 'weights' / 'best.pt'}", f"data={shapes_data}", "epochs=1",
-                       "imgsz=64", "device=cpu", f"project={tmp_path}", check=False)
-    assert result.returncode != 0
-    assert "was quantization-aware trained with its Rep blocks fused" in result.stdout + result.stderr
+def test_float_training_from_a_fused_qat_checkpoint_is_refused(qat_run, shapes_data, tmp_path):
+    """In this process: test_export's fresh ``yolo train`` of a fused checkpoint proves the command's one-line report."""
+    from yolov8_efficientrep.errors import EfficientRepError
+
+    with pytest.raises(EfficientRepError, match="was quantization-aware trained with its Rep blocks fused"):
+        YOLO(qat_run / "weights" / "best.pt").train(data=shapes_data, epochs=1, imgsz=64, device="cpu",
+                                                    project=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # refused before Ultralytics made the run's folder
 
 
 def test_stock_models_train_qat_exactly_as_without_the_plugin(shapes_data, run_fresh, tmp_path, installed_hook):
