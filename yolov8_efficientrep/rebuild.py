@@ -16,10 +16,12 @@ import ast
 import copy
 import importlib
 import inspect
+import math
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from .errors import EfficientRepError
 from .limits import MAX_IMAGE_CHANNELS, MAX_REPEATS, whole_number
@@ -219,10 +221,28 @@ def rebuild(checkpoint: UntrustedCheckpoint) -> tuple[nn.Module, dict]:
     return model.float().eval(), entries
 
 
+class _SizedMetaArange(TorchFunctionMode):
+    """Make ``torch.arange`` of plain numbers an empty meta tensor of its length (its values are never read there).
+
+    torch computes a meta ``arange`` through its Python references, whose first use imports ``torch._dynamo``: a
+    second of every ``fuse`` command (Ultralytics' DFL calls it). Anything else goes on to the meta device context.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        numbers = (*args, *(kwargs[key] for key in ("start", "end", "step") if key in kwargs))
+        if func is torch.arange and 1 <= len(numbers) <= 3 and all(type(n) in (int, float) for n in numbers):
+            start, end, step = (0, numbers[0], 1) if len(numbers) == 1 else (*numbers, 1)[:3]
+            integers = all(type(n) is int for n in numbers)
+            dtype = kwargs.get("dtype") or (torch.int64 if integers else torch.get_default_dtype())
+            return torch.empty(max(0, math.ceil((end - start) / step)), dtype=dtype, device="meta")
+        return func(*args, **kwargs)
+
+
 def _meta_state(source: Path, tasks, yaml: dict) -> dict[str, tuple[int, ...]]:
     """Return the state-dict keys and shapes of the model ``yaml`` builds, built on the meta device (no memory)."""
     try:
-        with torch.device("meta"), torch.no_grad():
+        with torch.device("meta"), _SizedMetaArange(), torch.no_grad():
             layers, _ = tasks.parse_model(copy.deepcopy(yaml), ch=yaml.get("channels", yaml.get("ch", 3)),
                                           verbose=False)
     except Exception as error:  # whatever the YAML makes the parser raise: the file cannot be rebuilt

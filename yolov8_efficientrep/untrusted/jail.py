@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
@@ -141,8 +142,11 @@ def _collect(process: subprocess.Popen, limits: Limits) -> tuple[bytes, bytes, s
                threading.Thread(target=drain, args=(process.stderr, errors, 64 << 10), daemon=True)]
     for reader in readers:
         reader.start()
+    deadline = time.monotonic() + limits.wall_seconds
+    for reader in readers:  # the pipes close when the child exits: no polling delay after an honest read
+        reader.join(max(0.0, deadline - time.monotonic()))
     try:
-        process.wait(timeout=limits.wall_seconds)
+        process.wait(timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         overran.append("wall_seconds")
         process.kill()
