@@ -443,6 +443,18 @@ def test_honest_checkpoints_of_every_head_are_rebuilt_exactly_from_data(stem, sc
     assert all(torch.equal(tensor, stored[key]) for key, tensor in rebuilt.state_dict().items())
 
 
+@pytest.mark.parametrize("arguments", [(16,), (0,), (3, 10), (3, 10, 3), (10, 3, -2), (0.5, 3.2, 0.7)])
+def test_the_yaml_check_sizes_meta_aranges_as_torch_does(arguments):
+    """The stored YAML's meta build sizes ``torch.arange`` itself (torch's own meta arange imports torch._dynamo)."""
+    from yolov8_efficientrep.rebuild import _SizedMetaArange
+
+    expected = torch.arange(*arguments)
+    with torch.device("meta"), _SizedMetaArange():
+        made, floats = torch.arange(*arguments), torch.arange(*arguments, dtype=torch.float16)
+    assert made.device.type == "meta" and (made.shape, made.dtype) == (expected.shape, expected.dtype)
+    assert floats.shape == expected.shape and floats.dtype == torch.float16
+
+
 def test_fuse_trusted_still_refuses_legacy_data_before_an_archive(evil_checkpoint, tmp_path):
     source, marker = evil_checkpoint
     legacy = tmp_path / "legacy.pt"
