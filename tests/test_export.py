@@ -82,7 +82,8 @@ def run_onnx(path, image: torch.Tensor) -> np.ndarray:
 
 
 def test_yolo_export_onnx_is_one_conv_per_block_and_matches_unfused_pytorch(run_fresh, model_copy, installed_hook):
-    """The stock ``yolo`` script, which gets the plugin from the installed start-up hook."""
+    """The stock ``yolo`` script in a fresh process, which gets the plugin from the installed start-up hook and loads
+    the trained best.pt anew."""
     result = run_fresh("yolo", "export", f"model={model_copy}", "format=onnx", "imgsz=64")
     log = result.stdout + result.stderr
     check_fusion_log(log)
@@ -91,7 +92,9 @@ def test_yolo_export_onnx_is_one_conv_per_block_and_matches_unfused_pytorch(run_
     model, image, reference = unfused(model_copy)
     fused = YOLO(model_copy).model.fuse(verbose=False)
     assert onnx_convs(onnx_file) == sum(isinstance(m, torch.nn.Conv2d) for m in fused.modules())  # one per block
-    difference = detection_difference(run_onnx(onnx_file, image), reference)
+    output = run_onnx(onnx_file, image)
+    assert output.shape == (1, 4 + 4, 84)  # 4 box coordinates + 4 shape classes, for 8x8 + 4x4 + 2x2 anchors
+    difference = detection_difference(output, reference)
     print(f"ONNX Runtime vs unfused PyTorch: max relative |diff| = {difference:.2e}")
     assert difference < RTOL
 

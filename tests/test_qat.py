@@ -106,14 +106,14 @@ def test_the_qat_export_runs_in_onnx_runtime_and_in_int8_in_openvino(qat_export)
     assert graph.leftovers == [] and graph.quantized >= graph.convs - 7 and graph.runtime_quantized > graph.convs / 2
 
 
-def test_a_qat_checkpoint_reloads_in_a_fresh_process_also_under_the_restricted_loader(qat_run, run_fresh):
+def test_a_qat_checkpoint_reloads_and_predicts_in_a_fresh_process_under_the_restricted_loader(qat_run, run_fresh):
+    """Ultralytics' default loader reloads it in fresh processes already: the resume and ``qat_export``."""
     code = ("import sys\nfrom ultralytics import YOLO\nfrom ultralytics.utils import ASSETS\n"
             "from yolov8_efficientrep.fusion import fused_rep_blocks\n"
             "model = YOLO(sys.argv[1])\nprint('fused', *fused_rep_blocks(model.model))\n"
             "model.predict(ASSETS / 'bus.jpg', imgsz=64, device='cpu', verbose=False)")
-    for env in ({}, {"ULTRALYTICS_SAFE_LOAD": "1"}):
-        result = run_fresh(sys.executable, "-c", code, qat_run / "weights" / "best.pt", env=env)
-        assert "fused 19 19" in result.stdout
+    result = run_fresh(sys.executable, "-c", code, qat_run / "weights" / "best.pt", env={"ULTRALYTICS_SAFE_LOAD": "1"})
+    assert "fused 19 19" in result.stdout
 
 
 def test_qat_distills_from_the_float_model_through_ultralytics_distill_model(trained_checkpoint, shapes_data,

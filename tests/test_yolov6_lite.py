@@ -203,6 +203,7 @@ def test_lite_onnx_export_gives_yolov6s_detections_in_onnxruntime(zoo, imported)
           f"{tolerance:.1e}); the same detections, boxes within {largest[2]:.1e} px, scores within {largest[3]:.1e}")
 
 
+@pytest.mark.slow  # it trains
 def test_one_fine_tuning_epoch_of_the_lite_import_runs(imported, shapes_data, tmp_path):
     from ultralytics import YOLO
 

@@ -143,6 +143,8 @@ def test_p6_onnx_export_gives_yolov6s_detections_in_onnxruntime(imported):
           f"own deploy form: up to {tolerance / 2:.1e}); the same detections, boxes within {largest[2]:.1e} px, "
           f"scores within {largest[3]:.1e}")
 
+
+@pytest.mark.slow  # it trains
 def test_one_fine_tuning_epoch_of_the_p6_import_runs(imported, shapes_data, tmp_path):
     _, _, output, _ = imported(N6)
     YOLO(output).train(data=str(shapes_data), epochs=1, imgsz=64, batch=8, workers=0, device="cpu", plots=False,
