@@ -60,6 +60,7 @@ def test_yolo_train_without_the_hook_fails_on_the_plugin_row(installed_hook, run
     assert result.returncode != 0 and "KeyError: 'RepVGGBlock'" in result.stderr
 
 
+@pytest.mark.slow  # a fresh yolo process reloading the trained checkpoint (the development run has test_export's)
 def test_plain_yolo_val_loads_best_pt_in_a_fresh_process(trained, run_fresh, shapes_data, tmp_path):
     result = run_fresh("yolo", "val", f"model={trained / 'weights' / 'best.pt'}", f"data={shapes_data}", "imgsz=64",
                        "device=cpu", "batch=8", "plots=False", f"project={tmp_path}", "name=val")
@@ -67,6 +68,7 @@ def test_plain_yolo_val_loads_best_pt_in_a_fresh_process(trained, run_fresh, sha
     assert "summary (fused)" in log and "mAP50-95" in log
 
 
+@pytest.mark.slow  # a fresh yolo process reloading the trained checkpoint (the development run has test_export's)
 def test_plain_yolo_predict_loads_best_pt_in_a_fresh_process(trained, run_fresh, shapes_data, tmp_path):
     images = shapes_data.parent / "images" / "val"
     result = run_fresh("yolo", "predict", f"model={trained / 'weights' / 'best.pt'}", f"source={images}", "imgsz=64",
