@@ -67,10 +67,10 @@ for path in sorted(CFG.glob("*.yaml")) if ROUTE == "hook" else []:  # every ship
     if needs and tuple(map(int, needs[1].split("."))) > tuple(map(int, re.findall(r"\d+", ultralytics.__version__)[:3])):
         models[path.name] = {"needs": needs[1]}
         continue
-    try:  # parsed as this release's YOLO() parses it, on the meta device: every layer built, nothing allocated (the
-        # forward pass, training and fusion are checked on the real model below)
+    try:  # parsed as this release's YOLO() parses it: every layer built, no forward pass (the forward pass, training
+        # and fusion are checked on the real model below); on the CPU, which builds them faster than the meta device
         spec = tasks.yaml_model_load(path.with_name(path.name.replace("yolov8-", "yolov8n-")))  # scale n by the name
-        with torch.device("meta"):
+        with torch.no_grad():
             layers, _ = tasks.parse_model(spec, ch=spec.get("channels", 3), verbose=False)
         models[path.name] = {"params": sum(p.numel() for p in layers.parameters()),
                              "rows": [type(m).__name__ for m in layers]}
