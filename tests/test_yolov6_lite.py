@@ -132,8 +132,6 @@ def imported(zoo, tmp_path_factory):
 
 @pytest.mark.parametrize("size", ["s", "m", "l"])
 def test_lite_import_with_its_head_gives_yolov6s_features_and_detections(size, zoo, imported):
-    import yolov6_models as ym
-
     from yolov8_efficientrep.checkpoints import load_checkpoint
     from yolov8_efficientrep.heads import LiteEffiDeHead
     from yolov8_efficientrep.importer.forms import FORMS
@@ -144,20 +142,9 @@ def test_lite_import_with_its_head_gives_yolov6s_features_and_detections(size, z
     ours, checkpoint = load_checkpoint(output)
     assert type(ours.model[-1]) is LiteEffiDeHead and checkpoint["yolov6_import"]["dropped"] == []
     form = next(form for form in FORMS if form.config == f"yolov8-lite-{size}")
-    largest, counts = [0.0] * 5, []
-    for name in zoo.PHOTOS:
-        image = zoo.photo(name, SIZE)
-        features = zoo.layer_outputs(ours, form.backbone_outputs + form.neck_outputs, image), ym.features(yolov6, image)
-        maps = max(relative_difference(a, b) for a, b in zip(*features))  # 3 backbone and 4 neck outputs
-        assert maps <= RTOL, (name, maps)
-        with torch.no_grad():
-            measured = zoo.detections_match(ours(image)[0], ym.inference(yolov6, image))
-        largest = [max(a, b) for a, b in zip(largest, (maps, *measured[:4]))]
-        counts.append(measured[4])
-    detections = " + ".join(map(str, counts))
-    print(f"YOLOv6-Lite-{size.upper()}: {printed.splitlines()[0]}\n  features {largest[0]:.1e}, pre-NMS boxes "
-          f"{largest[1]:.1e} scores {largest[2]:.1e} relative; after NMS the same {detections} detections, boxes "
-          f"within {largest[3]:.1e} px, scores within {largest[4]:.1e}")
+    images = {name: zoo.photo(name, SIZE) for name in zoo.PHOTOS}
+    agreement = zoo.whole_model_agreement(ours, yolov6, form.backbone_outputs + form.neck_outputs, images)
+    print(f"YOLOv6-Lite-{size.upper()}: {printed.splitlines()[0]}\n  {agreement}")  # 3 backbone, 4 neck outputs
 
 
 def test_lite_import_under_a_yolov8_head_keeps_every_backbone_and_neck_tensor(zoo, imported, tmp_path, capsys):

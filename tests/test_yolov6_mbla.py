@@ -111,8 +111,6 @@ def imported(zoo, tmp_path_factory):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_mbla_import_with_its_head_gives_yolov6s_features_and_detections(size, zoo, imported):
-    import yolov6_models as ym
-
     from yolov8_efficientrep.checkpoints import load_checkpoint
     from yolov8_efficientrep.heads import EffiDeHead
     from yolov8_efficientrep.importer.forms import FORMS
@@ -124,20 +122,9 @@ def test_mbla_import_with_its_head_gives_yolov6s_features_and_detections(size, z
     ours, _ = load_checkpoint(output)
     assert type(ours.model[-1]) is EffiDeHead and type(ours.model[2]) is MBLABlock
     form = next(form for form in FORMS if form.config == "yolov8-mbla")
-    largest, counts = [0.0] * 5, []
-    for name in zoo.PHOTOS:
-        image = zoo.photo(name, SIZE, 32)
-        features = zoo.layer_outputs(ours, form.backbone_outputs + form.neck_outputs, image), ym.features(yolov6, image)
-        maps = max(relative_difference(a, b) for a, b in zip(*features))  # 4 backbone and 3 neck outputs
-        assert maps <= RTOL, (name, maps)
-        with torch.no_grad():
-            measured = zoo.detections_match(ours(image)[0], ym.inference(yolov6, image))
-        largest = [max(a, b) for a, b in zip(largest, (maps, *measured[:4]))]
-        counts.append(measured[4])
-    detections = " + ".join(map(str, counts))
-    print(f"YOLOv6-{size.upper()}_mbla: {printed.splitlines()[0]}\n  features {largest[0]:.1e}, pre-NMS boxes "
-          f"{largest[1]:.1e} scores {largest[2]:.1e} relative; after NMS the same {detections} detections, boxes "
-          f"within {largest[3]:.1e} px, scores within {largest[4]:.1e}")
+    images = {name: zoo.photo(name, SIZE, 32) for name in zoo.PHOTOS}
+    agreement = zoo.whole_model_agreement(ours, yolov6, form.backbone_outputs + form.neck_outputs, images)
+    print(f"YOLOv6-{size.upper()}_mbla: {printed.splitlines()[0]}\n  {agreement}")  # 4 backbone, 3 neck outputs
 
 
 def test_mbla_import_under_a_yolov8_head_keeps_every_backbone_and_neck_tensor(zoo, imported, tmp_path, capsys):

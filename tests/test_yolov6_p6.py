@@ -92,20 +92,8 @@ def test_p6_import_with_its_head_gives_yolov6s_features_and_detections(case, imp
     form = next(form for form in FORMS if form.whole_config == model_name.replace(f"yolov6{size}", "yolov6", 1))
     layers = form.backbone_outputs + form.neck_outputs
 
-    largest, counts = [0.0] * 5, []
-    for name, image in photos.items():
-        features = zoo.layer_outputs(ours, layers, image), ym.features(yolov6, image)
-        assert [t.shape for t in features[0]] == [t.shape for t in features[1]]
-        maps = max(relative_difference(a, b) for a, b in zip(*features))  # 5 backbone and 4 neck outputs
-        assert maps <= RTOL, (name, maps)
-        with torch.no_grad():
-            measured = zoo.detections_match(ours(image)[0], ym.inference(yolov6, image))
-        largest = [max(a, b) for a, b in zip(largest, (maps, *measured[:4]))]
-        counts.append(measured[4])
-    detections = " + ".join(map(str, counts))
-    print(f"{case}: {printed.splitlines()[0]}\n  features {largest[0]:.1e}, pre-NMS boxes {largest[1]:.1e} scores "
-          f"{largest[2]:.1e} relative; after NMS the same {detections} detections, boxes within {largest[3]:.1e} px, "
-          f"scores within {largest[4]:.1e}")
+    agreement = zoo.whole_model_agreement(ours, yolov6, layers, photos)  # 5 backbone, 4 neck outputs
+    print(f"{case}: {printed.splitlines()[0]}\n  {agreement}")
 
 
 def test_p6_import_under_a_yolov8_head_keeps_every_backbone_and_neck_tensor(imported, photos, tmp_path, capsys):

@@ -566,6 +566,26 @@ def detections_match(decoded: torch.Tensor, theirs: torch.Tensor, tolerance: flo
     return boxes, scores, pixels, points, len(expected)
 
 
+def whole_model_agreement(ours: nn.Module, yolov6: nn.Module, layers: tuple[int, ...],
+                          images: dict[str, torch.Tensor]) -> str:
+    """Compare an import with its head with YOLOv6's network on each image: the feature maps of ``layers`` against
+    YOLOv6's backbone and neck outputs (within ``RTOL``), and the detections before and after NMS
+    (``detections_match``); return the line that reports the largest differences."""
+    largest, counts = [0.0] * 5, []
+    for name, image in images.items():
+        features = layer_outputs(ours, layers, image), ym.features(yolov6, image)
+        assert [t.shape for t in features[0]] == [t.shape for t in features[1]], name
+        maps = max(relative_difference(a, b) for a, b in zip(*features))
+        assert maps <= RTOL, (name, maps)
+        with torch.no_grad():
+            measured = detections_match(ours(image)[0], ym.inference(yolov6, image))
+        largest = [max(a, b) for a, b in zip(largest, (maps, *measured[:4]))]
+        counts.append(measured[4])
+    return (f"features {largest[0]:.1e}, pre-NMS boxes {largest[1]:.1e} scores {largest[2]:.1e} relative; after NMS "
+            f"the same {' + '.join(map(str, counts))} detections, boxes within {largest[3]:.1e} px, scores within "
+            f"{largest[4]:.1e}")
+
+
 def yolov6_deploy(model: nn.Module) -> nn.Module:
     """Return a copy of a YOLOv6 network in the deploy form YOLOv6 exports: every block's ``switch_to_deploy`` (Rep
     blocks re-parameterized), then YOLOv6's ``fuse_model`` (BN folded into each convolution)."""
