@@ -38,6 +38,7 @@ from yolov8_efficientrep.graphs import onnx_unfused_nodes  # noqa: E402
 from yolov8_efficientrep.importer import YOLOv6ImportError, import_yolov6, read_checkpoint  # noqa: E402
 
 from helpers import RTOL, relative_difference  # noqa: E402
+from yolov6_zoo_models import layer_outputs  # noqa: E402
 
 IMGSZ = 64
 
@@ -77,17 +78,6 @@ def saved_yolov6(path: Path, generation: str, design: str, size: str, mode: str 
     config = ym.yolov6_config(generation, design, size, mode)
     model = ym.build(config, naming, distill_ns=generation == "v3" and design == "n")  # v3.0 N/S ship that head
     return model, ym.save(model, path, naming)
-
-
-def layer_outputs(model: nn.Module, layers: tuple, image: torch.Tensor) -> list[torch.Tensor]:
-    """Run an Ultralytics model; return the outputs of ``layers``."""
-    outputs = {}
-    hooks = [model.model[i].register_forward_hook(lambda m, a, out, i=i: outputs.__setitem__(i, out)) for i in layers]
-    with torch.no_grad():
-        model(image)
-    for hook in hooks:
-        hook.remove()
-    return [outputs[i] for i in layers]
 
 
 @pytest.mark.parametrize("case", list(CASES))

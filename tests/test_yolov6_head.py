@@ -46,11 +46,9 @@ from yolov8_efficientrep.graphs import onnx_unfused_nodes  # noqa: E402
 from yolov8_efficientrep.heads import PRIOR, EffiDeHead  # noqa: E402
 from yolov8_efficientrep.importer.forms import FORMS  # noqa: E402
 
-from helpers import REPO, RTOL, relative_difference  # noqa: E402
+from helpers import REPO, RTOL  # noqa: E402
+from yolov6_zoo_models import CONF, IOU, MAX_DET, MAX_WH, PHOTOS, compare, same_detections  # noqa: E402
 
-CONF, IOU, MAX_DET = 0.25, 0.45, 1000  # Ultralytics' predict confidence; YOLOv6's inference IoU and max_det
-MAX_WH = 4096  # YOLOv6's per-class box offset in its NMS (Ultralytics': 7680): the same arithmetic on both sides
-PHOTOS = ("bus.jpg", "zidane.jpg")
 COCO_NAMES = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg/datasets/coco.yaml").read_text())["names"]
 
 # (generation, design, size, training_mode, naming, head) -> the model the import must pick, the YOLOv6 head
@@ -94,30 +92,6 @@ def photo(name: str, rect: bool = True, size: int = 640) -> torch.Tensor:
     """Return an Ultralytics asset letterboxed by YOLOv6's own code (a minimal rectangle, or a square), RGB, 0-1."""
     image = letterbox(cv2.imread(str(ASSETS / name)), size, auto=rect, stride=32)[0]
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[::-1])).float()[None] / 255
-
-
-def compare(decoded: torch.Tensor, yolov6: torch.Tensor) -> tuple[float, float]:
-    """Return the relative differences of the boxes and of the class scores: Ultralytics' decoded (batch, 4 + nc,
-    anchors) against YOLOv6's (batch, anchors, 5 + nc), whose fifth column is its constant objectness."""
-    assert torch.all(yolov6[..., 4] == 1)
-    ours = decoded.transpose(1, 2)
-    return relative_difference(ours[..., :4], yolov6[..., :4]), relative_difference(ours[..., 4:], yolov6[..., 5:])
-
-
-def same_detections(ours: torch.Tensor, theirs: torch.Tensor, box_atol: float, score_atol: float = RTOL
-                    ) -> tuple[float, float]:
-    """Assert the same (x1, y1, x2, y2, score, class) detections in any order: each of ``theirs`` has one of ``ours``
-    of its class with the box within ``box_atol`` pixels and the score within ``score_atol``, and no two share one.
-    Return the largest box and score differences."""
-    assert ours.shape == theirs.shape and len(theirs) > 0, (ours.shape, theirs.shape)
-    distance = (theirs[:, None, :4] - ours[None, :, :4]).abs().amax(-1)  # theirs x ours, pixels
-    distance[theirs[:, None, 5] != ours[None, :, 5]] = math.inf
-    nearest = distance.min(1)
-    assert len(set(nearest.indices.tolist())) == len(theirs), "two detections matched the same one"
-    boxes = nearest.values.max().item()
-    scores = (theirs[:, 4] - ours[nearest.indices, 4]).abs().max().item()
-    assert boxes <= box_atol and scores <= score_atol, (boxes, scores)
-    return boxes, scores
 
 
 @pytest.fixture(scope="module")
