@@ -10,9 +10,7 @@ N's depth and width; ``YOLOV6_IMPORT_ALL=1`` adds S6, M6 and L6 at full size.
 """
 
 import contextlib
-import csv
 import io
-import math
 import os
 
 import pytest
@@ -22,7 +20,6 @@ import yaml
 
 pytest.importorskip("yolov6.models.yolo", reason="YOLOv6's code is not installed: pip install --no-deps "
                                                   "yolov6detect==0.4.1 tqdm (the test extra lists tqdm)")
-import onnxruntime  # noqa: E402
 import yolov6_models as ym  # noqa: E402
 import yolov6_zoo_models as zoo  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
@@ -119,27 +116,14 @@ def test_p6_onnx_export_gives_yolov6s_detections_in_onnxruntime(imported):
     yolov6, _, output, _ = imported(N6)
     onnx_file = YOLO(output).export(format="onnx", imgsz=SIZE, device="cpu")  # fused and checked by the plugin
     assert onnx_unfused_nodes(onnx_file) == []
-    session = onnxruntime.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
     images = [zoo.photo(name, SIZE, rect=False) for name in zoo.PHOTOS]  # the export's fixed square input
-    tolerance = zoo.fusion_tolerance(yolov6, images)
-    largest = [0.0] * 4
-    for image in images:
-        exported = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: image.numpy()})[0])
-        measured = zoo.detections_match(exported, ym.inference(yolov6, image), tolerance)
-        largest = [max(a, b) for a, b in zip(largest, measured[:4])]
-    print(f"ONNX Runtime vs YOLOv6, {N6}: pre-NMS boxes {largest[0]:.1e}, scores {largest[1]:.1e} relative (YOLOv6's "
-          f"own deploy form: up to {tolerance / 2:.1e}); the same detections, boxes within {largest[2]:.1e} px, "
-          f"scores within {largest[3]:.1e}")
+    print(f"ONNX Runtime vs YOLOv6, {N6}: {zoo.onnx_agreement(onnx_file, yolov6, images)}")
 
 
 @pytest.mark.slow  # it trains
 def test_one_fine_tuning_epoch_of_the_p6_import_runs(imported, shapes_data, tmp_path):
     _, _, output, _ = imported(N6)
-    YOLO(output).train(data=str(shapes_data), epochs=1, imgsz=64, batch=8, workers=0, device="cpu", plots=False,
-                       val=False, project=str(tmp_path), name="tuned", exist_ok=True)
-    rows = list(csv.DictReader((tmp_path / "tuned" / "results.csv").open()))
-    losses = {k.strip(): float(v) for k, v in rows[0].items() if k.strip().startswith("train/")}
-    assert len(rows) == 1 and len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses.values()), losses
+    losses = zoo.one_fine_tuning_epoch(output, shapes_data, tmp_path)
     print(f"one epoch from {N6} at imgsz 64: losses {losses}")
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import csv
 import math
 import sys
 import types
@@ -584,6 +585,36 @@ def whole_model_agreement(ours: nn.Module, yolov6: nn.Module, layers: tuple[int,
     return (f"features {largest[0]:.1e}, pre-NMS boxes {largest[1]:.1e} scores {largest[2]:.1e} relative; after NMS "
             f"the same {' + '.join(map(str, counts))} detections, boxes within {largest[3]:.1e} px, scores within "
             f"{largest[4]:.1e}")
+
+
+def onnx_agreement(onnx_file: str, yolov6: nn.Module, images: list[torch.Tensor]) -> str:
+    """Run an exported import in ONNX Runtime on each image and compare it with YOLOv6's network before and after NMS,
+    within ``fusion_tolerance``; return the line that reports the largest differences."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
+    tolerance = fusion_tolerance(yolov6, images)
+    largest = [0.0] * 4
+    for image in images:
+        exported = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: image.numpy()})[0])
+        measured = detections_match(exported, ym.inference(yolov6, image), tolerance)
+        largest = [max(a, b) for a, b in zip(largest, measured[:4])]
+    return (f"pre-NMS boxes {largest[0]:.1e}, scores {largest[1]:.1e} relative (bound {tolerance:.1e}: RTOL, or twice "
+            f"YOLOv6's own deploy form's difference); the same detections, boxes within {largest[2]:.1e} px, scores "
+            f"within {largest[3]:.1e}")
+
+
+def one_fine_tuning_epoch(checkpoint: Path, data: Path, folder: Path) -> dict[str, float]:
+    """Fine-tune an imported checkpoint for one epoch with Ultralytics' trainer; assert three finite, positive training
+    losses and return them."""
+    from ultralytics import YOLO
+
+    YOLO(checkpoint).train(data=str(data), epochs=1, imgsz=64, batch=8, workers=0, device="cpu", plots=False,
+                           val=False, project=str(folder), name="tuned", exist_ok=True)
+    rows = list(csv.DictReader((folder / "tuned" / "results.csv").open()))
+    losses = {k.strip(): float(v) for k, v in rows[0].items() if k.strip().startswith("train/")}
+    assert len(rows) == 1 and len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses.values()), losses
+    return losses
 
 
 def yolov6_deploy(model: nn.Module) -> nn.Module:
