@@ -25,6 +25,19 @@ def _check_expansion(owner: str, e: float) -> None:
                          f"does not belong here)")
 
 
+def _checked_stage(name: str, c1: int, c2: int, n: int, e: float, block: str | type[nn.Module], act: Act
+                   ) -> tuple[str, nn.Module]:
+    """Check a CSP stage's arguments (``BepC3``, ``MBLABlock``) before anything is built; return the owner that names
+    it in messages and its resolved activation."""
+    owner = call(name, c1=c1, c2=c2, n=n, e=e)
+    check_channels(owner, c1, c2)
+    check_repeats(owner, n)
+    _check_expansion(owner, e)
+    if isinstance(block, str) and block not in BASIC_UNITS:
+        raise ValueError(f"{owner}: unknown block {quoted(block)}; choose one of {', '.join(BASIC_UNITS)}")
+    return owner, resolve_act(act, owner)
+
+
 def _check_pooling(owner: str, pool: nn.Module) -> None:
     """Refuse a stored pooling window that would not keep the feature map's size (the scales are concatenated)."""
     window = (pool.kernel_size, pool.stride, pool.padding, pool.dilation) if isinstance(pool, nn.MaxPool2d) else pool
@@ -60,13 +73,7 @@ class BepC3(RestrictedLoadOnly, nn.Module):
                 ``RepVGGBlock``'s ``act``.
         """
         super().__init__()
-        owner = call("BepC3", c1=c1, c2=c2, n=n, e=e)
-        check_channels(owner, c1, c2)
-        check_repeats(owner, n)
-        _check_expansion(owner, e)
-        if isinstance(block, str) and block not in BASIC_UNITS:
-            raise ValueError(f"{owner}: unknown block {quoted(block)}; choose one of {', '.join(BASIC_UNITS)}")
-        activation = resolve_act(act, owner)
+        owner, activation = _checked_stage("BepC3", c1, c2, n, e, block, act)
         c_ = max(int(c2 * e), 1)
         check_parameters(owner, 2 * c1 * c_ + 2 * c_ * c2)  # cv1-cv3; the RepBlock counts its own
         self.cv1 = Conv(c1, c_, 1, 1, act=activation)
@@ -243,13 +250,7 @@ class MBLABlock(RestrictedLoadOnly, nn.Module):
             act (bool | str | nn.Module): Activation of the 1x1 convolutions and the layers, as ``RepVGGBlock``'s.
         """
         super().__init__()
-        owner = call("MBLABlock", c1=c1, c2=c2, n=n, e=e)
-        check_channels(owner, c1, c2)
-        check_repeats(owner, n)
-        _check_expansion(owner, e)
-        if isinstance(block, str) and block not in BASIC_UNITS:
-            raise ValueError(f"{owner}: unknown block {quoted(block)}; choose one of {', '.join(BASIC_UNITS)}")
-        activation = resolve_act(act, owner)
+        owner, activation = _checked_stage("MBLABlock", c1, c2, n, e, block, act)
         lengths = mbla_branches(n)
         self.c = max(int(c2 * e), 1)
         concatenated = (sum(lengths) + len(lengths)) * self.c
