@@ -13,9 +13,7 @@ a --fuse_ab head) and every naming, the M and L designs at N's depth and width; 
 published size at full size.
 """
 
-import contextlib
 import csv
-import io
 import math
 import os
 import re
@@ -47,7 +45,8 @@ from yolov8_efficientrep.heads import PRIOR, EffiDeHead  # noqa: E402
 from yolov8_efficientrep.importer.forms import FORMS  # noqa: E402
 
 from helpers import REPO, RTOL  # noqa: E402
-from yolov6_zoo_models import CONF, IOU, MAX_DET, MAX_WH, PHOTOS, compare, same_detections  # noqa: E402
+from yolov6_zoo_models import (CONF, IOU, MAX_DET, MAX_WH, PHOTOS, compare, import_with_head,  # noqa: E402
+                               same_detections)
 
 COCO_NAMES = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg/datasets/coco.yaml").read_text())["names"]
 
@@ -113,11 +112,9 @@ def imported(photos, tmp_path_factory):
             if case == OWN_NAMES:
                 model.names = [f"thing {i}" for i in range(80)]
             folder = tmp_path_factory.mktemp("import")
-            source, output = ym.save(model, folder / f"yolov6{size}.pt", naming), folder / "imported.pt"
-            printed = io.StringIO()
-            with contextlib.redirect_stdout(printed):
-                assert main(["import-yolov6", str(source), "-o", str(output), "--head", "yolov6"]) == 0
-            made[case] = model, source, output, printed.getvalue()
+            source = ym.save(model, folder / f"yolov6{size}.pt", naming)
+            output, printed = import_with_head(source)
+            made[case] = model, source, output, printed
         return made[case]
 
     return get

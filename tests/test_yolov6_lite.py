@@ -10,9 +10,7 @@ output and YOLOv6's inference output before and after NMS are compared; then ONN
 fine-tuning epoch.
 """
 
-import contextlib
 import copy
-import io
 
 import pytest
 import torch
@@ -110,19 +108,15 @@ def test_lite_configs_build_from_scratch_with_yolov6s_counts_and_fuse_to_the_sam
 @pytest.fixture(scope="module")
 def imported(zoo, tmp_path_factory):
     """Return a function: size -> (YOLOv6-Lite's network, its file, the --head yolov6 import, what was printed)."""
-    from yolov8_efficientrep.cli import main
-
     made = {}
 
     def get(size: str):
         if size not in made:
             model = zoo.calibrated(zoo.build_lite(size), SIZE)
             folder = tmp_path_factory.mktemp("lite")
-            source, output = zoo.save_04(model, folder / f"yolov6lite_{size}.pt"), folder / "imported.pt"
-            printed = io.StringIO()
-            with contextlib.redirect_stdout(printed):
-                assert main(["import-yolov6", str(source), "-o", str(output), "--head", "yolov6"]) == 0
-            made[size] = model, source, output, printed.getvalue()
+            source = zoo.save_04(model, folder / f"yolov6lite_{size}.pt")
+            output, printed = zoo.import_with_head(source)
+            made[size] = model, source, output, printed
         return made[size]
 
     return get

@@ -12,9 +12,7 @@ The default run imports S_mbla at full size; ``YOLOV6_IMPORT_ALL=1`` adds M, L a
 depth 1.0).
 """
 
-import contextlib
 import copy
-import io
 import os
 
 import pytest
@@ -89,19 +87,15 @@ def test_mbla_config_builds_from_scratch_and_fuses_to_the_same_outputs(randomize
 @pytest.fixture(scope="module")
 def imported(zoo, tmp_path_factory):
     """Return a function: size -> (YOLOv6's MBLA network, its file, the --head yolov6 import, what was printed)."""
-    from yolov8_efficientrep.cli import main
-
     made = {}
 
     def get(size: str):
         if size not in made:
             model = zoo.calibrated(zoo.build_mbla(size), SIZE, 32)
             folder = tmp_path_factory.mktemp("mbla")
-            source, output = zoo.save_04(model, folder / f"yolov6{size}_mbla.pt"), folder / "imported.pt"
-            printed = io.StringIO()
-            with contextlib.redirect_stdout(printed):
-                assert main(["import-yolov6", str(source), "-o", str(output), "--head", "yolov6"]) == 0
-            made[size] = model, source, output, printed.getvalue()
+            source = zoo.save_04(model, folder / f"yolov6{size}_mbla.pt")
+            output, printed = zoo.import_with_head(source)
+            made[size] = model, source, output, printed
         return made[size]
 
     return get

@@ -9,8 +9,6 @@ running the export, and one fine-tuning epoch. The default run takes N6 at full 
 N's depth and width; ``YOLOV6_IMPORT_ALL=1`` adds S6, M6 and L6 at full size.
 """
 
-import contextlib
-import io
 import os
 
 import pytest
@@ -67,11 +65,9 @@ def imported(tmp_path_factory):
             (design, size, naming), _, _ = CASES[case]
             model = zoo.calibrated(ym.build(zoo.p6_config(design, size), naming), SIZE)
             folder = tmp_path_factory.mktemp("p6")
-            source, output = zoo.save(model, folder / f"yolov6{size}6.pt", naming), folder / "imported.pt"
-            printed = io.StringIO()
-            with contextlib.redirect_stdout(printed):
-                assert main(["import-yolov6", str(source), "-o", str(output), "--head", "yolov6"]) == 0
-            made[case] = model, source, output, printed.getvalue()
+            source = zoo.save(model, folder / f"yolov6{size}6.pt", naming)
+            output, printed = zoo.import_with_head(source)
+            made[case] = model, source, output, printed
         return made[case]
 
     return get

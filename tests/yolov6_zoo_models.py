@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import io
 import math
 import sys
 import types
@@ -565,6 +566,17 @@ def detections_match(decoded: torch.Tensor, theirs: torch.Tensor, tolerance: flo
     found = non_max_suppression(decoded, conf, IOU, max_det=MAX_DET, max_wh=MAX_WH)[0]
     pixels, points = same_detections(found, expected, tolerance * theirs[..., :4].abs().max().item(), tolerance)
     return boxes, scores, pixels, points, len(expected)
+
+
+def import_with_head(source: Path) -> tuple[Path, str]:
+    """Run ``yolov8-efficientrep import-yolov6 <source> --head yolov6`` (the command's ``main``) into
+    ``imported.pt`` beside the file; return that path and what the command printed."""
+    from yolov8_efficientrep.cli import main
+
+    output, printed = source.with_name("imported.pt"), io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["import-yolov6", str(source), "-o", str(output), "--head", "yolov6"]) == 0
+    return output, printed.getvalue()
 
 
 def whole_model_agreement(ours: nn.Module, yolov6: nn.Module, layers: tuple[int, ...],
