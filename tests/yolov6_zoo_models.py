@@ -50,7 +50,7 @@ from helpers import RTOL, relative_difference
 CONF, IOU, MAX_DET = 0.25, 0.45, 1000  # Ultralytics' predict confidence; YOLOv6's inference IoU and max_det
 MAX_WH = 4096  # YOLOv6's per-class box offset in its NMS (Ultralytics': 7680): the same arithmetic on both sides
 PHOTOS = ("bus.jpg", "zidane.jpg")
-CANDIDATES = 100  # NMS takes at least this many of YOLOv6's anchors (see detections_match)
+CANDIDATES = 100  # NMS takes at least this many of YOLOv6's anchors (see nms_confidence)
 
 # The P6 designs of YOLOv6 0.3.0 (configs/yolov6{n,s,m,l}6.py): backbone, neck and SPPF as the configs build them.
 P6_DESIGNS = {
@@ -528,40 +528,52 @@ def compare(decoded: torch.Tensor, yolov6: torch.Tensor) -> tuple[float, float]:
     return relative_difference(ours[..., :4], yolov6[..., :4]), relative_difference(ours[..., 4:], yolov6[..., 5:])
 
 
+def paired_detections(ours: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor:
+    """Return, for each of ``theirs`` (x1, y1, x2, y2, score, class, ...) detections, the index of the nearest of
+    ``ours`` of its class (largest coordinate difference); assert that no two share one."""
+    assert len(ours) == len(theirs) and len(theirs) > 0, (ours.shape, theirs.shape)
+    distance = (theirs[:, None, :4] - ours[None, :, :4]).abs().amax(-1)  # theirs x ours, pixels
+    distance[theirs[:, None, 5] != ours[None, :, 5]] = math.inf
+    nearest = distance.argmin(1)
+    assert len(set(nearest.tolist())) == len(theirs), "two detections matched the same one"
+    return nearest
+
+
 def same_detections(ours: torch.Tensor, theirs: torch.Tensor, box_atol: float, score_atol: float = RTOL
                     ) -> tuple[float, float]:
     """Assert the same (x1, y1, x2, y2, score, class) detections in any order: each of ``theirs`` has one of ``ours``
     of its class with the box within ``box_atol`` pixels and the score within ``score_atol``, no two sharing one.
     Return the largest box and score differences."""
-    assert ours.shape == theirs.shape and len(theirs) > 0, (ours.shape, theirs.shape)
-    distance = (theirs[:, None, :4] - ours[None, :, :4]).abs().amax(-1)  # theirs x ours, pixels
-    distance[theirs[:, None, 5] != ours[None, :, 5]] = math.inf
-    nearest = distance.min(1)
-    assert len(set(nearest.indices.tolist())) == len(theirs), "two detections matched the same one"
-    boxes = nearest.values.max().item()
-    scores = (theirs[:, 4] - ours[nearest.indices, 4]).abs().max().item()
+    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
+    nearest = ours[paired_detections(ours, theirs)]
+    boxes = (theirs[:, :4] - nearest[:, :4]).abs().max().item()
+    scores = (theirs[:, 4] - nearest[:, 4]).abs().max().item()
     assert boxes <= box_atol and scores <= score_atol, (boxes, scores)
     return boxes, scores
+
+
+def nms_confidence(theirs: torch.Tensor) -> float:
+    """Return the confidence threshold for comparing detections after NMS on YOLOv6's output (batch of one,
+    (anchors, 5 + nc + ...)): Ultralytics' 0.25, or lower where fewer than ``CANDIDATES`` anchors of YOLOv6's output
+    reach it (a random head can give flat scores): then it lies in the widest gap between YOLOv6's best scores from the
+    ``CANDIDATES``-th to the 1.5-fold, so that no score near it decides on one side only."""
+    best = theirs[0, :, 5:].amax(-1).sort(descending=True).values
+    if len(best) > CANDIDATES and best[CANDIDATES - 1] < CONF:
+        window = best[CANDIDATES - 1:CANDIDATES * 3 // 2]
+        widest = int((window[:-1] - window[1:]).argmax())
+        return float(window[widest] + window[widest + 1]) / 2
+    return CONF
 
 
 def detections_match(decoded: torch.Tensor, theirs: torch.Tensor, tolerance: float = RTOL
                      ) -> tuple[float, float, float, float, int]:
     """Compare an imported model's decoded output with YOLOv6's inference output on one image: before NMS, and after
-    NMS at YOLOv6's thresholds on both sides, within ``tolerance`` (relative; scores absolute after NMS). Return
-    (boxes, scores relative; boxes px, scores after NMS; detections).
-
-    The confidence threshold is Ultralytics' 0.25, or lower where fewer than ``CANDIDATES`` anchors of YOLOv6's output
-    reach it (a random head can give flat scores): then it lies in the widest gap between YOLOv6's best scores from
-    the ``CANDIDATES``-th to the 1.5-fold, so that no score near it decides on one side only.
+    NMS at YOLOv6's thresholds (confidence: ``nms_confidence``) on both sides, within ``tolerance`` (relative; scores
+    absolute after NMS). Return (boxes, scores relative; boxes px, scores after NMS; detections).
     """
     boxes, scores = compare(decoded, theirs)
     assert boxes <= tolerance and scores <= tolerance, (boxes, scores, tolerance)
-    conf = CONF
-    best = theirs[0, :, 5:].amax(-1).sort(descending=True).values
-    if len(best) > CANDIDATES and best[CANDIDATES - 1] < CONF:
-        window = best[CANDIDATES - 1:CANDIDATES * 3 // 2]
-        widest = int((window[:-1] - window[1:]).argmax())
-        conf = float(window[widest] + window[widest + 1]) / 2
+    conf = nms_confidence(theirs)
     expected = yolov6_nms(theirs.clone(), conf, IOU, max_det=MAX_DET)[0]
     found = non_max_suppression(decoded, conf, IOU, max_det=MAX_DET, max_wh=MAX_WH)[0]
     pixels, points = same_detections(found, expected, tolerance * theirs[..., :4].abs().max().item(), tolerance)
@@ -616,17 +628,20 @@ def onnx_agreement(onnx_file: str, yolov6: nn.Module, images: list[torch.Tensor]
             f"within {largest[3]:.1e}")
 
 
-def one_fine_tuning_epoch(checkpoint: Path, data: Path, folder: Path) -> dict[str, float]:
-    """Fine-tune an imported checkpoint for one epoch with Ultralytics' trainer; assert three finite, positive training
-    losses and return them."""
+def one_fine_tuning_epoch(checkpoint: Path, data: Path, folder: Path, losses: int = 3, unused: tuple[str, ...] = ()
+                          ) -> dict[str, float]:
+    """Fine-tune an imported checkpoint for one epoch with Ultralytics' trainer; assert ``losses`` finite training losses
+    (detection: box, class, DFL), positive but for the ``unused`` ones (``train/sem_loss`` of a Segment head without
+    a semantic branch), which are zero; return them."""
     from ultralytics import YOLO
 
     YOLO(checkpoint).train(data=str(data), epochs=1, imgsz=64, batch=8, workers=0, device="cpu", plots=False,
                            val=False, project=str(folder), name="tuned", exist_ok=True)
     rows = list(csv.DictReader((folder / "tuned" / "results.csv").open()))
-    losses = {k.strip(): float(v) for k, v in rows[0].items() if k.strip().startswith("train/")}
-    assert len(rows) == 1 and len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses.values()), losses
-    return losses
+    found = {k.strip(): float(v) for k, v in rows[0].items() if k.strip().startswith("train/")}
+    assert len(rows) == 1 and len(found) == losses and all(math.isfinite(v) and (v == 0) == (k in unused)
+                                                           for k, v in found.items()), found
+    return found
 
 
 def yolov6_deploy(model: nn.Module) -> nn.Module:
