@@ -60,13 +60,15 @@ CONFIGS = {  # every model YAML in cfg/: the task Ultralytics must recognise
     "yolov6-cspbifpan": "detect",
     "yolov6-cspbifpan-silu": "detect",
 }
-# Shipped model YAMLs whose builds, training, fusion and exports their own test files prove (YOLOv6's P6, Lite and MBLA
+# Shipped model YAMLs whose builds, training, fusion and exports their own test files prove (YOLOv6's P6, Lite, MBLA, Seg
 # models, semantic segmentation and depth): stem -> (task, that file).
 COVERED_ELSEWHERE = {
     **{f"yolov{v}-{design}-p6": ("detect", "test_yolov6_p6.py") for v in (8, 6)
        for design in ("repbifpan", "cspbifpan", "cspbifpan-silu")},
     **{f"yolov{v}-lite-{size}": ("detect", "test_yolov6_lite.py") for v in (8, 6) for size in "sml"},
     **{f"yolov{v}-mbla": ("detect", "test_yolov6_mbla.py") for v in (8, 6)},
+    **{f"yolov{v}-{design}-seg": ("segment", "test_yolov6_seg.py") for v in (8, 6)
+       for design in ("repbifpan", "cspbifpan", "cspbifpan-silu")},
     "yolo26-efficientrep-sem": ("semantic", "test_dense_tasks.py"),
     "yolo26-efficientrep-depth": ("depth", "test_dense_tasks.py"),
 }

@@ -235,7 +235,7 @@ def test_yolov6_configs_are_the_yolov8_rows_with_effidehead_last():
         theirs = yaml.safe_load((REPO / "cfg" / f"{form.config}.yaml").read_text())
         *rows, last = ours["backbone"] + ours["head"]
         assert rows == (theirs["backbone"] + theirs["head"])[:-1] and ours.get("scales") == theirs.get("scales")
-        head = "EffiDeHead" if form.scaled else "LiteEffiDeHead"  # YOLOv6-Lite's configs are of one size each
+        head = "EffiDeSegHead" if form.task == "segment" else "EffiDeHead" if form.scaled else "LiteEffiDeHead"
         assert last[:3] == [list(form.neck_outputs), 1, head] and last[3][0] == "nc"
         if form.scaled:
             assert last[3][1] == (0 if form.published in ("nts", "ns") else 16)  # as the releases infer

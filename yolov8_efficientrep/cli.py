@@ -90,19 +90,21 @@ def _add_import_yolov6(commands: argparse._SubParsersAction) -> None:
     """``import-yolov6``: turn a YOLOv6 checkpoint into an Ultralytics checkpoint with the same weights."""
     parser = commands.add_parser(
         "import-yolov6", help="turn a YOLOv6 checkpoint into an Ultralytics checkpoint (YOLOv6's head, or YOLOv8's)",
-        description="Read a YOLOv6 detection checkpoint (yolov6n/t/s/m/l.pt and the _qa models of YOLOv6's 0.2.0 and "
-                    "0.3.0 releases, or one trained with YOLOv6 0.2-0.4 code) without YOLOv6 and without running "
-                    "pickled code, pick the shipped config with exactly its backbone and neck, copy every backbone "
-                    "and neck tensor, give it YOLOv8's Detect head for NC classes (or, with --head yolov6, YOLOv6's "
+        description="Read a YOLOv6 checkpoint (yolov6n/t/s/m/l.pt and the _qa models of YOLOv6's 0.2.0 and 0.3.0 "
+                    "releases, the P6, Lite, MBLA and Seg models of 0.3.0-0.4.1, or one trained with YOLOv6 0.2-0.4 "
+                    "code) without YOLOv6 and without running pickled code, pick the shipped config with exactly its "
+                    "backbone and neck, copy every backbone and neck tensor, give it YOLOv8's Detect head (Segment "
+                    "for YOLOv6-Seg) for NC classes (or, with --head yolov6, YOLOv6's "
                     "own trained head: the model then predicts what YOLOv6 predicts), check it on a real photo and "
                     "write an Ultralytics checkpoint in training form: 'yolo predict/val/export/train model=OUT.pt' "
                     "take it. See docs/yolov6-import.md.")
     parser.add_argument("source", help="the YOLOv6 .pt, e.g. yolov6s.pt")
     parser.add_argument("-o", "--output", required=True, help="the Ultralytics .pt to write")
     parser.add_argument("--head", choices=("yolov8", "yolov6"), default="yolov8",
-                        help="yolov8: a new YOLOv8 Detect head for NC classes, to fine-tune (default); yolov6: keep "
-                             "YOLOv6's trained head (EffiDeHead) and its classes")
-    parser.add_argument("--nc", type=int, help="classes of the new Detect head (default: the YOLOv6 model's)")
+                        help="yolov8: a new YOLOv8 Detect (Segment) head for NC classes, to fine-tune (default); "
+                             "yolov6: keep YOLOv6's trained head (EffiDeHead, LiteEffiDeHead, EffiDeSegHead) and its "
+                             "classes")
+    parser.add_argument("--nc", type=int, help="classes of the new head (default: the YOLOv6 model's)")
     parser.add_argument("--force", action="store_true", help="replace the output file if it exists")
     _add_traceback(parser)
     parser.set_defaults(run=_run_import_yolov6)

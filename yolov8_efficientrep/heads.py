@@ -1,4 +1,5 @@
-"""YOLOv6's Efficient Decoupled Head as an Ultralytics detection head: the ``EffiDeHead`` row.
+"""YOLOv6's Efficient Decoupled Heads as Ultralytics heads: the ``EffiDeHead``, ``LiteEffiDeHead`` and ``EffiDeSegHead``
+rows.
 
 ``EffiDeHead`` subclasses Ultralytics' ``Detect``: its box and class branches are ``cv2`` and ``cv3`` like Detect's, so
 Detect's own forward, anchor decoding, export settings and post-processing run unchanged in every supported release,
@@ -6,7 +7,11 @@ and Ultralytics' detection loss (which reads ``reg_max``, ``nc`` and ``stride``)
 exporter and checkpoint transfer treat it as a Detect head. Only the per-level stem in front of both branches, the
 branch layout and the initialization are YOLOv6's.
 
-Checkpoints pickle ``yolov8_efficientrep.heads.EffiDeHead``: keep the name and the module path stable.
+``EffiDeSegHead`` (YOLOv6-Seg's head) subclasses ``Segment`` the same way: a third branch predicts the mask
+coefficients (``cv4``) and ``proto`` YOLOv6's mask prototypes, so Ultralytics' segmentation loss, NMS, mask
+post-processing and export treat it as a Segment head.
+
+Checkpoints pickle ``yolov8_efficientrep.heads.<class>``: keep the names and the module path stable.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import math
 
 import torch
 from torch import nn
-from ultralytics.nn.modules import DFL, Conv, Detect
+from ultralytics.nn.modules import DFL, Conv, Detect, Segment
 
 from .limits import (MAX_REG_MAX, RestrictedLoadOnly, check_channels, check_classes, check_parameters, check_stored,
                      check_stride)
@@ -23,6 +28,7 @@ from .lite_blocks import DPBlock
 from .messages import call, quoted
 
 PRIOR = 0.01  # YOLOv6's initial class probability (Detect.prior_prob)
+MASKS = 32  # YOLOv6-Seg's mask coefficients per anchor (its configs' nm; its inference reshapes by 32)
 
 
 class EffiDeHead(RestrictedLoadOnly, Detect):
@@ -173,3 +179,100 @@ class LiteEffiDeHead(EffiDeHead):
         self.stems = nn.ModuleList(DPBlock(c, c, 5) for c in channels)
         self.cv2 = nn.ModuleList(branch(c, 4) for c in channels)
         self.cv3 = nn.ModuleList(branch(c, nc) for c in channels)
+
+
+class SegProto(RestrictedLoadOnly, nn.Module):
+    """YOLOv6-Seg's mask prototypes (``Proto``): Ultralytics' ``Proto`` with nearest-neighbour upsampling.
+
+    A 3x3 Conv+BN+SiLU, 2x nearest upsampling (where Ultralytics' Proto learns a transposed convolution), a 3x3 and a
+    1x1 Conv+BN+SiLU: ``c2`` prototypes at stride 4 from the stride-8 level.
+
+    Examples:
+        >>> SegProto(32, 64, 32)(torch.zeros(1, 32, 10, 10)).shape
+        torch.Size([1, 32, 20, 20])
+    """
+
+    def __init__(self, c1: int, c_: int = 256, c2: int = MASKS):
+        """Initialize the prototypes.
+
+        Args:
+            c1 (int): Input channels (the stride-8 level's).
+            c_ (int): Hidden channels (YOLOv6's ``npr``, width-scaled).
+            c2 (int): Prototypes (YOLOv6's ``nm``).
+        """
+        super().__init__()
+        self.cv1 = Conv(c1, c_, 3, act=nn.SiLU())
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        self.cv2 = Conv(c_, c_, 3, act=nn.SiLU())
+        self.cv3 = Conv(c_, c2, 1, act=nn.SiLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the prototypes, ``(batch, c2, 2H, 2W)``."""
+        return self.cv3(self.cv2(self.upsample(self.cv1(x))))
+
+
+class EffiDeSegHead(EffiDeHead, Segment):
+    """YOLOv6-Seg's head (``effidehead_fuseab_seg``) under Ultralytics' ``Segment`` contract.
+
+    ``EffiDeHead``'s stems, box and class branches, plus per level a mask branch from the same stem (3x3
+    Conv+BN+SiLU, then a 1x1 convolution predicting 32 mask coefficients: YOLOv6's ``seg_convs`` and ``seg_preds``)
+    and ``SegProto`` on the stride-8 level *before* its stem, with YOLOv6's hidden width: twice that level's channels
+    (YOLOv6 scales 256 by the model's width, as it scales that level's 128). Segment's forward, mask losses and
+    post-processing run unchanged; mask coefficients are raw, as in both YOLOv6 and Ultralytics (masks are the sigmoid
+    of coefficients times prototypes).
+
+    Attributes:
+        cv4 (nn.ModuleList): Per level, ``Sequential(3x3 Conv, 1x1 nn.Conv2d)``: YOLOv6's ``seg_convs``, ``seg_preds``.
+        proto (SegProto): YOLOv6's ``seg_proto[0]``.
+        nm (int): Mask coefficients per anchor (32).
+        npr (int): The prototypes' hidden channels.
+
+    Examples:
+        >>> head = EffiDeSegHead(80, 0, ch=(32, 64, 128))  # YOLOv6-Seg-N
+        >>> head.npr, head.cv4[0][-1].out_channels
+        (64, 32)
+    """
+
+    def __init__(self, nc: int = 80, reg_max: int = 16, *parsed: object, ch: tuple[int, ...] | list[int] = ()):
+        """Initialize the head: a YAML row writes ``[nc, reg_max]``, as for ``EffiDeHead``, whose arguments these are."""
+        super().__init__(nc, reg_max, *parsed, ch=ch)
+        channels = [stem.conv.in_channels for stem in self.stems]
+        self.nm, self.npr = MASKS, 2 * channels[0]
+        check_parameters(call("EffiDeSegHead", nc=nc, reg_max=reg_max, ch=channels),
+                         sum(c * (9 * c + MASKS) for c in channels) + self.npr * (9 * channels[0] + 9 * self.npr + MASKS))
+        self.cv4 = nn.ModuleList(nn.Sequential(Conv(c, c, 3, act=nn.SiLU()), nn.Conv2d(c, MASKS, 1)) for c in channels)
+        self.proto = SegProto(channels[0], self.npr, MASKS)
+
+    def check_stored(self, owner: str | None = None) -> None:
+        """``EffiDeHead``'s checks, and the mask branch's levels and outputs held to ``nm``."""
+        owner = owner or type(self).__name__
+        super().check_stored(owner)
+        check_stored(owner, "cv4 levels", len(self.cv4), self.nl, "its per-level stems")
+        for level, branch in enumerate(self.cv4):
+            check_stored(owner, f"level {level} mask outputs", branch[-1].weight.shape[0], self.nm, "nm")
+        check_stored(owner, "prototypes", self.proto.cv3.conv.weight.shape[0], self.nm, "nm")
+
+    def forward(self, x: list[torch.Tensor]):
+        """Run Segment's forward: the prototypes from the stride-8 level as it comes, the branches after the stems.
+
+        Ultralytics 8.4 runs the branches in ``forward_head`` (which applies the stems here); earlier releases' Segment
+        forward reads one list for both, so this is its body with the stems in front of the branches.
+        """
+        if hasattr(Segment, "forward_head"):
+            return Segment.forward(self, x)
+        proto = self.proto(x[0])
+        x = [stem(level) for stem, level in zip(self.stems, x)]
+        coefficients = torch.cat([branch(level).view(proto.shape[0], self.nm, -1)
+                                  for branch, level in zip(self.cv4, x)], 2)
+        x = Detect.forward(self, x)
+        if self.training:
+            return x, coefficients, proto
+        if self.export:
+            return torch.cat([x, coefficients], 1), proto
+        return torch.cat([x[0], coefficients], 1), (x[1], coefficients, proto)
+
+    def forward_head(self, x: list[torch.Tensor], box_head: nn.Module | None = None, cls_head: nn.Module | None = None,
+                     mask_head: nn.Module | None = None) -> dict[str, torch.Tensor]:
+        """Ultralytics 8.4: Segment's branches on the stems' outputs."""
+        return Segment.forward_head(self, [stem(level) for stem, level in zip(self.stems, x)], box_head, cls_head,
+                                    mask_head)

@@ -17,7 +17,7 @@ from ultralytics.nn.modules import RepConv
 
 from .blocks import BASIC_UNITS, REP_UNITS, BottleRep, ConvBNAct, QARepVGGBlock, QARepVGGBlockV2, RepBlock, RepVGGBlock
 from .csp_blocks import CSPSPPF, BepC3, MBLABlock, SimCSPSPPF, SimSPPF
-from .heads import EffiDeHead, LiteEffiDeHead
+from .heads import EffiDeHead, EffiDeSegHead, LiteEffiDeHead
 from .lite_blocks import DPBlock, LiteCSPBlock, LiteEffiBlockS1, LiteEffiBlockS2, SplitAdd
 
 PACKAGE = __name__.partition(".")[0]
@@ -36,12 +36,14 @@ class Row:
         cls (type[nn.Module]): The class the parser builds.
         kind (str): ``CONV``, ``REPEAT`` or ``HEAD``: how Ultralytics' parser passes it channels and repeats.
         args (str): The row's args as a YAML writes them (the parser adds ``c1``, and ``n`` for repeat rows).
+        task (str | None): A head row's task, as Ultralytics names tasks (``detect``, ``segment``); None otherwise.
     """
 
     name: str
     cls: type[nn.Module]
     kind: str
     args: str
+    task: str | None = None
 
 
 _UNITS, _REP_UNITS = "|".join(BASIC_UNITS), "|".join(REP_UNITS)
@@ -59,7 +61,7 @@ ROWS: tuple[Row, ...] = (
     Row("SimCSPSPPF", SimCSPSPPF, CONV, "[c2, k=5, e=0.5, act=relu]"),
     Row("QARepVGGBlockV2", QARepVGGBlockV2, CONV, "[c2, k=3, s=1, act]"),
     Row("ConvBNAct", ConvBNAct, CONV, "[c2, k=3, s=1, act]"),
-    Row("EffiDeHead", EffiDeHead, HEAD, "[nc, reg_max=16 (YOLOv6's: 0 for no DFL)]"),
+    Row("EffiDeHead", EffiDeHead, HEAD, "[nc, reg_max=16 (YOLOv6's: 0 for no DFL)]", "detect"),
     Row("MBLABlock", MBLABlock, REPEAT, f"[c2, e=0.5, block={_UNITS}, act]"),
     # YOLOv6-Lite
     Row("DPBlock", DPBlock, CONV, "[c2, k=3, s=1, act=hardswish]"),
@@ -67,13 +69,20 @@ ROWS: tuple[Row, ...] = (
     Row("LiteEffiBlockS2", LiteEffiBlockS2, CONV, "[c2, c_mid, s=2, act=hardswish]"),
     Row("LiteCSPBlock", LiteCSPBlock, CONV, "[c2, k=5, e=0.5, act=hardswish]"),
     Row("SplitAdd", SplitAdd, CONV, "[c2 (half the input's channels)]"),
-    Row("LiteEffiDeHead", LiteEffiDeHead, HEAD, "[nc]"),
+    Row("LiteEffiDeHead", LiteEffiDeHead, HEAD, "[nc]", "detect"),
+    # YOLOv6-Seg
+    Row("EffiDeSegHead", EffiDeSegHead, HEAD, "[nc, reg_max=16 (YOLOv6's: 0 for no DFL)]", "segment"),
 )
 
 
 def names(kind: str | None = None) -> list[str]:
     """Return the row names, in table order; of one kind only when ``kind`` is given."""
     return [row.name for row in ROWS if kind is None or row.kind == kind]
+
+
+def head_tasks() -> dict[str, str]:
+    """Return ``{head row name: its task}``."""
+    return {row.name: row.task for row in ROWS if row.kind == HEAD}
 
 
 def is_plugin_class(cls: type) -> bool:

@@ -33,20 +33,21 @@ NECK_STAGES = {3: ("Rep_p4", "Rep_p3", "Rep_n3", "Rep_n4"),
 NECK_CHANNELS = {3: ("reduce_layer0", "reduce_layer1", "downsample2", "Rep_n3", "downsample1", "Rep_n4"),
                  4: ("reduce_layer0", "reduce_layer1", "reduce_layer2", "Rep_n4", "Rep_n5", "Rep_n6")}
 HEAD_BRANCHES = ("stems", "cls_convs", "reg_convs", "cls_preds", "reg_preds", "reg_preds_lrtb", "cls_preds_af",
-                 "reg_preds_af", "cls_preds_ab", "reg_preds_ab")
+                 "reg_preds_af", "cls_preds_ab", "reg_preds_ab", "seg_convs", "seg_preds", "seg_preds_ab")
 # The head's ModuleLists YOLOv6's inference reads, (class predictions, box predictions), by head: the distillation head
 # of v3.0 N/S infers with plain distances (reg_preds_lrtb), a --fuse_ab head with its anchor-free branch.
 INFERENCE = {"distill_ns": ("cls_preds", "reg_preds_lrtb"), "fuse_ab": ("cls_preds_af", "reg_preds_af"),
-             "plain": ("cls_preds", "reg_preds"), "lite": ("cls_preds", "reg_preds")}
+             "plain": ("cls_preds", "reg_preds"), "lite": ("cls_preds", "reg_preds"), "seg": ("cls_preds", "reg_preds")}
 LITE_HEAD = "yolov6.models.heads.effidehead_lite.Detect"  # YOLOv6-Lite's: DPBlock layers, plain distances, no DFL
+SEG_HEAD = "yolov6.models.heads.effidehead_fuseab_seg.Detect"  # YOLOv6-Seg's (0.4.1): a mask branch and prototypes
+MASKS = 32  # the mask coefficients YOLOv6-Seg's inference reads per anchor (it reshapes them by 32)
+# YOLOv6-Seg heads no release ships: the --issolo head of the yolov6-seg branch, and 0.4.1's unused effidehead_seg.
+UNRELEASED_SEG = ("yolov6.models.heads.effidehead_fuseab_seg_solo.", "yolov6.models.effidehead_seg.")
 # How an error names a file by a class only one family has (a file that names it but lacks its parts included).
 FAMILIES = (("MBLABlock", "an MBLA model"), ("Lite_EffiBackbone", "a YOLOv6-Lite model"),
-            ("EfficientRep6", "a P6 model"), ("CSPBepBackbone_P6", "a P6 model"))
+            ("EfficientRep6", "a P6 model"), ("CSPBepBackbone_P6", "a P6 model"), ("Proto", "a YOLOv6-Seg model"))
 # What reading a module record that lacks the children or attributes of its class raises.
 MISSING_PARTS = (AttributeError, IndexError, KeyError, StopIteration)
-# What the dropped ModuleLists were trained for, for the import's report.
-TRAINING_ONLY = {"reg_preds": "distillation DFL bins", "cls_preds_ab": "anchor-based branch",
-                 "reg_preds_ab": "anchor-based branch"}
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,12 @@ class HeadLayout:
     @property
     def kind(self) -> str:
         """``distill_ns`` (v3.0 N/S: ``reg_preds_lrtb``), ``fuse_ab`` (``--fuse_ab`` runs: ``*_af`` / ``*_ab``),
-        ``lite`` (YOLOv6-Lite's ``effidehead_lite``) or ``plain`` (``effidehead.Detect``), read from the ModuleLists
-        the head holds and, for Lite, its class."""
+        ``lite`` (YOLOv6-Lite's ``effidehead_lite``), ``seg`` (YOLOv6-Seg's ``effidehead_fuseab_seg``) or ``plain``
+        (``effidehead.Detect``), read from the ModuleLists the head holds and, for Lite and Seg, its class."""
         if self.yolov6_class == LITE_HEAD:
             return "lite"
+        if self.yolov6_class == SEG_HEAD:
+            return "seg"
         if "reg_preds_lrtb" in self.branches:
             return "distill_ns"
         return "fuse_ab" if "cls_preds_af" in self.branches else "plain"
@@ -92,10 +95,21 @@ class HeadLayout:
         return INFERENCE[self.kind]
 
     @property
+    def task(self) -> str:
+        """Ultralytics' task of the model: ``segment`` for YOLOv6-Seg, ``detect`` otherwise."""
+        return "segment" if self.kind == "seg" else "detect"
+
+    @property
+    def read(self) -> tuple[str, ...]:
+        """The ModuleLists YOLOv6's inference reads: stems, class and box branches, and YOLOv6-Seg's mask branch."""
+        masks = ("seg_convs", "seg_preds") if self.kind == "seg" else ()
+        return ("stems", "cls_convs", "reg_convs", *self.inference, *masks)
+
+    @property
     def dropped(self) -> tuple[str, ...]:
         """The prediction ModuleLists YOLOv6 trains but never reads at inference (distillation bins, anchor-based
         branch): importing the head leaves them out."""
-        return tuple(name for name in self.branches if name not in ("stems", "cls_convs", "reg_convs", *self.inference))
+        return tuple(name for name in self.branches if name not in self.read)
 
     @property
     def uses_dfl(self) -> bool:
@@ -110,7 +124,7 @@ class HeadLayout:
                 disagree with ``nc``, ``use_dfl`` and ``reg_max``).
         """
         cls, box = self.inference
-        levels = {name: len(self.branches.get(name, ())) for name in ("stems", "cls_convs", "reg_convs", cls, box)}
+        levels = {name: len(self.branches.get(name, ())) for name in self.read}
         if set(levels.values()) not in ({3}, {4}):
             raise YOLOv6ImportError(f"{path}: the head's levels {levels} are not YOLOv6's three (P3-P5) or four "
                                     f"(P3-P6)")
@@ -119,6 +133,10 @@ class HeadLayout:
                                     f"checkpoint that YOLOv6's training wrote")
         bins = self.reg_max + 1 if self.uses_dfl else 1
         outputs = {name: {shape[0] for shape in self.branches[name]} for name in (cls, box)}
+        masks = sorted({shape[0] for shape in self.branches.get("seg_preds", ())})
+        if self.kind == "seg" and masks != [MASKS]:
+            raise YOLOv6ImportError(f"{path}: the head's seg_preds have {masks} output channels, where YOLOv6-Seg's "
+                                    f"inference reads {MASKS} mask coefficients")
         if outputs != {cls: {self.nc}, box: {4 * bins}}:
             raise YOLOv6ImportError(
                 f"{path}: the head's {cls} / {box} have {sorted(outputs[cls])} / {sorted(outputs[box])} output "
@@ -224,14 +242,11 @@ def refuse_model_families(path: object, classes: frozenset[str]) -> None:
     """Raise ``YOLOv6ImportError`` for YOLOv6 model families this importer does not take, from the classes a file
     pickles (``YOLOv6Checkpoint.classes``), so that ``read_checkpoint`` can refuse them before unpickling anything.
     """
-    seg = sorted(path_ for path_ in classes if "seg" in path_.rpartition(".")[0])
-    refusals = [
-        (bool(seg), f"a YOLOv6 segmentation model ({', '.join(seg)})"),
-    ]
-    for refused, what in refusals:
-        if refused:
-            raise YOLOv6ImportError(f"{path} is {what}; only YOLOv6's detection models import (N/T/S/M/L, "
-                                    f"N6/S6/M6/L6, Lite-S/M/L and S/M/L/X_mbla of releases 0.2-0.4)")
+    unreleased = sorted(name for name in classes if name.startswith(UNRELEASED_SEG))
+    if unreleased:
+        raise YOLOv6ImportError(f"{path} is a YOLOv6 segmentation model with a head no YOLOv6 release ships "
+                                f"({', '.join(unreleased)}: the --issolo head, or effidehead_seg); the YOLOv6-Seg models "
+                                f"of release 0.4.1 (N/S/M/L/X_seg, effidehead_fuseab_seg) import")
 
 
 def _refuse_unsupported(checkpoint: YOLOv6Checkpoint) -> None:
@@ -339,7 +354,7 @@ def detect_architecture(checkpoint: YOLOv6Checkpoint) -> Architecture:
     """Return the architecture of a YOLOv6 checkpoint's network, read from its module tree.
 
     Raises:
-        YOLOv6ImportError: The network is fused, a segmentation model, built of other units, or its modules lack parts
+        YOLOv6ImportError: The network is fused, has a segmentation head no release ships, is built of other units, or its modules lack parts
             their classes have.
     """
     try:

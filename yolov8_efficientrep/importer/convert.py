@@ -2,7 +2,7 @@
 
 The steps, each in its own module: read the file safely (``reader``), read the architecture from it
 (``architecture``), pick the shipped config that reproduces it (``forms``), build that config with YOLOv8's Detect
-head for ``nc`` classes (or its ``yolov6-*`` twin with YOLOv6's own head, ``EffiDeHead``), move every backbone and neck
+head for ``nc`` classes (Segment for YOLOv6-Seg; or its ``yolov6-*`` twin with YOLOv6's own head), move every backbone and neck
 tensor (and the head's) across by structure (``remap``), write it to a temporary file, reload that file as
 Ultralytics loads checkpoints, run it fused and unfused on a real photo (they must agree), and only then move it into
 place.
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import ultralytics
 import yaml
-from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+from ultralytics.nn.tasks import DetectionModel, SegmentationModel, yaml_model_load
 
 from ..checkpoints import load_checkpoint, ultralytics_checkpoint
 from ..configs import CFG_DIR, scaled_name
@@ -35,6 +35,10 @@ SHORT_NAMES = {"CSPBepBackbone": "CSPBep", "RepPANNeck": "RepPAN", "RepBiFPANNec
                "RepBiFPANNeck6": "RepBiFPAN6", "CSPRepBiFPANNeck_P6": "CSPRepBiFPAN-P6"}
 FORCE_HINT = "pass force=True"  # how an existing output may be replaced (the command line says --force)
 HEADS = ("yolov8", "yolov6")  # a new YOLOv8 Detect head, or YOLOv6's own (EffiDeHead) with its trained weights
+MODELS = {"detect": DetectionModel, "segment": SegmentationModel}  # Ultralytics' model class by task
+# The head of each kind of YOLOv6 head, by the name the summary gives it: YOLOv6's own, imported, or a new YOLOv8 one.
+YOLOV6_HEADS = {"lite": "LiteEffiDeHead", "seg": "EffiDeSegHead"}
+NEW_HEADS = {"detect": "Detect", "segment": "Segment"}
 
 
 @dataclass(frozen=True)
@@ -88,14 +92,14 @@ class ImportResult:
         counts = f"backbone {self.backbone[0]}/{self.backbone[1]}, neck {self.neck[0]}/{self.neck[1]}"
         if self.head == "yolov8":
             return (f"{yolov6} ({form.generation}, {' + '.join(parts)}{unit}) -> {self.model_name}{added}: "
-                    f"{counts} tensors; Detect head initialized for nc={self.nc}")
+                    f"{counts} tensors; {NEW_HEADS[form.task]} head initialized for nc={self.nc}")
         layout = self.architecture.head
         box = "plain distances" if not layout.uses_dfl else f"{layout.reg_max + 1} DFL bins per side"
         dropped = sorted({key.split(".")[1] for key in self.dropped})
         unread = f"; not read by inference, left out: {', '.join(dropped)}" if dropped else ""
         return (f"{yolov6} ({form.generation}, {' + '.join(parts)}{unit}) -> {self.model_name}{added}: "
                 f"{counts}, head {self.head_tensors[0]}/{self.head_tensors[1]} tensors; YOLOv6's "
-                f"{'LiteEffiDeHead' if layout.kind == 'lite' else 'EffiDeHead'} for nc={self.nc} "
+                f"{YOLOV6_HEADS.get(layout.kind, 'EffiDeHead')} for nc={self.nc} "
                 f"({layout.inference[1]}: {box}{unread})")
 
 
@@ -120,7 +124,7 @@ def _target_config(selection: Selection, unit: str, nc: int, source: Path, arch:
         cfg["scale"] = size
     cfg["nc"] = nc
     cfg["yaml_file"] = scaled_name(name, size) if form.scaled else f"{name}.yaml"
-    if reg_max is not None and cfg["head"][-1][2] == "EffiDeHead":
+    if reg_max is not None and cfg["head"][-1][2] in ("EffiDeHead", "EffiDeSegHead"):
         cfg["head"][-1][3] = [cfg["head"][-1][3][0], reg_max]  # [nc, reg_max]
     if unit != form.units[0]:  # QARepVGG checkpoints: the RepVGG config with their unit in every Rep row
         for row in cfg["backbone"] + cfg["head"]:
@@ -153,14 +157,14 @@ def _class_names(arch: Architecture, nc: int) -> dict[int, str] | None:
 
 def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None, force: bool = False,
                   imgsz: int = 160, head: str = "yolov8") -> ImportResult:
-    """Turn a YOLOv6 detection checkpoint into an Ultralytics checkpoint with the same backbone and neck weights.
+    """Turn a YOLOv6 checkpoint into an Ultralytics checkpoint with the same backbone and neck weights.
 
     The architecture is read from the checkpoint (release 0.1-0.4 naming, ``model`` / ``ema`` entries as YOLOv6's
     ``strip_optimizer`` writes them, float16), the shipped config with exactly its backbone and neck shapes is built
-    with YOLOv8's Detect head for ``nc`` classes, and every backbone and neck tensor (BN statistics and BottleRep
+    with YOLOv8's Detect head for ``nc`` classes (a Segment head for YOLOv6-Seg), and every backbone and neck tensor (BN statistics and BottleRep
     weights included) is copied by structure, every pair checked (class, shape, stride, BN ``eps``, activation). With
-    ``head="yolov6"`` the config's ``yolov6-*`` twin is built instead, ending in ``EffiDeHead``, and YOLOv6's trained
-    head comes along (the branches its inference reads; training-only predictions are left out): the result predicts
+    ``head="yolov6"`` the config's ``yolov6-*`` twin is built instead, ending in ``EffiDeHead`` (``LiteEffiDeHead``,
+    ``EffiDeSegHead`` with the mask branch and prototypes), and YOLOv6's trained head comes along (the branches its inference reads; training-only predictions are left out): the result predicts
     what YOLOv6 predicts, for the checkpoint's classes and names. The
     file is written next to ``output`` under a temporary name, reloaded as Ultralytics loads checkpoints (it must hold
     exactly the imported tensors), fused and run on a real photo against the unfused model (they must agree), and
@@ -222,7 +226,7 @@ def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None,
     cfg, scale_set = _target_config(selection, arch.unit, nc, source, arch, reg_max)
     with torch.random.fork_rng(), torch.no_grad():  # seeded: the new head's weights are the same for the same input
         torch.manual_seed(0)
-        target = DetectionModel(cfg, nc=nc, verbose=False)
+        target = MODELS[selection.form.task](cfg, nc=nc, verbose=False)
     names = _class_names(arch, nc)
     if names:
         target.names = names
@@ -239,7 +243,7 @@ def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None,
     side = -(-imgsz // int(target.stride.max())) * int(target.stride.max())  # a P6 model's concats need /64
     check = _write(target.float().eval(), output, force, sample_image(side, side),
                    {**target.yaml["yolov6_import"], "yolov6_class": checkpoint.model.class_path,
-                    "dropped": list(dropped)})
+                    "dropped": list(dropped)}, selection.form.task)
 
     source_keys = checkpoint.model.state_dict().keys()
     counts = {part: (sum(k.startswith(f"{part}.") for k in transfer.used),
@@ -250,13 +254,14 @@ def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None,
                         check, head_state, head, counts["detect"], dropped)
 
 
-def _write(model: DetectionModel, output: Path, force: bool, image: torch.Tensor, provenance: dict) -> FusionCheck:
+def _write(model: DetectionModel, output: Path, force: bool, image: torch.Tensor, provenance: dict,
+           task: str) -> FusionCheck:
     """Save ``model`` as an Ultralytics checkpoint; move it into place only once the written file has been checked.
 
     The file is reloaded as Ultralytics loads checkpoints and must hold exactly ``model``'s tensors; the reloaded
     model, fused (Ultralytics' ``fuse()`` and every Rep block), must compute what ``model`` computes on ``image``.
     """
-    checkpoint = ultralytics_checkpoint(model, train_args={"task": "detect", "imgsz": 640}, yolov6_import=provenance)
+    checkpoint = ultralytics_checkpoint(model, train_args={"task": task, "imgsz": 640}, yolov6_import=provenance)
 
     def check(written_file: Path) -> FusionCheck:
         written, _ = load_checkpoint(written_file)

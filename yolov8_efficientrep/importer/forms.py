@@ -61,6 +61,8 @@ LITE_SIZES = {"s": (0.7, (24, 32, 48, 96, 176, 16, 24, 48, 88, 96)),
 # stage repeats and sizes.
 MBLA_REPEATS = (4, 8, 8, 4, 8, 8, 8, 8)
 MBLA_SIZES = {"s": (0.5, 0.5), "m": (0.5, 0.75), "l": (0.5, 1.0), "x": (1.0, 1.0)}
+# YOLOv6-Seg (0.4.1, configs/yolov6{n,s,m,l,x}_seg.py): the v3.0 designs and sizes, and an X of their own.
+SEG_SIZES = {**{k: v for k, v in YOLOV6_SIZES.items() if k != "t"}, "x": (1.33, 1.25)}
 REP_UNITS = ("RepVGGBlock", "QARepVGGBlock", "QARepVGGBlockV2")  # RepVGG configs take QARepVGG units swapped in
 
 
@@ -89,6 +91,8 @@ class Form:
             ``base_channels`` and ``base_repeats`` are that size's own (YOLOv6-Lite).
         stage (str | None): The backbone's stage class (``Architecture.stage``); None for ``RepBlock``, or ``BepC3``
             where ``csp_e`` is set.
+        task (str): Ultralytics' task of the models: ``detect``, or ``segment`` (YOLOv6-Seg: ``config`` ends in
+            YOLOv8's Segment head, ``whole_config`` in ``EffiDeSegHead``).
         whole_config (str): The config of the whole model, ``config``'s rows with ``EffiDeHead`` in place of Detect.
     """
 
@@ -109,6 +113,7 @@ class Form:
     sizes: dict[str, tuple[float, float]] | None = None
     scaled: bool = True
     stage: str | None = None
+    task: str = "detect"
 
     @property
     def stage_block(self) -> str:
@@ -121,7 +126,7 @@ class Form:
         return len(self.neck_outputs)
 
     def yolov6_name(self, size: str) -> str:
-        """YOLOv6's name of this design at ``size``: ``yolov6s``, ``yolov6n6``, ``yolov6lite_s``."""
+        """YOLOv6's name of this design at ``size``: ``yolov6s``, ``yolov6n6``, ``yolov6lite_s``, ``yolov6s_seg``."""
         return "yolov6" + self.names.format(size=size)
 
     @property
@@ -167,6 +172,12 @@ FORMS = (
     Form("yolov8-mbla", "0.4.0", "smlx", "CSPBepBackbone", "CSPRepBiFPANNeck", "SPPF", ("Conv+BN+SiLU",), "1/2",
          {**BACKBONE, **BIFPAN_NECK}, *BIFPAN_OUTPUTS, BASE_CHANNELS, MBLA_REPEATS, "{size}_mbla", MBLA_SIZES,
          stage="MBLABlock"),
+    Form("yolov8-repbifpan-seg", "0.4.1", "ns", "EfficientRep", "RepBiFPANNeck", "SimCSPSPPF", REP_UNITS, None,
+         {**BACKBONE, **BIFPAN_NECK}, *BIFPAN_OUTPUTS, names="{size}_seg", sizes=SEG_SIZES, task="segment"),
+    Form("yolov8-cspbifpan-seg", "0.4.1", "m", "CSPBepBackbone", "CSPRepBiFPANNeck", "SimSPPF", REP_UNITS, "2/3",
+         {**BACKBONE, **BIFPAN_NECK}, *BIFPAN_OUTPUTS, names="{size}_seg", sizes=SEG_SIZES, task="segment"),
+    Form("yolov8-cspbifpan-silu-seg", "0.4.1", "lx", "CSPBepBackbone", "CSPRepBiFPANNeck", "SPPF", ("Conv+BN+SiLU",),
+         "1/2", {**BACKBONE, **BIFPAN_NECK}, *BIFPAN_OUTPUTS, names="{size}_seg", sizes=SEG_SIZES, task="segment"),
 )
 
 
@@ -175,13 +186,13 @@ class Selection:
     """The form and YOLOv6 size an architecture was matched to."""
 
     form: Form
-    size: str  # YOLOv6's size letter (n, t, s, m, l)
+    size: str  # YOLOv6's size letter (n, t, s, m, l, x)
     depth: float
     width: float
 
     @property
     def yolov6_name(self) -> str:
-        """YOLOv6's name of the model: ``yolov6s``, ``yolov6n6`` (a P6 design), ``yolov6lite_s``."""
+        """YOLOv6's name of the model: ``yolov6s``, ``yolov6n6`` (a P6 design), ``yolov6lite_s``, ``yolov6s_seg``."""
         return self.form.yolov6_name(self.size)
 
 
@@ -204,8 +215,8 @@ def select_form(arch: Architecture, path: object) -> Selection:
             channels and repeats; the message says what was detected and what is supported.
     """
     for form in FORMS:
-        if (form.backbone, form.neck, form.sppf, form.csp_e, form.stage_block) == (
-                arch.backbone, arch.neck, arch.sppf, arch.csp_e, arch.stage) and arch.unit in form.units:
+        if (form.backbone, form.neck, form.sppf, form.csp_e, form.stage_block, form.task) == (
+                arch.backbone, arch.neck, arch.sppf, arch.csp_e, arch.stage, arch.head.task) and arch.unit in form.units:
             for size, (depth, width) in (form.sizes or YOLOV6_SIZES).items():
                 shape = expected_shape(form, depth, width) if form.scaled else (form.base_channels, form.base_repeats)
                 if shape == (arch.channels, arch.units):

@@ -24,7 +24,9 @@ layer, YOLOv6 name to plugin name:
     Detect (head)     per level: stems -> stems, cls_convs -> cv3.i.0, reg_convs -> cv2.i.0, and the predictions
                       inference reads: cls_preds (cls_preds_af) -> cv3.i.1, reg_preds (reg_preds_lrtb, reg_preds_af)
                       -> cv2.i.1; with DFL, YOLOv6's fixed read-out weights (proj, proj_conv) must equal EffiDeHead's
-                      DFL convolution; the predictions inference never reads are dropped (HeadLayout.dropped)
+                      DFL convolution; the predictions inference never reads are dropped (HeadLayout.dropped);
+                      YOLOv6-Seg also seg_convs -> cv4.i.0, seg_preds -> cv4.i.1, seg_proto.0.{cv1,cv2,cv3} ->
+                      proto.{cv1,cv2,cv3} (its upsampling checked: nearest, x2)
 
 Every pair is checked: class, convolution shape, stride, padding, groups, BN ``eps``, activation, identity and
 shortcut presence; any mismatch is an error naming both sides. YOLOv6 0.2.x/0.3.x ``ConvWrapper`` layers (YOLOv6-L)
@@ -43,7 +45,7 @@ from ultralytics.nn.modules import Conv
 
 from ..blocks import BottleRep, QARepVGGBlock, QARepVGGBlockV2, RepBlock, RepVGGBlock
 from ..csp_blocks import CSPSPPF, BepC3, BottleRep3, MBLABlock, SimSPPF
-from ..heads import EffiDeHead, LiteEffiDeHead
+from ..heads import EffiDeHead, EffiDeSegHead, LiteEffiDeHead
 from ..lite_blocks import SEBlock, DPBlock, DarknetBlock, LiteCSPBlock, LiteEffiBlockS1, LiteEffiBlockS2
 from .architecture import HeadLayout
 from .forms import Form
@@ -214,9 +216,11 @@ class _Pairing:
             self.conv_unit(getattr(src, name), getattr(dst, name), f"{s}.{name}", f"{d}.{name}")
 
     def head(self, src: Record, dst: nn.Module, layout: HeadLayout, s: str, d: str) -> None:
-        """Pair YOLOv6's detection head with ``EffiDeHead``: what inference reads, level by level."""
+        """Pair YOLOv6's head with the plugin's (``EffiDeHead``, ``LiteEffiDeHead``, ``EffiDeSegHead``): what inference
+        reads, level by level."""
         reg_max = layout.inference_reg_max(s)
-        shape, head = (layout.levels, layout.nc, reg_max + 1), LiteEffiDeHead if layout.kind == "lite" else EffiDeHead
+        head = {"lite": LiteEffiDeHead, "seg": EffiDeSegHead}.get(layout.kind, EffiDeHead)
+        shape = (layout.levels, layout.nc, reg_max + 1)
         if type(dst) is not head or (dst.nl, dst.nc, dst.reg_max) != shape:
             found = f"{dst.nl} levels, {dst.nc} classes, reg_max {dst.reg_max - 1}" if type(dst) is head else ""
             raise self.fail(s, d, f"{head.__name__}: {layout.levels} levels, {layout.nc} classes, reg_max {reg_max} vs "
@@ -224,8 +228,10 @@ class _Pairing:
         cls, box = layout.inference
         for i in range(dst.nl):  # Conv+BN+SiLU layers (EffiDeHead), or DPBlocks (YOLOv6-Lite: two Convs a branch)
             self.layer(src.stems[i], dst.stems[i], f"{s}.stems.{i}", f"{d}.stems.{i}")
-            for convs, preds, branch, index in (("cls_convs", cls, dst.cv3[i], f"{d}.cv3.{i}"),
-                                                ("reg_convs", box, dst.cv2[i], f"{d}.cv2.{i}")):
+            branches = [("cls_convs", cls, dst.cv3[i], f"{d}.cv3.{i}"), ("reg_convs", box, dst.cv2[i], f"{d}.cv2.{i}")]
+            if layout.kind == "seg":
+                branches.append(("seg_convs", "seg_preds", dst.cv4[i], f"{d}.cv4.{i}"))
+            for convs, preds, branch, index in branches:
                 last = len(branch) - 1
                 if layout.kind == "lite":
                     self.dp_convs(getattr(src, convs)[i], (branch[0], branch[1]), f"{s}.{convs}.{i}",
@@ -233,6 +239,12 @@ class _Pairing:
                 else:
                     self.layer(getattr(src, convs)[i], branch[0], f"{s}.{convs}.{i}", f"{index}.0")
                 self.conv(getattr(src, preds)[i], branch[last], f"{s}.{preds}.{i}", f"{index}.{last}")
+        if layout.kind == "seg":
+            proto = src.seg_proto[0]
+            for name in ("cv1", "cv2", "cv3"):
+                self.conv_unit(getattr(proto, name), getattr(dst.proto, name), f"{s}.seg_proto.0.{name}",
+                               f"{d}.proto.{name}")
+            self.upsample(proto.upsample, dst.proto.upsample, f"{s}.seg_proto.0.upsample", f"{d}.proto.upsample")
         keys = src.state_dict().keys()
         readout = [f"{s}.{key}" for key in keys if key.startswith("proj")]  # proj, proj_conv.weight: fixed 0..reg_max
         if reg_max:  # YOLOv6 reads its bins out with fixed weights 0..reg_max, as EffiDeHead's DFL does

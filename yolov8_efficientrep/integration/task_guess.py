@@ -1,8 +1,8 @@
-"""Let Ultralytics' task guess recognise models that end in a plugin head (``EffiDeHead``) as detection models, and
-name the release a model YAML needs when this one has no task for its head (semantic and depth before 8.4).
+"""Let Ultralytics' task guess recognise models that end in a plugin head (``EffiDeHead``, ``EffiDeSegHead``, ...),
+and name the release a model YAML needs when this one has no task for its head (semantic and depth before 8.4).
 
-Ultralytics guesses a YAML's task from its last row's name (``"detect" in name.lower()``), which ``EffiDeHead`` does
-not contain: without this, ``YOLO("yolov6n-repbifpan.yaml")`` gets no task at all.
+Ultralytics guesses a YAML's task from its last row's name (``"detect" in name.lower()``, ``"segment"``), which the
+plugin's heads do not contain: without this, ``YOLO("yolov6n-repbifpan.yaml")`` gets no task at all.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import importlib
 from typing import Callable
 
 from ..row_errors import newer_task_error
-from ..rows import HEAD, names
+from ..rows import head_tasks
 from .notice import cannot_apply
 from .wrapping import wrap_once
 
@@ -20,22 +20,24 @@ from .wrapping import wrap_once
 _TASK_GUESS_USERS = ("ultralytics.nn.tasks", "ultralytics.nn", "ultralytics.engine.model")
 
 
-def _ends_in_plugin_head(cfg: object) -> bool:
-    """Return whether a model YAML dict's last row is one of the plugin's detection heads."""
+def _plugin_head_task(cfg: object) -> str | None:
+    """Return the task of a model YAML dict whose last row is one of the plugin's heads, else None."""
     try:
-        return cfg["head"][-1][2] in names(HEAD)
+        head = cfg["head"][-1][2]
     except (KeyError, IndexError, TypeError):
-        return False
+        return None
+    return head_tasks().get(head) if isinstance(head, str) else None
 
 
-def _detect_for_plugin_heads(guess: Callable) -> Callable:
-    """Wrap ``guess_model_task``: a model or YAML whose last row is a plugin head is a detection model."""
+def _task_of_plugin_heads(guess: Callable) -> Callable:
+    """Wrap ``guess_model_task``: a model or YAML whose last row is a plugin head gets that head's task."""
 
     @functools.wraps(guess)
     def guess_model_task(model):
         cfg = model if isinstance(model, dict) else getattr(model, "yaml", None)
-        if _ends_in_plugin_head(cfg):
-            return "detect"
+        plugin_task = _plugin_head_task(cfg)
+        if plugin_task:
+            return plugin_task
         task = guess(model)
         if task is None and isinstance(cfg, dict):  # a head this release has no task for: the YAML names the release
             error = newer_task_error(cfg)
@@ -52,6 +54,6 @@ def install_task_guess() -> None:
     original = getattr(tasks, "guess_model_task", None)
     if original is None:
         cannot_apply("the task guess for EffiDeHead models (ultralytics.nn.tasks.guess_model_task)",
-                     "yolov6-* YAMLs and imports with YOLOv6's head need task=detect")
+                     "yolov6-* YAMLs and imports with YOLOv6's head need task=detect (task=segment for -seg ones)")
         return
-    wrap_once(tasks, "guess_model_task", _detect_for_plugin_heads, rebind=_TASK_GUESS_USERS)
+    wrap_once(tasks, "guess_model_task", _task_of_plugin_heads, rebind=_TASK_GUESS_USERS)
