@@ -168,27 +168,34 @@ def test_seg_import_with_its_head_gives_yolov6s_features_detections_and_masks(ca
           f"mask coefficients {largest[3]:.1e}, prototypes {largest[4]:.1e} relative")
 
 
-def test_seg_import_under_a_yolov8_segment_head_keeps_every_backbone_and_neck_tensor(seg, imported, tmp_path, capsys):
-    import yolov6_models as ym
+def test_seg_import_under_a_yolov8_segment_head_keeps_every_backbone_and_neck_tensor(seg, imported, tmp_path):
+    import yolov6_zoo_models as zoo
+
+    yolov6, source, _, _ = imported("N")
+    ours, checkpoint, printed, difference = zoo.import_under_a_new_head(
+        source, tmp_path / "yolov8n-repbifpan-seg.pt", LAYERS, yolov6, zoo.photo("bus.jpg", SIZE))
+    assert printed.startswith("yolov6n_seg (0.4.1, EfficientRep + RepBiFPAN) -> yolov8n-repbifpan-seg: backbone "
+                              "340/340, neck 348/348 tensors; Segment head initialized for nc=4"), printed
+    assert type(ours.model[-1]).__name__ == "Segment" and checkpoint["train_args"]["task"] == "segment"
+    print(f"{printed.splitlines()[0]}; features {difference:.1e}")
+
+
+def test_seg_import_of_a_fuse_ab_run_leaves_out_the_anchor_based_predictions(seg, tmp_path):
+    """A ``--fuse_ab`` run's file holds the anchor-based ``*_preds_ab`` layers, which YOLOv6-Seg's inference never reads:
+    they are left out and named, and the import still computes what YOLOv6 computes."""
     import yolov6_zoo_models as zoo
 
     from yolov8_efficientrep.checkpoints import load_checkpoint
-    from yolov8_efficientrep.cli import main
 
-    yolov6, source, _, _ = imported("N")
-    output = tmp_path / "yolov8n-repbifpan-seg.pt"
-    assert main(["import-yolov6", str(source), "-o", str(output), "--nc", "4"]) == 0
-    printed = capsys.readouterr().out
-    assert printed.startswith("yolov6n_seg (0.4.1, EfficientRep + RepBiFPAN) -> yolov8n-repbifpan-seg: backbone "
-                              "340/340, neck 348/348 tensors; Segment head initialized for nc=4"), printed
-    ours, checkpoint = load_checkpoint(output)
-    assert type(ours.model[-1]).__name__ == "Segment" and ours.model[-1].nc == 4
-    assert checkpoint["train_args"]["task"] == "segment"
-    image = zoo.photo("bus.jpg", SIZE)
-    difference = max(relative_difference(a, b) for a, b in
-                     zip(zoo.layer_outputs(ours, LAYERS, image), ym.features(yolov6, image)))
-    assert difference <= RTOL
-    print(f"{printed.splitlines()[0]}; features {difference:.1e}")
+    yolov6 = zoo.calibrated(seg.build_seg("n", fuse_ab=True), SIZE)
+    assert len(yolov6.detect.seg_preds_ab) == 3
+    output, printed = zoo.import_with_head(seg.save_seg(yolov6, tmp_path / "yolov6n_seg.pt"))
+    assert "left out: cls_preds_ab, proj, proj_conv, reg_preds_ab, seg_preds_ab)" in printed
+    ours, _ = load_checkpoint(output)
+    image = zoo.photo("zidane.jpg", SIZE)
+    with torch.no_grad():
+        measured = mask_agreement(ours(image)[0], seg.seg_inference(yolov6, image), image)
+    print(f"{printed.splitlines()[0]}\n  the same {measured[6]} detections; masks' IoU {measured[5]:.4f}")
 
 
 def test_seg_import_refuses_yolov6s_unreleased_solo_head_by_name(seg, tmp_path):

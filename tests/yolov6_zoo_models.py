@@ -591,6 +591,26 @@ def import_with_head(source: Path) -> tuple[Path, str]:
     return output, printed.getvalue()
 
 
+def import_under_a_new_head(source: Path, output: Path, layers: tuple[int, ...], yolov6: nn.Module,
+                            image: torch.Tensor) -> tuple[nn.Module, dict, str, float]:
+    """Run ``yolov8-efficientrep import-yolov6 <source> -o <output> --nc 4`` (the command's ``main``: a new YOLOv8
+    head for 4 classes); assert that the rows ``layers`` of the import compute YOLOv6's backbone and neck outputs on
+    ``image`` within ``RTOL``. Return the imported model, its checkpoint, what the command printed and the largest
+    relative difference."""
+    from yolov8_efficientrep.checkpoints import load_checkpoint
+    from yolov8_efficientrep.cli import main
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["import-yolov6", str(source), "-o", str(output), "--nc", "4"]) == 0
+    ours, checkpoint = load_checkpoint(output)
+    assert ours.model[-1].nc == 4
+    difference = max(relative_difference(a, b) for a, b in
+                     zip(layer_outputs(ours, layers, image), ym.features(yolov6, image), strict=True))
+    assert difference <= RTOL, difference
+    return ours, checkpoint, printed.getvalue(), difference
+
+
 def whole_model_agreement(ours: nn.Module, yolov6: nn.Module, layers: tuple[int, ...],
                           images: dict[str, torch.Tensor]) -> str:
     """Compare an import with its head with YOLOv6's network on each image: the feature maps of ``layers`` against
