@@ -10,7 +10,9 @@ the masks after NMS (YOLOv6's ``non_max_suppression_seg`` and ``handle_proto_tes
 ``process_mask_native``) are compared; then ONNX Runtime running the export, and one fine-tuning epoch.
 """
 
+import contextlib
 import os
+from unittest import mock
 
 import pytest
 import torch
@@ -198,19 +200,38 @@ def test_seg_import_of_a_fuse_ab_run_leaves_out_the_anchor_based_predictions(seg
     print(f"{printed.splitlines()[0]}\n  the same {measured[6]} detections; masks' IoU {measured[5]:.4f}")
 
 
-def test_seg_import_refuses_yolov6s_unreleased_solo_head_by_name(seg, tmp_path):
-    """The yolov6-seg branch's ``--issolo`` head (no release ships one) is named, before any tensor is read."""
-    from unittest import mock
+def _solo_head(seg, model):
+    return mock.patch.object(seg.Detect, "__module__", "yolov6.models.heads.effidehead_fuseab_seg_solo")
 
+
+def _sixteen_coefficients(seg, model):
+    model.detect.seg_preds = torch.nn.ModuleList(torch.nn.Conv2d(conv.in_channels, 16, 1)
+                                                 for conv in model.detect.seg_preds)
+    return contextlib.nullcontext()
+
+
+def _bilinear_prototypes(seg, model):
+    model.detect.seg_proto[0].upsample.mode = "bilinear"
+    return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("change, message", [
+    (_solo_head, r"is a YOLOv6 segmentation model with a head no YOLOv6 release ships \(yolov6\.models\.heads\."
+                 r"effidehead_fuseab_seg_solo\.Detect"),  # the --issolo head: named before any tensor is read
+    (_sixteen_coefficients, r"the head's seg_preds have \[16\] output channels, where YOLOv6-Seg's inference reads "
+                            r"32 mask coefficients"),
+    (_bilinear_prototypes, r"YOLOv6 detect\.seg_proto\.0\.upsample does not fit model\.32\.proto\.upsample"),
+], ids=["solo head", "16 coefficients", "bilinear prototypes"])
+def test_seg_import_refuses_a_head_yolov6_seg_never_released_in_one_line(change, message, seg, tmp_path):
     from yolov8_efficientrep.importer import YOLOv6ImportError, import_yolov6
 
     model = seg.build_seg("n")
-    with mock.patch.object(seg.Detect, "__module__", "yolov6.models.heads.effidehead_fuseab_seg_solo"):
-        source = seg.save_seg(model, tmp_path / "yolov6n_seg_solo.pt")
-    with pytest.raises(YOLOv6ImportError, match=r"a head no YOLOv6 release ships \(yolov6\.models\.heads\."
-                                                r"effidehead_fuseab_seg_solo\.Detect"):
+    with change(seg, model):
+        source = seg.save_seg(model, tmp_path / "yolov6n_seg.pt")
+    with pytest.raises(YOLOv6ImportError, match=message) as error:
         import_yolov6(source, tmp_path / "out.pt", head="yolov6")
-    assert not (tmp_path / "out.pt").exists()
+    assert len(str(error.value).splitlines()) == 1 and str(source) in str(error.value)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["yolov6n_seg.pt"]
 
 
 def test_seg_onnx_export_gives_yolov6s_detections_masks_and_prototypes_in_onnxruntime(seg, imported):
