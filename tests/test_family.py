@@ -60,8 +60,8 @@ CONFIGS = {  # every model YAML in cfg/: the task Ultralytics must recognise
     "yolov6-cspbifpan": "detect",
     "yolov6-cspbifpan-silu": "detect",
 }
-# Shipped model YAMLs whose builds, training, fusion and exports their own test files prove (YOLOv6's P6, Lite, MBLA, Seg
-# models, semantic segmentation and depth): stem -> (task, that file).
+# Shipped model YAMLs whose builds, training, fusion and exports their own test files prove (YOLOv6's P6, Lite, MBLA
+# and Seg models, semantic segmentation and depth): stem -> (task, that file).
 COVERED_ELSEWHERE = {
     **{f"yolov{v}-{design}-p6": ("detect", "test_yolov6_p6.py") for v in (8, 6)
        for design in ("repbifpan", "cspbifpan", "cspbifpan-silu")},

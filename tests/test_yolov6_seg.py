@@ -183,8 +183,8 @@ def test_seg_import_under_a_yolov8_segment_head_keeps_every_backbone_and_neck_te
 
 
 def test_seg_import_of_a_fuse_ab_run_leaves_out_the_anchor_based_predictions(seg, tmp_path):
-    """A ``--fuse_ab`` run's file holds the anchor-based ``*_preds_ab`` layers, which YOLOv6-Seg's inference never reads:
-    they are left out and named, and the import still computes what YOLOv6 computes."""
+    """A ``--fuse_ab`` run's file holds the anchor-based ``*_preds_ab`` layers, which YOLOv6-Seg's inference never
+    reads: they are left out and named, and the import still computes what YOLOv6 computes."""
     import yolov6_zoo_models as zoo
 
     from yolov8_efficientrep.checkpoints import load_checkpoint
@@ -255,7 +255,8 @@ def test_seg_onnx_export_gives_yolov6s_detections_masks_and_prototypes_in_onnxru
         measured = mask_agreement((decoded, prototypes), theirs, image, tolerance)
         print(f"ONNX Runtime vs YOLOv6-Seg-N {name}: boxes {measured[0]:.1e}, scores {measured[1]:.1e}, coefficients "
               f"{measured[2]:.1e}, prototypes {measured[3]:.1e} relative (bound {tolerance:.1e}); the same "
-              f"{measured[6]} detections; masks' IoU {measured[5]:.4f}, differing only within {measured[4]} px of an edge")
+              f"{measured[6]} detections; masks' IoU {measured[5]:.4f}, differing only within {measured[4]} px of an "
+              f"edge")
 
 
 @pytest.mark.slow  # it trains

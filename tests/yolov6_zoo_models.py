@@ -650,9 +650,9 @@ def onnx_agreement(onnx_file: str, yolov6: nn.Module, images: list[torch.Tensor]
 
 def one_fine_tuning_epoch(checkpoint: Path, data: Path, folder: Path, losses: int = 3, unused: tuple[str, ...] = ()
                           ) -> dict[str, float]:
-    """Fine-tune an imported checkpoint for one epoch with Ultralytics' trainer; assert ``losses`` finite training losses
-    (detection: box, class, DFL), positive but for the ``unused`` ones (``train/sem_loss`` of a Segment head without
-    a semantic branch), which are zero; return them."""
+    """Fine-tune an imported checkpoint for one epoch with Ultralytics' trainer; assert ``losses`` finite training
+    losses (detection: box, class, DFL), positive but for the ``unused`` ones (``train/sem_loss`` of a Segment head
+    without a semantic branch), which are zero; return them."""
     from ultralytics import YOLO
 
     YOLO(checkpoint).train(data=str(data), epochs=1, imgsz=64, batch=8, workers=0, device="cpu", plots=False,

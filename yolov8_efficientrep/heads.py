@@ -234,12 +234,13 @@ class EffiDeSegHead(EffiDeHead, Segment):
     """
 
     def __init__(self, nc: int = 80, reg_max: int = 16, *parsed: object, ch: tuple[int, ...] | list[int] = ()):
-        """Initialize the head: a YAML row writes ``[nc, reg_max]``, as for ``EffiDeHead``, whose arguments these are."""
+        """Initialize the head: a YAML row writes ``[nc, reg_max]``, as for ``EffiDeHead`` (see its arguments)."""
         super().__init__(nc, reg_max, *parsed, ch=ch)
         channels = [stem.conv.in_channels for stem in self.stems]
         self.nm, self.npr = MASKS, 2 * channels[0]
+        masks = sum(c * (9 * c + MASKS) for c in channels)  # each level's 3x3 conv and coefficient predictions
         check_parameters(call("EffiDeSegHead", nc=nc, reg_max=reg_max, ch=channels),
-                         sum(c * (9 * c + MASKS) for c in channels) + self.npr * (9 * channels[0] + 9 * self.npr + MASKS))
+                         masks + self.npr * (9 * channels[0] + 9 * self.npr + MASKS))
         self.cv4 = nn.ModuleList(nn.Sequential(Conv(c, c, 3, act=nn.SiLU()), nn.Conv2d(c, MASKS, 1)) for c in channels)
         self.proto = SegProto(channels[0], self.npr, MASKS)
 
@@ -271,8 +272,8 @@ class EffiDeSegHead(EffiDeHead, Segment):
             return torch.cat([x, coefficients], 1), proto
         return torch.cat([x[0], coefficients], 1), (x[1], coefficients, proto)
 
-    def forward_head(self, x: list[torch.Tensor], box_head: nn.Module | None = None, cls_head: nn.Module | None = None,
-                     mask_head: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    def forward_head(self, x: list[torch.Tensor], box_head: nn.Module | None = None,
+                     cls_head: nn.Module | None = None, mask_head: nn.Module | None = None) -> dict[str, torch.Tensor]:
         """Ultralytics 8.4: Segment's branches on the stems' outputs."""
         return Segment.forward_head(self, [stem(level) for stem, level in zip(self.stems, x)], box_head, cls_head,
                                     mask_head)

@@ -245,8 +245,8 @@ def refuse_model_families(path: object, classes: frozenset[str]) -> None:
     unreleased = sorted(name for name in classes if name.startswith(UNRELEASED_SEG))
     if unreleased:
         raise YOLOv6ImportError(f"{path} is a YOLOv6 segmentation model with a head no YOLOv6 release ships "
-                                f"({', '.join(unreleased)}: the --issolo head, or effidehead_seg); the YOLOv6-Seg models "
-                                f"of release 0.4.1 (N/S/M/L/X_seg, effidehead_fuseab_seg) import")
+                                f"({', '.join(unreleased)}: the --issolo head, or effidehead_seg); the YOLOv6-Seg "
+                                f"models of release 0.4.1 (N/S/M/L/X_seg, effidehead_fuseab_seg) import")
 
 
 def _refuse_unsupported(checkpoint: YOLOv6Checkpoint) -> None:
@@ -354,8 +354,8 @@ def detect_architecture(checkpoint: YOLOv6Checkpoint) -> Architecture:
     """Return the architecture of a YOLOv6 checkpoint's network, read from its module tree.
 
     Raises:
-        YOLOv6ImportError: The network is fused, has a segmentation head no release ships, is built of other units, or its modules lack parts
-            their classes have.
+        YOLOv6ImportError: The network is fused, has a segmentation head no release ships, is built of other units,
+            or its modules lack parts their classes have.
     """
     try:
         return _architecture(checkpoint)

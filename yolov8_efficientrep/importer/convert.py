@@ -2,8 +2,8 @@
 
 The steps, each in its own module: read the file safely (``reader``), read the architecture from it
 (``architecture``), pick the shipped config that reproduces it (``forms``), build that config with YOLOv8's Detect
-head for ``nc`` classes (Segment for YOLOv6-Seg; or its ``yolov6-*`` twin with YOLOv6's own head), move every backbone and neck
-tensor (and the head's) across by structure (``remap``), write it to a temporary file, reload that file as
+head for ``nc`` classes (Segment for YOLOv6-Seg; or its ``yolov6-*`` twin with YOLOv6's own head), move every backbone
+and neck tensor (and the head's) across by structure (``remap``), write it to a temporary file, reload that file as
 Ultralytics loads checkpoints, run it fused and unfused on a real photo (they must agree), and only then move it into
 place.
 """
@@ -161,10 +161,11 @@ def import_yolov6(source: str | Path, output: str | Path, nc: int | None = None,
 
     The architecture is read from the checkpoint (release 0.1-0.4 naming, ``model`` / ``ema`` entries as YOLOv6's
     ``strip_optimizer`` writes them, float16), the shipped config with exactly its backbone and neck shapes is built
-    with YOLOv8's Detect head for ``nc`` classes (a Segment head for YOLOv6-Seg), and every backbone and neck tensor (BN statistics and BottleRep
-    weights included) is copied by structure, every pair checked (class, shape, stride, BN ``eps``, activation). With
-    ``head="yolov6"`` the config's ``yolov6-*`` twin is built instead, ending in ``EffiDeHead`` (``LiteEffiDeHead``,
-    ``EffiDeSegHead`` with the mask branch and prototypes), and YOLOv6's trained head comes along (the branches its inference reads; training-only predictions are left out): the result predicts
+    with YOLOv8's Detect head for ``nc`` classes (a Segment head for YOLOv6-Seg), and every backbone and neck tensor
+    (BN statistics and BottleRep weights included) is copied by structure, every pair checked (class, shape, stride,
+    BN ``eps``, activation). With ``head="yolov6"`` the config's ``yolov6-*`` twin is built instead, ending in
+    ``EffiDeHead`` (``LiteEffiDeHead``, ``EffiDeSegHead`` with the mask branch and prototypes), and YOLOv6's trained
+    head comes along (the branches its inference reads; training-only predictions are left out): the result predicts
     what YOLOv6 predicts, for the checkpoint's classes and names. The
     file is written next to ``output`` under a temporary name, reloaded as Ultralytics loads checkpoints (it must hold
     exactly the imported tensors), fused and run on a real photo against the unfused model (they must agree), and

@@ -215,8 +215,9 @@ def select_form(arch: Architecture, path: object) -> Selection:
             channels and repeats; the message says what was detected and what is supported.
     """
     for form in FORMS:
-        if (form.backbone, form.neck, form.sppf, form.csp_e, form.stage_block, form.task) == (
-                arch.backbone, arch.neck, arch.sppf, arch.csp_e, arch.stage, arch.head.task) and arch.unit in form.units:
+        design = (form.backbone, form.neck, form.sppf, form.csp_e, form.stage_block, form.task)
+        if design == (arch.backbone, arch.neck, arch.sppf, arch.csp_e, arch.stage, arch.head.task) and \
+                arch.unit in form.units:
             for size, (depth, width) in (form.sizes or YOLOV6_SIZES).items():
                 shape = expected_shape(form, depth, width) if form.scaled else (form.base_channels, form.base_repeats)
                 if shape == (arch.channels, arch.units):
