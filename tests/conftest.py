@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from helpers import REPO, cpus_per_worker
+from helpers import REPO, cpus_per_worker, ultralytics_messages
 
 # Before anything imports Ultralytics: it reads these at import time and must never reach for the network.
 CONFIG_DIR = Path(tempfile.mkdtemp(prefix="yolov8-efficientrep-tests-"))
@@ -44,15 +44,16 @@ def pytest_configure(config):
 
 # The slowest test files, started first: the suite runs one file per worker at a time (setup.cfg), so a long file
 # started last would leave the other worker idle at the end. By CPU seconds each (-n 0 on a 2-core VM, 2026-12-07):
-# qat 107, cli_errors 72, ultralytics_versions 67, int8 62, family 48, shapes 47, untrusted_files 44, checkpoints 37,
-# cli 34, export 31, yolov6_head 30, demo 30, ddp 29, dense_tasks 24, ... The version matrix and test_family, which
-# need no trained checkpoint, start while the first worker trains the shared one.
+# qat 84, ultralytics_versions 76, cli_errors 72, int8 65, family 48, shapes 42, untrusted_files 44, checkpoints 39,
+# yolov6_seg 40, cli 34, export 31, yolov6_head 30, demo 30, ddp 29, dense_tasks 24, ... The version matrix and
+# test_family, which need no trained checkpoint, start while the first worker trains the shared one.
 SLOWEST_FIRST = ("test_qat.py", "test_ultralytics_versions.py", "test_family.py", "test_cli_errors.py", "test_int8.py",
-                 "test_shapes.py", "test_untrusted_files.py", "test_checkpoints.py", "test_cli.py", "test_export.py",
-                 "test_yolov6_head.py", "test_demo.py", "test_ddp.py", "test_dense_tasks.py", "test_import_yolov6.py",
-                 "test_benchmarks.py", "test_registration.py", "test_yolov6_p6.py", "test_integration.py",
-                 "test_install.py", "test_patches.py", "test_stored_attributes.py", "test_formats.py",
-                 "test_scaled_paths.py", "test_side_by_side.py", "test_restricted_loading.py")
+                 "test_shapes.py", "test_untrusted_files.py", "test_checkpoints.py", "test_yolov6_seg.py",
+                 "test_cli.py", "test_export.py", "test_yolov6_head.py", "test_demo.py", "test_ddp.py",
+                 "test_dense_tasks.py", "test_import_yolov6.py", "test_benchmarks.py", "test_registration.py",
+                 "test_yolov6_p6.py", "test_integration.py", "test_install.py", "test_patches.py",
+                 "test_stored_attributes.py", "test_formats.py", "test_scaled_paths.py", "test_side_by_side.py",
+                 "test_restricted_loading.py")
 
 
 def pytest_collection_modifyitems(items):
@@ -116,16 +117,8 @@ def scale_n_model():
 @pytest.fixture
 def ultralytics_log():
     """Collect Ultralytics' log messages during the test (its logger does not propagate to pytest's caplog)."""
-    import logging
-
-    from ultralytics.utils import LOGGER
-
-    records: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())
-    LOGGER.addHandler(handler)
-    yield records
-    LOGGER.removeHandler(handler)
+    with ultralytics_messages() as records:
+        yield records
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
-"""What the test files share besides fixtures (those are in conftest.py): the repository, the float32 tolerance, and
-how many processes a test may run at once."""
+"""What the test files share besides fixtures (those are in conftest.py): the repository, the float32 tolerance, how
+many processes a test may run at once, and Ultralytics' log messages."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from pathlib import Path
 
@@ -25,3 +27,18 @@ def cpus_per_worker() -> int:
     """The CPUs this pytest process has to itself: the threads and CPU-bound child processes it may run at once
     without putting more busy processes than cores on the machine."""
     return max(1, (os.cpu_count() or 1) // workers())
+
+
+@contextlib.contextmanager
+def ultralytics_messages():
+    """Collect Ultralytics' log messages while in the block (its logger does not propagate to pytest's caplog)."""
+    from ultralytics.utils import LOGGER  # not at import: conftest.py sets Ultralytics' environment first
+
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    LOGGER.addHandler(handler)
+    try:
+        yield records
+    finally:
+        LOGGER.removeHandler(handler)

@@ -1,4 +1,4 @@
-"""Checkpoints with plugin blocks in new interpreters: resume, fine-tune, and Ultralytics' restricted loader.
+"""Checkpoints with plugin blocks: resume and Ultralytics' restricted loader in new interpreters, fine-tuning.
 
 ``ULTRALYTICS_SAFE_LOAD=1`` makes Ultralytics unpickle with ``torch.load(weights_only=True)`` and an allow-list; the
 plugin adds its classes to that list when it is imported, which the start-up hook does before any load.
@@ -58,31 +58,22 @@ def test_allow_list_covers_every_plugin_block_and_the_units_inside_them():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("loader", ["default", "safe"])
-def test_yolo_resumes_an_interrupted_run_in_a_fresh_process(loader, runs, installed_hook, run_fresh):
-    run = runs[loader]
+def test_yolo_resumes_an_interrupted_run_in_a_fresh_process(runs, installed_hook, run_fresh):
+    """Ultralytics' default loader; the restricted one resumes in the next test's fresh process."""
+    run = runs["default"]
     assert len(results(run)) == 1
-    result = run_fresh("yolo", "train", "resume", f"model={run / 'weights' / 'last.pt'}",
-                       env=SAFE if loader == "safe" else None)
+    result = run_fresh("yolo", "train", "resume", f"model={run / 'weights' / 'last.pt'}")
     assert "Resuming training" in result.stdout + result.stderr
     assert len(results(run)) == 2  # epoch 2 of 2 ran in the new process
 
 
 @pytest.mark.slow
-def test_yolo_fine_tunes_from_best_pt_in_a_fresh_process(runs, installed_hook, run_fresh, shapes_data, tmp_path):
-    best = shutil.copy(runs["default"] / "weights" / "best.pt", tmp_path / "best.pt")
-    result = run_fresh("yolo", "train", f"model={best}", f"data={shapes_data}", "epochs=1", "imgsz=64", "batch=8",
-                       "device=cpu", "plots=False", f"project={tmp_path}", "name=tuned")
-    transferred = re.search(r"Transferred (\d+)/(\d+) items", result.stdout + result.stderr)
-    assert transferred and transferred[1] == transferred[2]  # every weight came from best.pt
-    assert len(results(tmp_path / "tuned")) == 1
-
-
-@pytest.mark.slow
-def test_restricted_loader_validates_predicts_exports_and_fine_tunes(runs, installed_hook, run_fresh, shapes_data,
-                                                                     tmp_path):
+def test_restricted_loader_resumes_validates_predicts_exports_and_fine_tunes(runs, installed_hook, run_fresh,
+                                                                             shapes_data, tmp_path):
     """One fresh interpreter with ULTRALYTICS_SAFE_LOAD=1 that never imports the plugin by name."""
     best = shutil.copy(runs["default"] / "weights" / "best.pt", tmp_path / "best.pt")
+    last = runs["safe"] / "weights" / "last.pt"
+    assert len(results(runs["safe"])) == 1
     code = f"""
 import json, sys
 from ultralytics import YOLO
@@ -90,6 +81,7 @@ from ultralytics.nn.tasks import torch_safe_load
 from ultralytics.utils import SAFE_LOAD
 
 torch_safe_load({str(best)!r})  # raises if the restricted loader refuses a class
+YOLO({str(last)!r}).train(resume=True)
 metrics = YOLO({str(best)!r}).val(data={str(shapes_data)!r}, imgsz=64, batch=8, device="cpu", plots=False,
                                    project={str(tmp_path)!r}, name="val")
 predictions = YOLO({str(best)!r}).predict({str(shapes_data.parent / 'images' / 'val')!r}, imgsz=64, device="cpu")
@@ -100,9 +92,23 @@ tuned.train(data={str(shapes_data)!r}, epochs=1, imgsz=64, batch=8, device="cpu"
 print(json.dumps({{"safe": SAFE_LOAD, "map": metrics.box.map, "predictions": len(predictions), "onnx": onnx,
                    "tuned_blocks": sum(type(m).__name__ == "RepVGGBlock" for m in tuned.model.modules())}}))
 """
-    result = json.loads(run_fresh(sys.executable, "-c", code, env=SAFE).stdout.splitlines()[-1])
-    assert result["safe"] and result["map"] >= 0 and result["predictions"] == 8
+    done = run_fresh(sys.executable, "-c", code, env=SAFE)
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["safe"] and "Resuming training" in done.stdout + done.stderr
+    assert len(results(runs["safe"])) == 2  # epoch 2 of 2 ran in the new process
+    assert result["map"] >= 0 and result["predictions"] == 8
     assert Path(result["onnx"]).is_file() and result["tuned_blocks"] == 19
+
+
+@pytest.mark.slow
+def test_fine_tuning_from_best_pt_transfers_every_weight(runs, shapes_data, tmp_path, ultralytics_log):
+    """In this process: the tests above reload checkpoints in fresh processes, through the start-up hook."""
+    best = shutil.copy(runs["default"] / "weights" / "best.pt", tmp_path / "best.pt")
+    YOLO(best).train(data=str(shapes_data), epochs=1, imgsz=64, batch=8, device="cpu", plots=False,
+                     project=str(tmp_path), name="tuned")
+    transferred = re.search(r"Transferred (\d+)/(\d+) items", "\n".join(ultralytics_log))
+    assert transferred and transferred[1] == transferred[2]  # every weight came from best.pt
+    assert len(results(tmp_path / "tuned")) == 1
 
 
 def test_restricted_loader_refuses_plugin_checkpoints_without_the_plugin(runs, run_fresh, shapes_data):

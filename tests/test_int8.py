@@ -1,7 +1,8 @@
 """INT8 export: fused before calibration, quantized graphs checked, run in their runtimes.
 
 The plugin's ONNX INT8 route runs through the plain ``yolo`` CLI in a fresh process, as a user types it; Ultralytics'
-ONNX settings and the OpenVINO INT8 export go through the same exporter in this process (``YOLO.export``).
+ONNX settings and the OpenVINO INT8 export go through the same exporter in this process (``YOLO.export``), and so do
+the stock models, compared with a fresh process without the plugin.
 
 ``format=onnx quantize=8`` of a plugin model takes the plugin's ONNX Runtime route (``yolov8_efficientrep.quantize``);
 ``format=openvino quantize=8`` is Ultralytics' NNCF path, checked. Stock Ultralytics models export exactly as they do
@@ -145,35 +146,43 @@ def test_openvino_int8_export_quantizes_every_fused_conv_after_fusing(model_copy
     assert difference < INT8_TOLERANCE
 
 
+# Run as a script in a fresh process without the plugin, and its function called in this process, which has it
 STOCK_EXPORT = """
 import sys
 import torch
 from ultralytics import YOLO
-for cfg in ("yolov8n.yaml", "yolo11n.yaml", "yolo26n.yaml"):
-    torch.manual_seed(0)  # the same weights in both processes
-    YOLO(cfg).export(format="onnx", quantize=8, imgsz=64, data=sys.argv[1])
-print("plugin loaded:", "yolov8_efficientrep" in sys.modules)
+
+def export_int8(data):
+    for cfg in ("yolov8n.yaml", "yolo11n.yaml", "yolo26n.yaml"):
+        torch.manual_seed(0)  # the same weights in both processes
+        YOLO(cfg).export(format="onnx", quantize=8, imgsz=64, data=data)
+
+if __name__ == "__main__":
+    export_int8(sys.argv[1])
+    print("plugin loaded:", "yolov8_efficientrep" in sys.modules)
 """
 
 
 @pytest.mark.slow
-def test_stock_models_export_int8_exactly_as_without_the_plugin(run_fresh, tmp_path, shapes_data, installed_hook):
+def test_stock_models_export_int8_exactly_as_without_the_plugin(run_fresh, tmp_path, shapes_data, ultralytics_log,
+                                                                monkeypatch):
     import onnx
 
-    def export(hook: str):
-        (tmp_path / hook).mkdir()
-        return run_fresh(sys.executable, "-c", STOCK_EXPORT, shapes_data, cwd=tmp_path / hook,
-                         env={"YOLOV8_EFFICIENTREP_HOOK": hook})
-
-    results = {hook: export(hook) for hook in ("0", "1")}  # one at a time: each is CPU-bound
-    for hook, result in results.items():
-        assert f"plugin loaded: {hook == '1'}" in result.stdout
-        log = result.stdout + result.stderr
+    for folder in ("without", "with"):
+        (tmp_path / folder).mkdir()  # a model built from a YAML exports into the working directory
+    stock = run_fresh(sys.executable, "-c", STOCK_EXPORT, shapes_data, cwd=tmp_path / "without",
+                      env={"YOLOV8_EFFICIENTREP_HOOK": "0"})
+    assert "plugin loaded: False" in stock.stdout
+    monkeypatch.chdir(tmp_path / "with")
+    code = {"__name__": "stock_export"}
+    exec(STOCK_EXPORT, code)  # the same code, defined in this process, which has the plugin
+    code["export_int8"](str(shapes_data))
+    for log in (stock.stdout + stock.stderr, "\n".join(ultralytics_log)):
         assert "yolov8-efficientrep's route" not in log and "EfficientRep:" not in log  # no route, no INT8 check
     for name in ("yolov8n", "yolo11n", "yolo26n"):
-        without, with_plugin = (onnx.load(str(tmp_path / hook / f"{name}_int8.onnx")) for hook in ("0", "1"))
-        assert without.graph.SerializeToString() == with_plugin.graph.SerializeToString(), name
-        assert [p.key for p in without.metadata_props] == [p.key for p in with_plugin.metadata_props]
+        without, plugin = (onnx.load(str(tmp_path / folder / f"{name}_int8.onnx")) for folder in ("without", "with"))
+        assert without.graph.SerializeToString() == plugin.graph.SerializeToString(), name
+        assert [p.key for p in without.metadata_props] == [p.key for p in plugin.metadata_props]
 
 
 @pytest.mark.parametrize("value, plugin_model, expected", [

@@ -1,9 +1,10 @@
 """Quantization-aware training (``quantize=8``) trains plugin models fused: the INT8 graph is the fused network.
 
 Real Ultralytics QAT (NVIDIA ModelOpt, on CPU), real training on generated data, exports run in ONNX Runtime and
-OpenVINO, training, resume, export and reload in fresh processes (only the float model's export, for comparison, in
-this one). The QAT starts from the session's one-epoch checkpoint: its accuracy says nothing (the benchmarks measure
-that); the graphs and the round trips are what is checked.
+OpenVINO. The QAT run trains in this process and resumes with the plain CLI in a fresh one; its checkpoint exports
+through the CLI's entry point, reloads and predicts in another fresh process, under Ultralytics' restricted loader (the
+float model's export, for comparison, runs in this one). The QAT starts from the session's one-epoch checkpoint: its
+accuracy says nothing (the benchmarks measure that); the graphs and the round trips are what is checked.
 """
 
 from __future__ import annotations
@@ -17,28 +18,47 @@ import numpy as np
 import pytest
 from ultralytics import YOLO
 
+from helpers import ultralytics_messages
+
 pytest.importorskip("modelopt.torch.quantization", reason="QAT needs NVIDIA ModelOpt: pip install -e '.[qat]'")
 pytestmark = pytest.mark.slow  # every test trains
 
 IMGSZ = 64
-TRAIN = """
+RELOAD = """
+import sys
+from ultralytics import YOLO
+from ultralytics.cfg import entrypoint
+from ultralytics.utils import ASSETS
+from yolov8_efficientrep.fusion import fused_rep_blocks
+
+entrypoint()  # what the yolo console script runs, with this process's arguments: export model=<best.pt> ...
+model = YOLO(sys.argv[2].split("=", 1)[1])
+print("fused", *fused_rep_blocks(model.model))
+model.predict(ASSETS / "bus.jpg", imgsz=64, device="cpu", verbose=False)
+"""
+# Run as a script in a fresh process without the plugin, and its function called in this process, which has it
+STOCK_QAT = """
 import sys
 from ultralytics import YOLO
 
-class Stop(Exception):
-    pass
+def qat_onnx(data, project):
+    model = YOLO("yolov8n.yaml")
+    model.train(data=data, epochs=1, imgsz=64, batch=8, workers=0, device="cpu", plots=False, quantize=8,
+                project=project, name="run", seed=0, deterministic=True)
+    return model.export(format="onnx", imgsz=64, device="cpu")
 
-def stop(trainer):  # interrupted after its first epoch, as a crash would: last.pt is saved by then
-    raise Stop
-
-model = YOLO(sys.argv[1])
-model.add_callback("on_fit_epoch_end", stop)
-try:
-    model.train(data=sys.argv[2], epochs=2, imgsz=64, batch=8, workers=0, device="cpu", plots=False, quantize=8,
-                distill_model=sys.argv[1], project=sys.argv[3], name="qat", seed=0)
-except Stop:
-    print("stopped after epoch 1")
+if __name__ == "__main__":
+    print(qat_onnx(*sys.argv[1:]))
 """
+
+
+class Stop(Exception):
+    """Raised by a callback to interrupt training the way a crash would."""
+
+
+def stop(trainer):
+    """``on_fit_epoch_end`` callback: interrupted after its first epoch, when last.pt is saved."""
+    raise Stop
 
 
 def onnx_counts(path: Path) -> dict:
@@ -57,13 +77,18 @@ def qat_run(trained_checkpoint, shapes_data, tmp_path_factory, run_fresh) -> Pat
     float model teaches the fused network that deploys), interrupted after epoch 1 and resumed with the plain CLI."""
     project = tmp_path_factory.mktemp("qat")
     source = shutil.copy(trained_checkpoint, project / "float.pt")
-    trained = run_fresh(sys.executable, "-c", TRAIN, source, shapes_data, project)
+    model = YOLO(source)
+    model.add_callback("on_fit_epoch_end", stop)
+    with ultralytics_messages() as log, pytest.raises(Stop):
+        model.train(data=str(shapes_data), epochs=2, imgsz=IMGSZ, batch=8, workers=0, device="cpu", plots=False,
+                    quantize=8, distill_model=str(source), project=str(project), name="qat", seed=0)
     run = project / "qat"
     assert (run / "weights" / "last.pt").is_file()
     # left at optimizer=auto, fused QAT trains with the plugin's SGD settings, and the run's args.yaml says so
-    assert "fused QAT trains with optimizer=SGD lr0=0.001" in trained.stdout + trained.stderr
+    assert any("fused QAT trains with optimizer=SGD lr0=0.001" in message for message in log)
     assert "optimizer: SGD" in (run / "args.yaml").read_text()
-    assert "19 Rep blocks fused into single 3x3 convolutions before quantization-aware training" in trained.stdout
+    assert any("19 Rep blocks fused into single 3x3 convolutions before quantization-aware training" in message
+               for message in log)
     resumed = run_fresh("yolo", "train", "resume", f"model={run / 'weights' / 'last.pt'}")
     assert "Resuming training" in resumed.stdout + resumed.stderr
     return run
@@ -71,9 +96,12 @@ def qat_run(trained_checkpoint, shapes_data, tmp_path_factory, run_fresh) -> Pat
 
 @pytest.fixture(scope="module")
 def qat_export(qat_run, run_fresh) -> tuple[Path, str]:
-    """The QAT run's best.pt exported to ONNX by the plain CLI: the file and the export's log."""
-    exported = run_fresh("yolo", "export", f"model={qat_run / 'weights' / 'best.pt'}", "format=onnx",
-                         f"imgsz={IMGSZ}", "device=cpu")
+    """The QAT run's best.pt exported to ONNX by ``yolo export`` (the console script's entry point), then reloaded
+    and run on an image, in one fresh process that gets the plugin from the start-up hook and loads with Ultralytics'
+    restricted loader (``ULTRALYTICS_SAFE_LOAD=1``): the file and the process's log. Ultralytics' default loader
+    reloads it in a fresh process too: the resume."""
+    exported = run_fresh(sys.executable, "-c", RELOAD, "export", f"model={qat_run / 'weights' / 'best.pt'}",
+                         "format=onnx", f"imgsz={IMGSZ}", "device=cpu", env={"ULTRALYTICS_SAFE_LOAD": "1"})
     return qat_run / "weights" / "best.onnx", exported.stdout + exported.stderr
 
 
@@ -110,14 +138,9 @@ def test_the_qat_export_runs_in_onnx_runtime_and_in_int8_in_openvino(qat_export)
     assert graph.leftovers == [] and graph.quantized >= graph.convs - 7 and graph.runtime_quantized > graph.convs / 2
 
 
-def test_a_qat_checkpoint_reloads_and_predicts_in_a_fresh_process_under_the_restricted_loader(qat_run, run_fresh):
-    """Ultralytics' default loader reloads it in fresh processes already: the resume and ``qat_export``."""
-    code = ("import sys\nfrom ultralytics import YOLO\nfrom ultralytics.utils import ASSETS\n"
-            "from yolov8_efficientrep.fusion import fused_rep_blocks\n"
-            "model = YOLO(sys.argv[1])\nprint('fused', *fused_rep_blocks(model.model))\n"
-            "model.predict(ASSETS / 'bus.jpg', imgsz=64, device='cpu', verbose=False)")
-    result = run_fresh(sys.executable, "-c", code, qat_run / "weights" / "best.pt", env={"ULTRALYTICS_SAFE_LOAD": "1"})
-    assert "fused 19 19" in result.stdout
+def test_a_qat_checkpoint_reloads_and_predicts_in_a_fresh_process_under_the_restricted_loader(qat_export):
+    _, log = qat_export
+    assert "fused 19 19" in log  # its Rep blocks reload fused (and the process ran to its end: the prediction too)
 
 
 def test_float_training_from_a_fused_qat_checkpoint_is_refused(qat_run, shapes_data, tmp_path):
@@ -130,16 +153,11 @@ def test_float_training_from_a_fused_qat_checkpoint_is_refused(qat_run, shapes_d
     assert list(tmp_path.iterdir()) == []  # refused before Ultralytics made the run's folder
 
 
-def test_stock_models_train_qat_exactly_as_without_the_plugin(shapes_data, run_fresh, tmp_path, installed_hook):
-    def qat_graph(hook: str) -> dict:
-        project = tmp_path / f"hook{hook}"
-        code = ("import sys\nfrom ultralytics import YOLO\n"
-                "model = YOLO('yolov8n.yaml')\n"
-                "model.train(data=sys.argv[1], epochs=1, imgsz=64, batch=8, workers=0, device='cpu', plots=False, "
-                "quantize=8, project=sys.argv[2], name='run', seed=0, deterministic=True)\n"
-                "print(model.export(format='onnx', imgsz=64, device='cpu'))")
-        done = run_fresh(sys.executable, "-c", code, shapes_data, project, env={"YOLOV8_EFFICIENTREP_HOOK": hook})
-        return onnx_counts(Path(done.stdout.strip().splitlines()[-1]))
-
-    with_plugin, without = qat_graph("1"), qat_graph("0")  # one at a time: each is CPU-bound
+def test_stock_models_train_qat_exactly_as_without_the_plugin(shapes_data, run_fresh, tmp_path):
+    stock = run_fresh(sys.executable, "-c", STOCK_QAT, shapes_data, tmp_path / "without",
+                      env={"YOLOV8_EFFICIENTREP_HOOK": "0"})
+    without = onnx_counts(Path(stock.stdout.strip().splitlines()[-1]))
+    code = {"__name__": "stock_qat"}
+    exec(STOCK_QAT, code)  # the same code, defined in this process, which has the plugin
+    with_plugin = onnx_counts(Path(code["qat_onnx"](str(shapes_data), str(tmp_path / "with"))))
     assert with_plugin == without and without["QuantizeLinear"] > 0  # the same graph, op for op

@@ -3,10 +3,11 @@
 Everything runs in fresh processes, in an empty directory, with private Ultralytics settings (a private
 ``datasets_dir``), so the generated set never lands in the user's or the repository's data set folders. ``yolo train``
 runs on the detection and segmentation YAMLs; the pose, obb and classify YAMLs go through the data set check that
-``yolo train`` starts with (``check_det_dataset`` / ``check_cls_dataset``), since tests/test_family.py already trains
-every task's config on sets from the same generator.
+``yolo train`` starts with (``check_det_dataset`` / ``check_cls_dataset``), all three in one process, since
+tests/test_family.py already trains every task's config on sets from the same generator.
 """
 
+import json
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ import pytest
 import ultralytics
 import yaml
 from ultralytics.data.augment import RandomFlip
+from ultralytics.utils import SettingsManager, get_user_config_dir
 from ultralytics.utils.instance import Instances
 
 from yolov8_efficientrep.dataset_folders import MARKER
@@ -35,17 +37,43 @@ TASK_DATA = {  # every other shipped data YAML: the model it trains, and what Ul
 TRAINED_ELSEWHERE = {"shapes-sem.yaml", "shapes-depth.yaml"}  # test_dense_tasks.py trains on them by bare name
 
 
+CHECK = """
+import json, sys
+from ultralytics.data.utils import check_cls_dataset, check_det_dataset  # the start-up hook loads the plugin
+from yolov8_efficientrep.offline import seed_fonts
+
+seed_fonts()
+resolved = {}
+for data, model in zip(sys.argv[1::2], sys.argv[2::2]):  # as yolo train first resolves data=<bare name>
+    check = check_cls_dataset if model.endswith("-cls.yaml") else check_det_dataset
+    try:
+        resolved[data] = sorted(check(data))
+    except Exception as error:
+        resolved[data] = f"{type(error).__name__}: {error}"
+print(json.dumps(resolved))
+"""
+
+
 @pytest.fixture(scope="module")
-def private_settings(run_fresh, tmp_path_factory) -> tuple[Path, Path]:
-    """A new Ultralytics config dir whose settings put data sets in a new folder, fonts seeded: (the dir, the folder).
+def private_settings(run_fresh, tmp_path_factory) -> tuple[Path, Path, dict]:
+    """A new Ultralytics config dir whose settings put data sets in a new folder, fonts seeded, and ``yolo train``'s
+    data set check by bare name of each task data YAML that is not trained, all three in one fresh process that seeds
+    the fonts, in a new empty directory that must stay empty: (the dir, the folder, ``{data YAML: the keys it resolved
+    to, or its error}``).
 
     Shared by this module's tests: each data YAML generates its own sub-folder.
     """
     root = tmp_path_factory.mktemp("settings")
-    code = (f"from ultralytics.utils import SETTINGS; SETTINGS.update(datasets_dir={str(root / 'datasets')!r}); "
-            "from yolov8_efficientrep.offline import seed_fonts; seed_fonts()")
-    run_fresh(sys.executable, "-c", code, env={"YOLO_CONFIG_DIR": str(root / "config")})
-    return root / "config", root / "datasets"
+    with pytest.MonkeyPatch.context() as patch:  # Ultralytics' own settings file, where a process with it would look
+        patch.setenv("YOLO_CONFIG_DIR", str(root / "config"))
+        config = get_user_config_dir()
+    SettingsManager(config / "settings.json").update(datasets_dir=str(root / "datasets"))
+    (root / "empty").mkdir()
+    checked = [arg for data, (model, _) in TASK_DATA.items() if data not in TRAINED for arg in (data, model)]
+    result = run_fresh(sys.executable, "-c", CHECK, *checked, cwd=root / "empty",
+                       env={"YOLO_CONFIG_DIR": str(root / "config")})
+    assert list((root / "empty").iterdir()) == []  # nothing lands in the working directory
+    return root / "config", root / "datasets", json.loads(result.stdout.splitlines()[-1])
 
 
 def yolo_train(run_fresh, config: Path, folder: Path, model: str, data: str):
@@ -61,36 +89,23 @@ def yolo_train(run_fresh, config: Path, folder: Path, model: str, data: str):
     return result
 
 
-def yolo_data_check(run_fresh, config: Path, folder: Path, model: str, data: str):
-    """Resolve ``data`` by bare name as ``yolo train`` first does, in a fresh process in a new empty directory."""
-    empty = folder / "empty"
-    empty.mkdir(parents=True)
-    shutil.copytree(config, folder / "config")
-    check = "check_cls_dataset" if model.endswith("-cls.yaml") else "check_det_dataset"
-    code = (f"from ultralytics.data.utils import {check}; "  # the start-up hook loads the plugin, as for the yolo CLI
-            f"print('resolved', sorted({check}({data!r})))")
-    result = run_fresh(sys.executable, "-c", code, cwd=empty,
-                       env={"YOLO_CONFIG_DIR": str(folder / "config"), "OMP_NUM_THREADS": "1"})  # one per CPU
-    assert "resolved" in result.stdout
-    assert list(empty.iterdir()) == []
-    return result
-
-
 @pytest.fixture(scope="module")
 def trained(run_fresh, private_settings, tmp_path_factory) -> dict:
-    """``yolo train`` on the detection and segmentation data YAMLs and ``yolo train``'s data set check on the others,
-    as many at once as this worker has CPUs (generating a set on first use is single-threaded Python); return
+    """``yolo train`` on the detection and segmentation data YAMLs, as many at once as this worker has CPUs
+    (generating a set on first use is single-threaded Python), and the data set checks of the others; return
     ``{data YAML: its result or its failure}``."""
-    models = {SHIPPED.name: "yolov8n-efficientrep.yaml", **{data: model for data, (model, _) in TASK_DATA.items()}}
+    models = {SHIPPED.name: "yolov8n-efficientrep.yaml", **{data: TASK_DATA[data][0] for data in TRAINED}}
     with ThreadPoolExecutor(cpus_per_worker()) as pool:
-        futures = {data: pool.submit(yolo_train if data in (SHIPPED.name, *TRAINED) else yolo_data_check, run_fresh,
-                                     private_settings[0], tmp_path_factory.mktemp(data), model, data)
+        futures = {data: pool.submit(yolo_train, run_fresh, private_settings[0], tmp_path_factory.mktemp(data), model,
+                                     data)
                    for data, model in models.items()}
-    return {data: future.exception() or future.result() for data, future in futures.items()}
+    checks = {data: resolved if isinstance(resolved, list) else AssertionError(f"{data}: {resolved}")
+              for data, resolved in private_settings[2].items()}
+    return {**checks, **{data: future.exception() or future.result() for data, future in futures.items()}}
 
 
 def train_result(trained: dict, data: str):
-    """Return one data YAML's ``yolo train`` result, re-raising its failure in the test that asks for it."""
+    """Return one data YAML's ``yolo train`` result or check, re-raising its failure in the test that asks for it."""
     if isinstance(trained[data], BaseException):
         raise trained[data]
     return trained[data]

@@ -3,12 +3,14 @@
 Run as ``python ultralytics_version_check.py OUT.json hook|import`` in a fresh interpreter with the start-up hook on.
 ``hook`` imports only Ultralytics and relies on the hook (as the ``yolo`` CLI does); ``import`` imports the plugin
 first (the Python route, which meets the hook half-way through its own import). Checks: registration;
-building every model YAML in cfg/, and scale s from folders named ``a6n0m/2024models`` (hook route only, to save
-time); for the EfficientRep detector, one training batch forward and backward and Ultralytics' ``fuse()`` against the
-unfused model. Errors are recorded, not raised, so the test can assert on them. JSON goes to a file because
-Ultralytics logs to stdout.
+building every model YAML in cfg/ (weights left uninitialized: only parameter counts and row types are compared), and
+scale s from folders named ``a6n0m/2024models`` (hook route only, to save time); for the EfficientRep detector, one
+training batch forward and backward and Ultralytics' ``fuse()`` against the unfused model; for YOLOv6-Seg's head, whose
+forward differs before 8.4, a training forward and backward and the inference outputs' shapes. Errors are recorded,
+not raised, so the test can assert on them. JSON goes to a file because Ultralytics logs to stdout.
 """
 
+import contextlib
 import copy
 import json
 import re
@@ -28,6 +30,21 @@ result = {"route": ROUTE}
 def record_error(key: str, error: BaseException) -> None:
     """Store an error's type, message and traceback tail under ``key``."""
     result[key] = {"type": type(error).__name__, "message": str(error), "traceback": traceback.format_exc()[-3000:]}
+
+
+@contextlib.contextmanager
+def layers_left_uninitialized():
+    """Build convolutions and norms without torch's random initialization of their weights (most of a scale-n build's
+    time): the row check counts parameters and names rows, and never reads a value."""
+    classes = (torch.nn.modules.conv._ConvNd, torch.nn.modules.batchnorm._NormBase)
+    originals = [cls.reset_parameters for cls in classes]
+    for cls in classes:
+        cls.reset_parameters = lambda self: None
+    try:
+        yield
+    finally:
+        for cls, original in zip(classes, originals):
+            cls.reset_parameters = original
 
 
 def tensors(output) -> list:
@@ -61,7 +78,7 @@ result["registered"] = bool(plugin) and getattr(tasks, "RepVGGBlock", None) is p
 
 models = {}
 for path in sorted(CFG.glob("*.yaml")) if ROUTE == "hook" else []:  # every shipped model YAML, once per version
-    if "backbone" not in yaml.safe_load(path.read_text()):
+    if "backbone" not in yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
         continue  # a data YAML
     needs = re.search(r"^# Needs Ultralytics >= ([\d.]+)", path.read_text(), re.M)  # YOLO11 / YOLO26 rows
     if needs and tuple(map(int, needs[1].split("."))) > tuple(map(int, re.findall(r"\d+", ultralytics.__version__)[:3])):
@@ -70,7 +87,7 @@ for path in sorted(CFG.glob("*.yaml")) if ROUTE == "hook" else []:  # every ship
     try:  # parsed as this release's YOLO() parses it: every layer built, no forward pass (the forward pass, training
         # and fusion are checked on the real model below); on the CPU, which builds them faster than the meta device
         spec = tasks.yaml_model_load(path.with_name(path.name.replace("yolov8-", "yolov8n-")))  # scale n by the name
-        with torch.no_grad():
+        with torch.no_grad(), layers_left_uninitialized():
             layers, _ = tasks.parse_model(spec, ch=spec.get("channels", 3), verbose=False)
         models[path.name] = {"params": sum(p.numel() for p in layers.parameters()),
                              "rows": [type(m).__name__ for m in layers]}
@@ -120,5 +137,21 @@ try:
                       "blocks": len(blocks), "unfused_blocks": sum(hasattr(b, "conv1") for b in blocks)}
 except Exception as error:
     record_error("check_error", error)
+
+try:  # YOLOv6-Seg's head: before 8.4 it runs Segment's forward body itself, with YOLOv6's stems before the branches
+    model = YOLO(CFG / "yolov6-repbifpan-seg.yaml").model
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    model.train()
+    loss = sum(output.float().square().mean() for output in tensors(model(x)))
+    loss.backward()
+    model.eval()
+    with torch.no_grad():
+        output = model(x)
+    decoded = output[0] if isinstance(output[0], torch.Tensor) else output[0][0]  # 8.4: ((decoded, protos), raw)
+    protos = output[1][-1] if isinstance(output[0], torch.Tensor) else output[0][1]
+    result["seg_head"] = {"loss": loss.item(), "decoded": list(decoded.shape), "protos": list(protos.shape),
+                          "stems_with_grad": all(stem.conv.weight.grad is not None for stem in model.model[-1].stems)}
+except Exception as error:
+    record_error("seg_error", error)
 
 OUT.write_text(json.dumps(result))
