@@ -36,7 +36,8 @@ SHORT_NAMES = {"CSPBepBackbone": "CSPBep", "RepPANNeck": "RepPAN", "RepBiFPANNec
 FORCE_HINT = "pass force=True"  # how an existing output may be replaced (the command line says --force)
 HEADS = ("yolov8", "yolov6")  # a new YOLOv8 Detect head, or YOLOv6's own (EffiDeHead) with its trained weights
 MODELS = {"detect": DetectionModel, "segment": SegmentationModel}  # Ultralytics' model class by task
-# The head of each kind of YOLOv6 head, by the name the summary gives it: YOLOv6's own, imported, or a new YOLOv8 one.
+# How the one-line report names the head: YOLOv6's, imported, by the head's kind (EffiDeHead for the others); a new
+# YOLOv8 one by the task.
 YOLOV6_HEADS = {"lite": "LiteEffiDeHead", "seg": "EffiDeSegHead"}
 NEW_HEADS = {"detect": "Detect", "segment": "Segment"}
 
