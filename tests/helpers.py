@@ -1,9 +1,10 @@
 """What the test files share besides fixtures (those are in conftest.py): the repository, the float32 tolerance, how
-many processes a test may run at once, and Ultralytics' log messages."""
+many processes a test may run at once, Ultralytics' log messages, and the test modules built on YOLOv6's code."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 from pathlib import Path
@@ -42,3 +43,12 @@ def ultralytics_messages():
         yield records
     finally:
         LOGGER.removeHandler(handler)
+
+
+def yolov6_module(name: str):
+    """Import the test module ``name`` built on YOLOv6's own code; skip the test where that code is not installed."""
+    import pytest
+
+    pytest.importorskip("yolov6.models.yolo", reason="YOLOv6's code is not installed: pip install --no-deps "
+                                                      "yolov6detect==0.4.1 tqdm (the test extra lists tqdm)")
+    return importlib.import_module(name)

@@ -18,7 +18,7 @@ from torch import nn
 
 from yolov8_efficientrep.lite_blocks import DPBlock, LiteCSPBlock, LiteEffiBlockS1, LiteEffiBlockS2, SplitAdd
 
-from helpers import REPO, RTOL, relative_difference
+from helpers import REPO, RTOL, relative_difference, yolov6_module
 
 SIZE = 320  # YOLOv6-Lite's published input size
 
@@ -73,11 +73,7 @@ def test_lite_blocks_reject_bad_arguments_by_name(build, message):
 
 @pytest.fixture(scope="module")
 def zoo():
-    pytest.importorskip("yolov6.models.yolo", reason="YOLOv6's code is not installed: pip install --no-deps "
-                                                      "yolov6detect==0.4.1 tqdm (the test extra lists tqdm)")
-    import yolov6_zoo_models
-
-    return yolov6_zoo_models
+    return yolov6_module("yolov6_zoo_models")
 
 
 @pytest.mark.parametrize("size, params", [("s", 0.55), ("m", 0.79), ("l", 1.09)])

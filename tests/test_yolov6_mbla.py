@@ -21,7 +21,7 @@ from torch import nn
 
 from yolov8_efficientrep.csp_blocks import MBLABlock, mbla_branches
 
-from helpers import REPO, RTOL, relative_difference
+from helpers import REPO, RTOL, relative_difference, yolov6_module
 
 SIZE = 256
 SIZES = ["s", "m", "l", "x"] if os.environ.get("YOLOV6_IMPORT_ALL") == "1" else ["s"]
@@ -51,11 +51,7 @@ def test_mbla_block_lays_out_its_branches_as_yolov6_and_folds_its_bn(randomize_b
 
 @pytest.fixture(scope="module")
 def zoo():
-    pytest.importorskip("yolov6.models.yolo", reason="YOLOv6's code is not installed: pip install --no-deps "
-                                                      "yolov6detect==0.4.1 tqdm (the test extra lists tqdm)")
-    import yolov6_zoo_models
-
-    return yolov6_zoo_models
+    return yolov6_module("yolov6_zoo_models")
 
 
 def test_mbla_block_matches_yolov6s_branches_at_every_depth(zoo):

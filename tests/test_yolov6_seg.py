@@ -17,7 +17,7 @@ from unittest import mock
 import pytest
 import torch
 
-from helpers import REPO, RTOL, relative_difference
+from helpers import REPO, RTOL, relative_difference, yolov6_module
 
 LAYERS = (2, 4, 6, 9, 25, 28, 31)  # the rows of YOLOv6's backbone outputs (P2-P5) and neck outputs (P3-P5)
 SIZE = 320  # the photos' longer side
@@ -41,11 +41,7 @@ EDGE_PIXELS = 3
 
 @pytest.fixture(scope="module")
 def seg():
-    pytest.importorskip("yolov6.models.yolo", reason="YOLOv6's code is not installed: pip install --no-deps "
-                                                      "yolov6detect==0.4.1 tqdm (the test extra lists tqdm)")
-    import yolov6_seg_models
-
-    return yolov6_seg_models
+    return yolov6_module("yolov6_seg_models")
 
 
 def test_seg_config_builds_from_scratch_with_yolov6s_count_and_fuses_to_the_same_outputs(randomize_bn):
