@@ -52,3 +52,11 @@ def yolov6_module(name: str):
     pytest.importorskip("yolov6.models.yolo", reason="YOLOv6's code is not installed: pip install --no-deps "
                                                       "yolov6detect==0.4.1 tqdm (the test extra lists tqdm)")
     return importlib.import_module(name)
+
+
+def script_function(script: str, name: str):
+    """Return the function ``name`` that ``script`` (a test's code for a fresh process) defines, to run the same code
+    in this process too."""
+    namespace = {"__name__": "script"}
+    exec(script, namespace)
+    return namespace[name]

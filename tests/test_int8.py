@@ -24,6 +24,8 @@ from yolov8_efficientrep.checkpoints import load_checkpoint
 from yolov8_efficientrep.graphs import onnx_int8_graph, openvino_int8_graph
 from yolov8_efficientrep.quantize import ORT_INT8_ROUTE_VARIABLE, ort_int8_route
 
+from helpers import script_function
+
 # INT8 vs the unfused float32 model, on the images the ranges were calibrated on. Every activation is rounded to one of
 # 256 steps of its calibrated range, every weight to one of 127 (7-bit, per channel); on this barely trained model,
 # whose outputs vary little, that comes to 5e-4 of the box coordinates in ONNX Runtime and 1e-5 in OpenVINO. 2e-2
@@ -174,9 +176,7 @@ def test_stock_models_export_int8_exactly_as_without_the_plugin(run_fresh, tmp_p
                       env={"YOLOV8_EFFICIENTREP_HOOK": "0"})
     assert "plugin loaded: False" in stock.stdout
     monkeypatch.chdir(tmp_path / "with")
-    code = {"__name__": "stock_export"}
-    exec(STOCK_EXPORT, code)  # the same code, defined in this process, which has the plugin
-    code["export_int8"](str(shapes_data))
+    script_function(STOCK_EXPORT, "export_int8")(str(shapes_data))  # the same code in this process, with the plugin
     for log in (stock.stdout + stock.stderr, "\n".join(ultralytics_log)):
         assert "yolov8-efficientrep's route" not in log and "EfficientRep:" not in log  # no route, no INT8 check
     for name in ("yolov8n", "yolo11n", "yolo26n"):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from ultralytics import YOLO
 
-from helpers import ultralytics_messages
+from helpers import script_function, ultralytics_messages
 
 pytest.importorskip("modelopt.torch.quantization", reason="QAT needs NVIDIA ModelOpt: pip install -e '.[qat]'")
 pytestmark = pytest.mark.slow  # every test trains
@@ -157,7 +157,6 @@ def test_stock_models_train_qat_exactly_as_without_the_plugin(shapes_data, run_f
     stock = run_fresh(sys.executable, "-c", STOCK_QAT, shapes_data, tmp_path / "without",
                       env={"YOLOV8_EFFICIENTREP_HOOK": "0"})
     without = onnx_counts(Path(stock.stdout.strip().splitlines()[-1]))
-    code = {"__name__": "stock_qat"}
-    exec(STOCK_QAT, code)  # the same code, defined in this process, which has the plugin
-    with_plugin = onnx_counts(Path(code["qat_onnx"](str(shapes_data), str(tmp_path / "with"))))
+    exported = script_function(STOCK_QAT, "qat_onnx")(str(shapes_data), str(tmp_path / "with"))  # here, with the plugin
+    with_plugin = onnx_counts(Path(exported))
     assert with_plugin == without and without["QuantizeLinear"] > 0  # the same graph, op for op

@@ -1,6 +1,6 @@
 """The shipped data YAMLs (``cfg/shapes*.yaml``) by bare name from any directory: each generates its set on first use.
 
-Everything runs in fresh processes, in an empty directory, with private Ultralytics settings (a private
+Every Ultralytics run is a fresh process, in an empty directory, with private Ultralytics settings (a private
 ``datasets_dir``), so the generated set never lands in the user's or the repository's data set folders. ``yolo train``
 runs on the detection and segmentation YAMLs; the pose, obb and classify YAMLs go through the data set check that
 ``yolo train`` starts with (``check_det_dataset`` / ``check_cls_dataset``), all three in one process, since

@@ -34,8 +34,8 @@ MORE_CASES = {"S": ("s", "n", False, "yolov6s-repbifpan-seg"), "M": ("m", "m", F
 if os.environ.get("YOLOV6_IMPORT_ALL") == "1":
     CASES.update(MORE_CASES)
 # YOLOv6 thresholds upsampled sigmoids at 0.5, Ultralytics upsampled logits at 0: where a mask edge crosses a prototype
-# pixel (4 image pixels) the two cross at slightly different points, so masks may differ next to YOLOv6's mask edges,
-# nowhere else. Measured: within 1 pixel (pixels touching an edge of either mask); allowed: 3.
+# pixel (4 image pixels) the two cross at slightly different points, so masks may differ next to a mask edge, nowhere
+# else. Measured: within 1 pixel (pixels touching an edge of either mask); allowed: 3.
 EDGE_PIXELS = 3
 
 
@@ -102,11 +102,11 @@ def edge_distance(ours: torch.Tensor, theirs: torch.Tensor) -> int:
     boundary of either stack: 1 for pixels touching a pixel of the other value, 2 for their neighbours, ..."""
     import torch.nn.functional as F
 
-    def edges(masks: torch.Tensor) -> torch.Tensor:
+    def edge_pixels(masks: torch.Tensor) -> torch.Tensor:  # (n, 1, h, w): 1 where a neighbour has the other value
         masks = masks.float()[:, None]
         return (F.max_pool2d(masks, 3, 1, 1) != -F.max_pool2d(-masks, 3, 1, 1)).float()
 
-    differ, edges = ours ^ theirs, torch.maximum(edges(ours), edges(theirs))
+    differ, edges = ours ^ theirs, torch.maximum(edge_pixels(ours), edge_pixels(theirs))
     distance = 0
     while differ.any() and distance <= EDGE_PIXELS:
         distance += 1

@@ -26,7 +26,6 @@ The classes are pickled under 0.4.1's paths ``yolov6.models.heads.effidehead_fus
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from pathlib import Path
@@ -234,7 +233,8 @@ def build_seg(size: str, seed: int = 0, fuse_ab: bool = False, design: str | Non
 
 def seg_inference(model: nn.Module, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run YOLOv6-Seg in eval mode; return its Detect's output: predictions (b, anchors, 5 + nc: xywh, objectness 1,
-    scores), prototypes (b, 32, H / 4, W / 4) and mask coefficients (b, anchors, 33: the proto index 0, then 32)."""
+    scores), prototypes (b, 32, H / 4, W / 4) and mask coefficients (b, anchors, 33: the anchor's level, 0-2, then
+    32 coefficients; every level uses the one set of prototypes)."""
     with torch.no_grad():
         pred, seg_list, seg_conf = model(image)[0]
     return pred, seg_list[0], seg_conf
@@ -284,7 +284,7 @@ def yolov6_masks(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], image
     x = torch.cat((box, score, label.float(), x[:, 5 + nc:]), 1)[score.view(-1) > conf]
     if len(x) > 30000:  # max_nms
         x = x[x[:, 4].argsort(descending=True)[:30000]]
-    x = x[torchvision.ops.nms(x[:, :4] + x[:, 5:6] * 4096, x[:, 4], iou)[:max_det]]
+    x = x[torchvision.ops.nms(x[:, :4] + x[:, 5:6] * zoo.MAX_WH, x[:, 4], iou)[:max_det]]
     if not len(x):  # handle_proto_test: no masks
         return x[:, :6], torch.zeros((0, *image_shape), dtype=torch.bool)
     h, w = protos.shape[-2:]
@@ -301,13 +301,6 @@ def yolov6_masks(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], image
 def _seg_paths():
     """Register the seg head stand-ins under their ``__module__`` now (a test may move one, e.g. to the solo head)."""
     return mock.patch.dict(zoo.STAND_IN_PATHS, {cls: cls.__module__ for cls in (Detect, Proto, Conv)})
-
-
-@contextlib.contextmanager
-def seg_stand_in_paths():
-    """Let pickle find every stand-in of a saved YOLOv6-Seg file (0.4.x's layers, the seg head) to load it."""
-    with _seg_paths(), zoo._stand_in_paths(), ym._pickled_names("0.4"):
-        yield
 
 
 def save_seg(model: nn.Module, path: Path) -> Path:
