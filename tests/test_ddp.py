@@ -41,8 +41,9 @@ def test_ultralytics_84_worker_unpickles_the_plugin_model_without_the_hook(insta
                                                                           tmp_path):
     file = worker_file(run_fresh, shapes_data, tmp_path)
     assert "torch_load" in file.read_text() and file.with_suffix(".pt").is_file()  # 8.4: the model is pickled
+    # exactly how Ultralytics launches a worker; the launcher's temporary folder (torchelastic_*) lands in tmp_path
     run_fresh(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_port", free_port(),
-              file, env={"YOLOV8_EFFICIENTREP_HOOK": "0"})  # exactly how Ultralytics launches a worker
+              file, env={"YOLOV8_EFFICIENTREP_HOOK": "0", "TMPDIR": str(tmp_path)})
     assert len(list(csv.DictReader((tmp_path / "ddp" / "results.csv").open()))) == 1
 
 

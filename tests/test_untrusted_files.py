@@ -108,17 +108,16 @@ def attribute_pickle(payload: bytes) -> bytes:
 def outcome(code: str, *args: object, timeout: float = 60, limit_mb: int | None = None) -> str:
     """Run ``code`` in a fresh interpreter with limits; return what it printed (else the last line of its errors),
     ``timeout``, or ``signal NAME``. A ``bytes`` argument is passed as the path of a file holding it."""
-    if any(isinstance(arg, bytes) for arg in args):
-        folder = Path(tempfile.mkdtemp())
-        args = tuple(_written(folder / f"{index}.bin", arg) if isinstance(arg, bytes) else arg
-                     for index, arg in enumerate(args))
     if limit_mb:
         code = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({limit_mb << 20}, {limit_mb << 20}))\n{code}"
-    try:
-        result = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
-                                timeout=timeout, env={**os.environ, "YOLOV8_EFFICIENTREP_HOOK": "0"})
-    except subprocess.TimeoutExpired:
-        return "timeout"
+    with tempfile.TemporaryDirectory(prefix="untrusted-files-") as folder:
+        args = tuple(_written(Path(folder) / f"{index}.bin", arg) if isinstance(arg, bytes) else arg
+                     for index, arg in enumerate(args))
+        try:
+            result = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                                    timeout=timeout, env={**os.environ, "YOLOV8_EFFICIENTREP_HOOK": "0"})
+        except subprocess.TimeoutExpired:
+            return "timeout"
     if result.returncode < 0:
         return f"signal {signal.Signals(-result.returncode).name}"
     return result.stdout.strip() or result.stderr.strip().splitlines()[-1]
