@@ -3,12 +3,14 @@
 Run as ``python builtin_models.py OUT.json`` in a fresh interpreter with the start-up hook off; JSON goes to a file
 because Ultralytics logs to stdout. Each YAML (first scale) goes through the steps the plugin patches, as
 ``YOLO(yaml)`` takes them: ``yaml_model_load`` (scaled names), ``guess_model_task`` and ``parse_model`` (rows), the
-layers built on the meta device (their classes and parameter counts, without allocating or initializing weights).
-A few small models are also built for real, with their weights initialized and the stride found by a forward pass.
+layers built without initializing their weights (their classes and parameter counts; faster than the meta device).
+A few small models are also built for real, from the same seed: their task, weights (a hash), classes and the stride
+found by a forward pass (YOLO26's semantic and depth models among them: the plugin adds configs for those tasks).
 YAMLs with TorchVision rows are skipped (they download weights).
 """
 
 import copy
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -18,7 +20,9 @@ import ultralytics
 from ultralytics import YOLO
 from ultralytics.nn import tasks
 
-BUILT = ("yolov8n.yaml", "yolo11n.yaml", "yolo26n.yaml")  # built for real
+from helpers import layers_left_uninitialized  # this script's folder, tests/, is first on sys.path
+
+BUILT = ("yolov8n.yaml", "yolo11n.yaml", "yolo26n.yaml", "yolo26n-sem.yaml", "yolo26n-depth.yaml")  # built for real
 
 
 def layers(path: Path) -> list | str:
@@ -26,21 +30,27 @@ def layers(path: Path) -> list | str:
     try:
         cfg = tasks.yaml_model_load(path)
         task = tasks.guess_model_task(cfg)
-        with torch.device("meta"):
+        with torch.no_grad(), layers_left_uninitialized():
             model, save = tasks.parse_model(copy.deepcopy(cfg), ch=cfg.get("channels", 3), verbose=False)
         return [task, sum(p.numel() for p in model.parameters()), [type(m).__name__ for m in model.modules()], save]
     except Exception as error:  # a YAML that fails must fail the same way with the plugin
         return f"{type(error).__name__}: {error}"
 
 
+def built(name: str) -> list:
+    """A real build's task, weights hash, module classes and stride, from seed 0."""
+    torch.manual_seed(0)
+    yolo = YOLO(name, verbose=False)
+    weights = hashlib.sha256(b"".join(t.numpy().tobytes() for t in yolo.model.state_dict().values())).hexdigest()
+    return [yolo.task, weights, [type(m).__name__ for m in yolo.model.modules()], yolo.model.stride.tolist()]
+
+
 def summary() -> dict:
     """Every model YAML's layers, and the real builds."""
     folder = Path(ultralytics.__file__).parent / "cfg" / "models"
-    built = {name: YOLO(name, verbose=False).model for name in BUILT}
     return {"layers": {path.name: layers(path) for path in sorted(folder.rglob("*.yaml"))
                        if "TorchVision" not in path.read_text()},
-            "built": {name: [sum(p.numel() for p in model.parameters()), [type(m).__name__ for m in model.modules()],
-                             model.stride.tolist()] for name, model in built.items()}}
+            "built": {name: built(name) for name in BUILT}}
 
 
 without = summary()

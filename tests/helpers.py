@@ -1,5 +1,6 @@
 """What the test files share besides fixtures (those are in conftest.py): the repository, the float32 tolerance, how
-many processes a test may run at once, Ultralytics' log messages, and the test modules built on YOLOv6's code."""
+many processes a test may run at once, Ultralytics' log messages, the test modules built on YOLOv6's code, and layers
+built without initialization (for the scripts that only count rows and parameters)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,23 @@ def cpus_per_worker() -> int:
     """The CPUs this pytest process has to itself: the threads and CPU-bound child processes it may run at once
     without putting more busy processes than cores on the machine."""
     return max(1, (os.cpu_count() or 1) // workers())
+
+
+@contextlib.contextmanager
+def layers_left_uninitialized():
+    """Build convolutions, norms and linear layers without torch's random initialization of their weights (most of a
+    scale-n build's time), for checks that count parameters and name rows and never read a value."""
+    import torch
+
+    classes = (torch.nn.modules.conv._ConvNd, torch.nn.modules.batchnorm._NormBase, torch.nn.Linear)
+    originals = [cls.reset_parameters for cls in classes]
+    for cls in classes:
+        cls.reset_parameters = lambda self: None
+    try:
+        yield
+    finally:
+        for cls, original in zip(classes, originals):
+            cls.reset_parameters = original
 
 
 @contextlib.contextmanager

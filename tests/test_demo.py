@@ -1,4 +1,7 @@
-"""``python -m yolov8_efficientrep demo`` end to end in a fresh process, at small settings, on the tests' tiny data set."""
+"""``python -m yolov8_efficientrep demo`` end to end in a fresh process, at small settings, on the tests' tiny data set.
+
+The refusals call the command's ``main()`` in this process: they stop in its checks, before the child process that
+the demo starts with Ultralytics offline, so a fresh process would prove nothing more."""
 
 import json
 import os
@@ -102,14 +105,13 @@ def test_demo_stops_on_bad_options_before_writing_anything(tmp_path, capsys, opt
                          "by single commas such as 0,1"),
     ("--out", "a-file/out", "--out {tmp}/a-file/out: {tmp}/a-file is a file, not a folder; choose another --out"),
 ])
-def test_demo_names_a_malformed_device_or_an_output_under_a_file_in_one_line(run_fresh, tmp_path, option, value,
-                                                                              message):
+def test_demo_names_a_malformed_device_or_an_output_under_a_file_in_one_line(tmp_path, capsys, monkeypatch, option,
+                                                                              value, message):
     (tmp_path / "a-file").write_text("mine")
-    options = ["--out", tmp_path / "out"] if option != "--out" else []
-    result = run_fresh(sys.executable, "-m", "yolov8_efficientrep", "demo", option, value, *options, cwd=tmp_path,
-                       check=False)
-    assert result.returncode == 1
-    assert result.stderr.strip() == f"yolov8-efficientrep demo: error: {message.format(tmp=tmp_path)}"
+    monkeypatch.chdir(tmp_path)  # --out a-file/out is relative to it, and nothing may appear in it
+    options = ["--out", str(tmp_path / "out")] if option != "--out" else []
+    assert cli.main(["demo", option, value, *options]) == 1
+    assert capsys.readouterr().err.strip() == f"yolov8-efficientrep demo: error: {message.format(tmp=tmp_path)}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
@@ -120,15 +122,15 @@ def test_demo_refuses_an_output_folder_with_files(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
 
 
-def test_demo_on_a_gpu_torch_does_not_see_stops_in_one_line_before_starting(run_fresh, tmp_path):
+def test_demo_on_a_gpu_torch_does_not_see_stops_in_one_line_before_starting(tmp_path, capsys):
     device = str(torch.cuda.device_count())  # one past the last GPU: 0 on a machine without one
-    result = run_fresh(sys.executable, "-m", "yolov8_efficientrep", "demo", "--device", device, "--out",
-                       tmp_path / "out", check=False)
+    status = cli.main(["demo", "--device", device, "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err
     seen = "no CUDA GPU" if device == "0" else f"only {device} CUDA GPU"
-    assert result.returncode == 1
-    assert result.stderr.strip().startswith(f"yolov8-efficientrep demo: error: --device {device}: torch "
-                                            f"{torch.__version__} sees {seen}")
-    assert len(result.stderr.strip().splitlines()) == 1 and "use --device cpu" in result.stderr
+    assert status == 1
+    assert error.strip().startswith(f"yolov8-efficientrep demo: error: --device {device}: torch "
+                                    f"{torch.__version__} sees {seen}")
+    assert len(error.strip().splitlines()) == 1 and "use --device cpu" in error
     assert not (tmp_path / "out").exists()  # stopped before the output folder and the child process
 
 

@@ -95,7 +95,7 @@ def test_scale_n_backbone_has_yolov6n_efficientrep_shapes():
 @pytest.mark.slow
 def test_every_builtin_yaml_builds_as_without_the_plugin(tmp_path):
     """Each Ultralytics model YAML, in one fresh interpreter before and after importing the plugin: the same task,
-    layers and parameters (builtin_models.py)."""
+    layers and parameters; five built for real, the same weights too (builtin_models.py)."""
     out = tmp_path / "builtin.json"
     subprocess.run([sys.executable, str(REPO / "tests" / "builtin_models.py"), str(out)], check=True,
                    capture_output=True, env=os.environ)  # the start-up hook off (conftest.py)
@@ -103,7 +103,9 @@ def test_every_builtin_yaml_builds_as_without_the_plugin(tmp_path):
     assert result["registered"] and result["with"] == result["without"]
     layers = result["without"]["layers"]
     assert len(layers) >= 50 and not [name for name, built in layers.items() if isinstance(built, str)]  # all build
-    assert set(result["without"]["built"]) == {"yolov8n.yaml", "yolo11n.yaml", "yolo26n.yaml"}
+    tasks = {name: built[0] for name, built in result["without"]["built"].items()}
+    assert tasks == {"yolov8n.yaml": "detect", "yolo11n.yaml": "detect", "yolo26n.yaml": "detect",
+                     "yolo26n-sem.yaml": "semantic", "yolo26n-depth.yaml": "depth"}
 
 
 def test_repconv_and_repvgg_rows_get_conv_channel_handling(tmp_path):

@@ -2,15 +2,15 @@
 only on its thread, and within a parameter budget set by the size of the file it loads.
 
 Each payload is shown live where the defence is switched off (in a child with an address-space limit, or with the
-thread check replaced by a no-op), then refused with it, quickly and without growing memory.
+thread check replaced by a no-op), then refused with it, quickly and without growing memory. The scenarios that need a
+fresh interpreter (torch's allow-list as importing the plugin leaves it, and whole restricted loads through ``YOLO``)
+share one, run in an order that keeps each as isolated as it needs (see ``CHILD``); each test asserts on its own.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -26,7 +26,7 @@ from yolov8_efficientrep.limits import LimitError, RestrictedLoadOnly, restricte
 from yolov8_efficientrep.rows import plugin_classes
 
 GROWTH = 64 << 20  # bytes of peak memory a refusal may add to loading an honest file
-HEADROOM = 1 << 30  # address space a child may add once Ultralytics is imported: the payloads ask for more
+HEADROOM = 1 << 30  # address space a limited load may add to the process as it stands: the payloads ask for more
 
 
 class Call:
@@ -39,12 +39,46 @@ class Call:
         return self.func, self.args
 
 
-def run_python(code: str, *args: object, env: dict | None = None) -> str:
-    """Run ``code`` in a fresh interpreter with the plugin's start-up hook off; return what it printed."""
-    result = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "YOLOV8_EFFICIENTREP_HOOK": "0", **(env or {})})
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+# Loads each file of argv[1] (JSON {scenario: file}) once, in one interpreter with the start-up hook (which registers
+# the plugin as importing it does) and ULTRALYTICS_SAFE_LOAD=1 (which Ultralytics reads only when it loads); prints
+# {scenario: outcome} as JSON, the budget's as [with it, without it]. The order is the isolation: the allow-list is
+# read before any restricted load (Ultralytics' loads add to it for the process's life); the budget's defended load
+# is the process's first restricted load, so no earlier load's budget can stand in for its file's; the budget is
+# switched off last, for good. Each load starts from a fresh peak-memory mark (ru_maxrss never falls, and starts at
+# the parent's peak); the budget's run under an address-space limit of argv[2] above the process as it is then.
+CHILD = """
+import json, resource, sys, time, torch, yolov8_efficientrep
+
+def status(field):
+    return int(open("/proc/self/status").read().split(field + ":")[1].split()[0]) << 10
+
+def attempt(load, path, headroom=None):
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if headroom:
+        resource.setrlimit(resource.RLIMIT_AS, (status("VmSize") + headroom, hard))
+    with open("/proc/self/clear_refs", "w") as marks:
+        marks.write("5")  # VmHWM back to the resident size now
+    before, start = status("VmHWM"), time.perf_counter()
+    try:
+        load(path)
+        outcome, message = "loaded", ""
+    except Exception as error:
+        outcome, message = type(error).__name__, str(error)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    return {"outcome": outcome, "message": message, "seconds": time.perf_counter() - start,
+            "growth": status("VmHWM") - before}
+
+files, headroom = json.loads(sys.argv[1]), int(sys.argv[2])
+report = {"allow_list": attempt(lambda path: torch.load(path, weights_only=True), files["allow_list"])}
+from ultralytics import YOLO
+import yolov8_efficientrep.limits as limits
+budgeted = attempt(YOLO, files["budget"], headroom)
+report.update(sizes=attempt(YOLO, files["sizes"]), honest=attempt(YOLO, files["honest"]))
+limits._charge = lambda owner, parameters: None
+report["budget"] = [budgeted, attempt(YOLO, files["budget"], headroom)]
+print(json.dumps(report))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -57,71 +91,53 @@ def honest(tmp_path_factory) -> Path:
     return path
 
 
-def test_importing_the_plugin_adds_nothing_to_torchs_weights_only_allow_list(tmp_path):
-    attack, small = tmp_path / "attack.pt", tmp_path / "small.pt"
-    torch.save({"model": Call(RepBlock, 8, 8, 10**6)}, attack)
+@pytest.fixture(scope="module")
+def payloads(tmp_path_factory, honest) -> dict[str, Path]:
+    """The files ``CHILD`` loads, by scenario: each test's crafted one, and the honest checkpoint."""
+    folder = tmp_path_factory.mktemp("payloads")
+    calls = [Call(ConvBNAct, 5400, 5400, 3), Call(SimSPPF, 7000, 7000), Call(BottleRep, 2800, 2800),
+             Call(RepVGGBlock, 5000, 5000)]
+    contents = {"allow_list": {"model": Call(RepBlock, 8, 8, 10**6)},
+                "sizes": {"model": Call(RepBlock, 8, 8, 10**6), "train_args": {}},
+                "budget": {"model": calls, "train_args": {}}}
+    paths = {"honest": honest}
+    for scenario, content in contents.items():
+        paths[scenario] = folder / f"{scenario}.pt"
+        torch.save(content, paths[scenario])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def fresh(run_fresh, payloads) -> dict:
+    """Each scenario's outcome in one fresh interpreter (see ``CHILD``), by scenario."""
+    files = json.dumps({scenario: str(path) for scenario, path in payloads.items()})
+    result = run_fresh(sys.executable, "-c", CHILD, files, HEADROOM, env={"ULTRALYTICS_SAFE_LOAD": "1"}, timeout=180)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_plugin_adds_nothing_to_torchs_weights_only_allow_list(tmp_path, fresh):
+    small = tmp_path / "small.pt"
     torch.save({"model": Call(RepBlock, 8, 8, 2)}, small)
     # the allow-list as importing the plugin once made it, on a thread marked as loading: the payload's mechanism
     with torch.serialization.safe_globals(plugin_classes()), restricted_load(2**62):
         assert isinstance(torch.load(small, weights_only=True)["model"], RepBlock)
-    code = ("import pickle, sys, torch, yolov8_efficientrep\n"
-            "try:\n    torch.load(sys.argv[1], weights_only=True)\n"
-            "except pickle.UnpicklingError as error:\n    print('refused', 'RepBlock' in str(error))")
-    assert run_python(code, attack).strip() == "refused True"
+    refused = fresh["allow_list"]
+    # torch's own refusal names the class by its dotted path (the plugin's thread check, a second defence, does not)
+    assert refused["outcome"] == "UnpicklingError", refused
+    assert "yolov8_efficientrep.blocks.RepBlock" in refused["message"], refused
 
 
-def test_restricted_ultralytics_loading_refuses_a_block_called_with_absurd_sizes(tmp_path, run_fresh, honest):
-    attack = tmp_path / "attack.pt"
-    torch.save({"model": Call(RepBlock, 8, 8, 10**6), "train_args": {}}, attack)
-    code = ("import resource, sys\nfrom ultralytics import YOLO\n"
-            "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10\n"
-            "for path in sys.argv[1:]:\n    before = peak()\n"
-            "    try:\n        YOLO(path)\n        print('loaded')\n    except Exception as error:\n"
-            "        print('refused', type(error).__name__, error)\n"
-            "    print(peak() - before)\n")
-    lines = run_fresh(sys.executable, "-c", code, attack, honest, env={"ULTRALYTICS_SAFE_LOAD": "1"}, timeout=120
-                      ).stdout.strip().splitlines()[-4:]
-    assert lines[0].startswith("refused LimitError") and "repeats n must be" in lines[0]
-    assert int(lines[1]) <= GROWTH  # the block was refused before it allocated
-    assert lines[2] == "loaded"  # and the same loader, in the same process, loads an honest checkpoint
+def test_restricted_ultralytics_loading_refuses_a_block_called_with_absurd_sizes(fresh):
+    refused, honest = fresh["sizes"], fresh["honest"]
+    assert refused["outcome"] == "LimitError" and "repeats n must be" in refused["message"], refused
+    assert refused["growth"] <= GROWTH, refused  # the block was refused before it allocated
+    assert honest["outcome"] == "loaded", honest  # and the same loader, in the same process, loads an honest checkpoint
 
 
-# Loads argv[1] through Ultralytics' restricted loader with the budget, then with it switched off; prints JSON.
-BUDGET_CHILD = """
-import json, resource, sys, time
-from ultralytics import YOLO
-import yolov8_efficientrep.limits as limits
-
-def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10
-
-def attempt():
-    before, start = peak(), time.perf_counter()
-    try:
-        YOLO(sys.argv[1])
-        return {"outcome": "loaded"}
-    except Exception as error:
-        return {"outcome": type(error).__name__, "message": str(error), "seconds": time.perf_counter() - start,
-                "growth": peak() - before}
-
-size = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) << 10
-resource.setrlimit(resource.RLIMIT_AS, (size + int(sys.argv[2]), resource.getrlimit(resource.RLIMIT_AS)[1]))
-defended = attempt()
-limits._charge = lambda owner, parameters: None
-print(json.dumps({"defended": defended, "undefended": attempt()}))
-"""
-
-
-def test_a_small_file_cannot_make_the_constructors_build_gigabytes_of_blocks_each_within_bounds(tmp_path):
+def test_a_small_file_cannot_make_the_constructors_build_gigabytes_of_blocks_each_within_bounds(payloads, fresh):
     """Four constructor calls, each under every per-block bound (268M parameters), 4.2 GB of float32 together."""
-    calls = [Call(ConvBNAct, 5400, 5400, 3), Call(SimSPPF, 7000, 7000), Call(BottleRep, 2800, 2800),
-             Call(RepVGGBlock, 5000, 5000)]
-    attack = tmp_path / "attack.pt"
-    torch.save({"model": calls, "train_args": {}}, attack)
-    assert attack.stat().st_size < 2048
-    report = json.loads(run_python(BUDGET_CHILD, attack, HEADROOM, env={"ULTRALYTICS_SAFE_LOAD": "1"}
-                                   ).strip().splitlines()[-1])
-    defended, undefended = report["defended"], report["undefended"]
+    assert payloads["budget"].stat().st_size < 2048
+    defended, undefended = fresh["budget"]
     assert defended["outcome"] == "LimitError", defended
     assert defended["message"].startswith("ConvBNAct(c1=5400, c2=5400, k=3, s=1): the file being loaded asks the "
                                           "plugin's constructors for 262,440,000 more parameters, beyond the ")

@@ -2,10 +2,11 @@
 
 A pickled module carries attributes beside its tensors (a block's ``c1`` and ``g``, a convolution's ``padding``, a
 model's ``stride``, a YAML's ``channels``) and fusion, its check image and the check's forward pass allocate by them.
-Each payload here keeps every tensor honest and alters one attribute. A child process with an address-space limit runs
-the fusion twice on the same file: with the defence, which must refuse in one line naming the module, fast and without
-growing memory; then with the defence switched off (the checks replaced by no-ops, the code path they guard as it was),
-which must try to allocate gigabytes, proving the payload live.
+Each payload here keeps every tensor honest and alters one attribute. One child process, with an address-space limit
+set before each attempt, runs the fusion on every payload's file with the defence, which must refuse each in one line
+naming the module, fast and without growing memory; then switches the defence off (the checks replaced by no-ops, the
+code path they guard as it was) and runs every payload again, each of which must try to allocate gigabytes (the
+overflow: reach the comparison that blamed the fusion algebra), proving it live. Each test asserts on its own payload.
 """
 
 from __future__ import annotations
@@ -28,27 +29,36 @@ from yolov8_efficientrep.csp_blocks import CSPSPPF, SimSPPF
 from yolov8_efficientrep.fusion import check_image, check_stored_attributes, fuse_model, fuse_rep_blocks
 from yolov8_efficientrep.limits import LimitError, StoredAttributeError, WeightsOverflowError
 
-HEADROOM = 1 << 30  # address space the child may add once the file is loaded: any payload here asks for more
+HEADROOM = 1 << 30  # address space an attempt may add once its file is loaded: every payload here asks for more
 GROWTH = 64 << 20  # peak memory a refusal may add to the loaded model
 
-# Runs one fusion of the file argv[1] with the defence, then with it switched off; prints what each did as JSON.
+# Fuses each payload (argv[2]: JSON [name, file, action] rows) with the defence, then all again with it switched off
+# for good; prints {name: [defended, undefended]} as JSON. Each attempt loads its own file and starts from a fresh
+# peak-memory mark (ru_maxrss never falls, and starts at the parent's peak) and an address-space limit of argv[1]
+# above the process as it is then, lifted again afterwards.
 CHILD = """
 import json, resource, sys, time, torch, ultralytics
 import yolov8_efficientrep.blocks as blocks, yolov8_efficientrep.fusion as fusion
 from yolov8_efficientrep.rows import plugin_classes
 
-def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10
+def status(field):
+    return int(open("/proc/self/status").read().split(field + ":")[1].split()[0]) << 10
 
-def attempt():
-    model = torch.load(sys.argv[1], weights_only=False)
-    before, start = peak(), time.perf_counter()
+def attempt(path, action):
+    model = torch.load(path, weights_only=False)
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (status("VmSize") + int(sys.argv[1]), hard))
+    with open("/proc/self/clear_refs", "w") as marks:
+        marks.write("5")  # VmHWM back to the resident size now
+    before, start = status("VmHWM"), time.perf_counter()
     try:
-        ACTION
+        eval(action)
         return {"outcome": "done"}
     except Exception as error:
         return {"outcome": type(error).__name__, "message": str(error), "seconds": time.perf_counter() - start,
-                "growth": peak() - before}
+                "growth": status("VmHWM") - before}
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 def switch_off_the_defence():
     for cls in plugin_classes():
@@ -59,22 +69,11 @@ def switch_off_the_defence():
     for name in ("check_stride", "check_image_channels", "check_stored", "check_torch_layer"):
         setattr(fusion, name, noop)
 
-size = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) << 10
-resource.setrlimit(resource.RLIMIT_AS, (size + int(sys.argv[2]), resource.getrlimit(resource.RLIMIT_AS)[1]))
-defended = attempt()
+payloads = json.loads(sys.argv[2])
+defended = {name: attempt(path, action) for name, path, action in payloads}
 switch_off_the_defence()
-print(json.dumps({"defended": defended, "undefended": attempt()}))
+print(json.dumps({name: [defended[name], attempt(path, action)] for name, path, action in payloads}))
 """
-
-
-def fuse_in_child(path: Path, action: str) -> tuple[dict, dict]:
-    """Run ``action`` (Python, on ``model`` loaded from ``path``) with and without the defence in a limited child."""
-    code = CHILD.replace("ACTION", action)
-    result = subprocess.run([sys.executable, "-c", code, str(path), str(HEADROOM)], capture_output=True, text=True,
-                            timeout=60, env={**os.environ, "YOLOV8_EFFICIENTREP_HOOK": "0"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    return report["defended"], report["undefended"]
 
 
 def tried_to_allocate(outcome: dict) -> int:
@@ -116,40 +115,71 @@ def saved(model: nn.Module, path: Path, alter) -> Path:
     return path
 
 
-def test_a_depthwise_block_storing_one_group_would_allocate_its_dense_identity(tmp_path):
+def overflow(model: nn.Module) -> None:
+    """Make ``model.4.m.2.conv1``'s folded kernel overflow float32 while every stored tensor stays finite."""
+    bn = model.model[4].m[2].conv1.bn
+    model.model[4].m[2].conv1.conv.weight.data.fill_(1e37)
+    bn.weight.data.fill_(1e3)
+    bn.running_var.fill_(1e-6)
+
+
+@pytest.fixture(scope="module")
+def payloads(tmp_path_factory, detection_model) -> dict[str, tuple[Path, str]]:
+    """Each test's crafted file, by name, with the fusion (Python, on ``model`` loaded from it) the child runs."""
+    folder = tmp_path_factory.mktemp("payloads")
+    depthwise = nn.Sequential(RepVGGBlock(8192, 8192, g=8192)).eval()
+    return {
+        "depthwise": (saved(depthwise, folder / "depthwise.pt", lambda m: setattr(m[0], "g", 1)),
+                      "fusion.fuse_model(model, check=False)"),
+        "wide": (saved(detection_model, folder / "wide.pt", lambda m: setattr(m.model[2].m[1], "c1", 20_000)),
+                 "model.fuse(verbose=False)"),
+        "padded": (saved(detection_model, folder / "padded.pt",
+                         lambda m: setattr(m.model[-1].cv3[0][0].conv, "padding", (9000, 9000))),
+                   "fusion.fuse_model(model, imgsz=64)"),
+        "stride": (saved(detection_model, folder / "stride.pt",
+                         lambda m: setattr(m, "stride", torch.tensor([8.0, 16.0, 32768.0]))),
+                   "fusion.check_image(model, 640)"),
+        "channels": (saved(detection_model, folder / "channels.pt", lambda m: m.yaml.update(channels=5000)),
+                     "fusion.check_image(model, 640)"),
+        "overflow": (saved(detection_model, folder / "overflow.pt", overflow), "fusion.fuse_model(model, imgsz=64)"),
+    }
+
+
+@pytest.fixture(scope="module")
+def fused(payloads) -> dict[str, tuple[dict, dict]]:
+    """Each payload's outcome with the defence and without it (see ``CHILD``), by name, from one limited child."""
+    rows = [(name, str(path), action) for name, (path, action) in payloads.items()]
+    result = subprocess.run([sys.executable, "-c", CHILD, str(HEADROOM), json.dumps(rows)], capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "YOLOV8_EFFICIENTREP_HOOK": "0"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {name: tuple(outcomes) for name, outcomes in json.loads(result.stdout.strip().splitlines()[-1]).items()}
+
+
+def test_a_depthwise_block_storing_one_group_would_allocate_its_dense_identity(payloads, fused):
     """Honest depthwise tensors (8192 channels, 600 KB), ``g`` stored as 1: the identity kernel becomes 8192 x 8192."""
-    network = nn.Sequential(RepVGGBlock(8192, 8192, g=8192)).eval()
-    path = saved(network, tmp_path / "depthwise.pt", lambda m: setattr(m[0], "g", 1))
-    assert path.stat().st_size < 1 << 20
-    defended, undefended = fuse_in_child(path, "fusion.fuse_model(model, check=False)")
+    assert payloads["depthwise"][0].stat().st_size < 1 << 20
+    defended, undefended = fused["depthwise"]
     refused_in_one_line(defended, StoredAttributeError, "0 (RepVGGBlock)", "stored g = 1", "8192")
     assert tried_to_allocate(undefended) >= 8192 * 8192 * 9 * 4, undefended
 
 
-def test_ultralytics_own_fuse_refuses_a_block_storing_a_false_input_width(tmp_path, detection_model):
+def test_ultralytics_own_fuse_refuses_a_block_storing_a_false_input_width(fused):
     """What predict and val call (``model.fuse()``): ``c1`` stored as 20000 beside a 32-channel block's tensors."""
-    path = saved(detection_model, tmp_path / "wide.pt", lambda m: setattr(m.model[2].m[1], "c1", 20_000))
-    defended, undefended = fuse_in_child(path, "model.fuse(verbose=False)")
+    defended, undefended = fused["wide"]
     refused_in_one_line(defended, StoredAttributeError, "RepVGGBlock", "stored c1 = 20000", "(32)")
     assert tried_to_allocate(undefended) >= 20_000 * 20_000 * 9 * 4, undefended
 
 
-def test_a_convolution_storing_a_huge_padding_would_blow_up_the_checks_forward_pass(tmp_path, detection_model):
-    path = saved(detection_model, tmp_path / "padded.pt",
-                 lambda m: setattr(m.model[-1].cv3[0][0].conv, "padding", (9000, 9000)))
-    defended, undefended = fuse_in_child(path, "fusion.fuse_model(model, imgsz=64)")
+def test_a_convolution_storing_a_huge_padding_would_blow_up_the_checks_forward_pass(fused):
+    defended, undefended = fused["padded"]
     refused_in_one_line(defended, StoredAttributeError, "model.22.cv3.0.0.conv (Conv2d)", "stored padding")
     assert tried_to_allocate(undefended) >= 1 << 32, undefended
 
 
-@pytest.mark.parametrize("alter, error, named", [
-    (lambda m: setattr(m, "stride", torch.tensor([8.0, 16.0, 32768.0])), LimitError, "stride"),
-    (lambda m: m.yaml.update(channels=5000), LimitError, "yaml channels"),
-], ids=["stride", "channels"])
-def test_the_check_image_is_not_sized_by_a_stored_stride_or_channel_count(tmp_path, detection_model, alter, error,
-                                                                          named):
-    path = saved(detection_model, tmp_path / "image.pt", alter)
-    defended, undefended = fuse_in_child(path, "fusion.check_image(model, 640)")
+@pytest.mark.parametrize("name, error, named", [("stride", LimitError, "stride"),
+                                                ("channels", LimitError, "yaml channels")], ids=["stride", "channels"])
+def test_the_check_image_is_not_sized_by_a_stored_stride_or_channel_count(fused, name, error, named):
+    defended, undefended = fused[name]
     refused_in_one_line(defended, error, named)
     assert tried_to_allocate(undefended) >= 3 << 30, undefended
 
@@ -162,18 +192,11 @@ def test_yaml_channels_must_match_the_first_convolution(detection_model):
         check_image(model, 64, "best.pt")
 
 
-def test_weights_that_overflow_when_folded_name_the_block_not_the_fusion_algebra(tmp_path, detection_model):
+def test_weights_that_overflow_when_folded_name_the_block_not_the_fusion_algebra(payloads, fused):
     """Finite in the file: a 3x3 kernel of 1e37 under a BN scale of 3e4. Unchecked, the check blamed the algebra."""
-
-    def overflow(model):
-        bn = model.model[4].m[2].conv1.bn
-        model.model[4].m[2].conv1.conv.weight.data.fill_(1e37)
-        bn.weight.data.fill_(1e3)
-        bn.running_var.fill_(1e-6)
-
-    path = saved(detection_model, tmp_path / "overflow.pt", overflow)
+    path = payloads["overflow"][0]
     assert all(bool(torch.isfinite(t).all()) for t in torch.load(path, weights_only=False).state_dict().values())
-    defended, undefended = fuse_in_child(path, "fusion.fuse_model(model, imgsz=64)")
+    defended, undefended = fused["overflow"]
     message = refused_in_one_line(defended, WeightsOverflowError, "model.4.m.2: RepVGGBlock", "overflow float32",
                                   "use the one training wrote")
     assert "algebra" not in message

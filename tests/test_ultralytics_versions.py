@@ -3,8 +3,9 @@
 ``.ci/install-ultralytics-matrix`` installs the releases listed in ``.ci/ultralytics-versions.txt`` side by side
 (``pip install --no-deps --target``). Each check runs ``ultralytics_version_check.py`` in a fresh interpreter with
 ``PYTHONPATH=<release dir>``, so that release shadows the installed Ultralytics while sharing its torch. Every release
-is checked through the start-up hook (as the ``yolo`` CLI runs); the lowest and the highest also importing the plugin
-first (the Python route).
+is checked through the start-up hook (as the ``yolo`` CLI runs); the lowest, and the release outside, also importing the
+plugin first (the Python route; on the newest 8.4 every fresh ``yolov8-efficientrep`` and ``python -m
+yolov8_efficientrep`` process of the suite takes it, with the hook on).
 """
 
 import configparser
@@ -42,9 +43,10 @@ def supported(release: str) -> bool:
 
 SUPPORTED = [release for release in RELEASES if supported(release)]
 OUTSIDE = [release for release in RELEASES if not supported(release)]
-# every release through the hook; the Python route for the releases outside, the lowest and the highest supported
+# every release through the hook; the Python route for the releases outside and the lowest supported (the suite's
+# fresh yolov8-efficientrep processes take it on the newest 8.4)
 CHECKS = [(release, "hook") for release in RELEASES]
-CHECKS += [(release, "import") for release in (*OUTSIDE, SUPPORTED[0], SUPPORTED[-1])]
+CHECKS += [(release, "import") for release in (*OUTSIDE, SUPPORTED[0])]
 
 
 def run_check(release: str, route: str, out: Path) -> dict:

@@ -10,7 +10,6 @@ forward differs before 8.4, a training forward and backward and the inference ou
 not raised, so the test can assert on them. JSON goes to a file because Ultralytics logs to stdout.
 """
 
-import contextlib
 import copy
 import json
 import re
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import yaml
 
+from helpers import layers_left_uninitialized  # this script's folder, tests/, is first on sys.path
+
 OUT, ROUTE = Path(sys.argv[1]), sys.argv[2]
 CFG = Path(__file__).resolve().parents[1] / "cfg"
 result = {"route": ROUTE}
@@ -30,21 +31,6 @@ result = {"route": ROUTE}
 def record_error(key: str, error: BaseException) -> None:
     """Store an error's type, message and traceback tail under ``key``."""
     result[key] = {"type": type(error).__name__, "message": str(error), "traceback": traceback.format_exc()[-3000:]}
-
-
-@contextlib.contextmanager
-def layers_left_uninitialized():
-    """Build convolutions and norms without torch's random initialization of their weights (most of a scale-n build's
-    time): the row check counts parameters and names rows, and never reads a value."""
-    classes = (torch.nn.modules.conv._ConvNd, torch.nn.modules.batchnorm._NormBase)
-    originals = [cls.reset_parameters for cls in classes]
-    for cls in classes:
-        cls.reset_parameters = lambda self: None
-    try:
-        yield
-    finally:
-        for cls, original in zip(classes, originals):
-            cls.reset_parameters = original
 
 
 def tensors(output) -> list:
