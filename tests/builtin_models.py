@@ -20,7 +20,7 @@ import ultralytics
 from ultralytics import YOLO
 from ultralytics.nn import tasks
 
-from helpers import layers_left_uninitialized  # this script's folder, tests/, is first on sys.path
+from helpers import layers_left_uninitialized  # tests/, this script's folder, is on sys.path
 
 BUILT = ("yolov8n.yaml", "yolo11n.yaml", "yolo26n.yaml", "yolo26n-sem.yaml", "yolo26n-depth.yaml")  # built for real
 

@@ -1,6 +1,6 @@
 """What the test files share besides fixtures (those are in conftest.py): the repository, the float32 tolerance, how
-many processes a test may run at once, Ultralytics' log messages, the test modules built on YOLOv6's code, and layers
-built without initialization (for the scripts that only count rows and parameters)."""
+many processes a test may run at once, the shipped model YAMLs, Ultralytics' log messages, the test modules built on
+YOLOv6's code, and layers built without initialization (for the scripts that only count rows and parameters)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,15 @@ def cpus_per_worker() -> int:
     """The CPUs this pytest process has to itself: the threads and CPU-bound child processes it may run at once
     without putting more busy processes than cores on the machine."""
     return max(1, (os.cpu_count() or 1) // workers())
+
+
+def shipped_model_yamls() -> list[Path]:
+    """The model YAMLs in cfg/ (those with a backbone; the others are data YAMLs), sorted, read with libyaml's C loader
+    where PyYAML has it."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [path for path in sorted((REPO / "cfg").glob("*.yaml")) if "backbone" in yaml.load(path.read_text(), loader)]
 
 
 @contextlib.contextmanager

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from yolov8_efficientrep.versions import MAX_VERSION, MIN_VERSION, SUPPORTED_ULTRALYTICS
 
-from helpers import REPO, cpus_per_worker
+from helpers import REPO, cpus_per_worker, shipped_model_yamls
 
 CHECK = REPO / "tests" / "ultralytics_version_check.py"
 MATRIX = Path(os.environ.get("YOLOV8_EFFICIENTREP_MATRIX", REPO / ".ci" / "ultralytics-matrix"))
@@ -93,13 +92,12 @@ def reference() -> dict:
     from ultralytics.nn import tasks
 
     models = {}
-    for path in sorted((REPO / "cfg").glob("*.yaml")):
-        if "backbone" in yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-            spec = tasks.yaml_model_load(path.with_name(path.name.replace("yolov8-", "yolov8n-")))
-            with torch.no_grad():
-                layers, _ = tasks.parse_model(spec, ch=spec.get("channels", 3), verbose=False)
-            models[path.name] = {"params": sum(p.numel() for p in layers.parameters()),
-                                 "rows": [type(m).__name__ for m in layers]}
+    for path in shipped_model_yamls():
+        spec = tasks.yaml_model_load(path.with_name(path.name.replace("yolov8-", "yolov8n-")))
+        with torch.no_grad():
+            layers, _ = tasks.parse_model(spec, ch=spec.get("channels", 3), verbose=False)
+        models[path.name] = {"params": sum(p.numel() for p in layers.parameters()),
+                             "rows": [type(m).__name__ for m in layers]}
     return models
 
 

@@ -19,12 +19,10 @@ import tempfile
 import traceback
 from pathlib import Path
 
-import yaml
-
-from helpers import layers_left_uninitialized  # this script's folder, tests/, is first on sys.path
+from helpers import REPO, layers_left_uninitialized, shipped_model_yamls  # tests/, this script's folder, is on sys.path
 
 OUT, ROUTE = Path(sys.argv[1]), sys.argv[2]
-CFG = Path(__file__).resolve().parents[1] / "cfg"
+CFG = REPO / "cfg"
 result = {"route": ROUTE}
 
 
@@ -63,9 +61,7 @@ result["registered"] = bool(plugin) and getattr(tasks, "RepVGGBlock", None) is p
     tasks.parse_model, "__yolov8_efficientrep_wraps__", False))
 
 models = {}
-for path in sorted(CFG.glob("*.yaml")) if ROUTE == "hook" else []:  # every shipped model YAML, once per version
-    if "backbone" not in yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-        continue  # a data YAML
+for path in shipped_model_yamls() if ROUTE == "hook" else []:  # once per version
     needs = re.search(r"^# Needs Ultralytics >= ([\d.]+)", path.read_text(), re.M)  # YOLO11 / YOLO26 rows
     if needs and tuple(map(int, needs[1].split("."))) > tuple(map(int, re.findall(r"\d+", ultralytics.__version__)[:3])):
         models[path.name] = {"needs": needs[1]}
