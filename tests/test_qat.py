@@ -1,15 +1,15 @@
 """Quantization-aware training (``quantize=8``) trains plugin models fused: the INT8 graph is the fused network.
 
 Real Ultralytics QAT (NVIDIA ModelOpt, on CPU), real training on generated data, exports run in ONNX Runtime and
-OpenVINO. The QAT run trains in this process and resumes with the plain CLI in a fresh one; its checkpoint exports
-through the CLI's entry point, reloads and predicts in another fresh process, under Ultralytics' restricted loader (the
-float model's export, for comparison, runs in this one). The QAT starts from the session's one-epoch checkpoint: its
+OpenVINO. The QAT run trains its first epoch in this process; one fresh process then resumes it, exports its best.pt
+and reloads and predicts with it, through the CLI's entry point, under Ultralytics' restricted loader (the float
+model's export, for comparison, runs in this one). The QAT starts from the session's one-epoch checkpoint: its
 accuracy says nothing (the benchmarks measure that); the graphs and the round trips are what is checked.
 """
-
 from __future__ import annotations
 
 import collections
+import importlib.util
 import shutil
 import sys
 from pathlib import Path
@@ -20,21 +20,24 @@ from ultralytics import YOLO
 
 from helpers import script_function, ultralytics_messages
 
-pytest.importorskip("modelopt.torch.quantization", reason="QAT needs NVIDIA ModelOpt: pip install -e '.[qat]'")
-pytestmark = pytest.mark.slow  # every test trains
+pytestmark = [pytest.mark.slow,  # every test trains; ModelOpt is imported when one does (seconds), not at collection
+              pytest.mark.skipif(importlib.util.find_spec("modelopt") is None,
+                                 reason="QAT needs NVIDIA ModelOpt: pip install -e '.[qat]'")]
 
 IMGSZ = 64
-RELOAD = """
+RESUME_EXPORT_RELOAD = """
 import sys
 from ultralytics import YOLO
 from ultralytics.cfg import entrypoint
 from ultralytics.utils import ASSETS
 from yolov8_efficientrep.fusion import fused_rep_blocks
 
-entrypoint()  # what the yolo console script runs, with this process's arguments: export model=<best.pt> ...
-model = YOLO(sys.argv[2].split("=", 1)[1])
+last, best, imgsz = sys.argv[1:]
+entrypoint(f"yolo train resume model={last}")  # what the yolo console script runs for these arguments
+entrypoint(f"yolo export model={best} format=onnx imgsz={imgsz} device=cpu")
+model = YOLO(best)
 print("fused", *fused_rep_blocks(model.model))
-model.predict(ASSETS / "bus.jpg", imgsz=64, device="cpu", verbose=False)
+model.predict(ASSETS / "bus.jpg", imgsz=imgsz, device="cpu", verbose=False)
 """
 # Run as a script in a fresh process without the plugin, and its function called in this process, which has it
 STOCK_QAT = """
@@ -72,9 +75,9 @@ def onnx_counts(path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def qat_run(trained_checkpoint, shapes_data, tmp_path_factory, run_fresh) -> Path:
-    """A two-epoch QAT run of the float checkpoint, distilled from it (Ultralytics' ``distill_model=``: the unfused
-    float model teaches the fused network that deploys), interrupted after epoch 1 and resumed with the plain CLI."""
+def qat_epoch(trained_checkpoint, shapes_data, tmp_path_factory) -> Path:
+    """The first epoch of a two-epoch QAT run of the float checkpoint, distilled from it (Ultralytics'
+    ``distill_model=``: the unfused float model teaches the fused network that deploys), interrupted after it."""
     project = tmp_path_factory.mktemp("qat")
     source = shutil.copy(trained_checkpoint, project / "float.pt")
     model = YOLO(source)
@@ -89,31 +92,31 @@ def qat_run(trained_checkpoint, shapes_data, tmp_path_factory, run_fresh) -> Pat
     assert "optimizer: SGD" in (run / "args.yaml").read_text()
     assert any("19 Rep blocks fused into single 3x3 convolutions before quantization-aware training" in message
                for message in log)
-    resumed = run_fresh("yolo", "train", "resume", f"model={run / 'weights' / 'last.pt'}")
-    assert "Resuming training" in resumed.stdout + resumed.stderr
     return run
 
 
 @pytest.fixture(scope="module")
-def qat_export(qat_run, run_fresh) -> tuple[Path, str]:
-    """The QAT run's best.pt exported to ONNX by ``yolo export`` (the console script's entry point), then reloaded
-    and run on an image, in one fresh process that gets the plugin from the start-up hook and loads with Ultralytics'
-    restricted loader (``ULTRALYTICS_SAFE_LOAD=1``): the file and the process's log. Ultralytics' default loader
-    reloads it in a fresh process too: the resume."""
-    exported = run_fresh(sys.executable, "-c", RELOAD, "export", f"model={qat_run / 'weights' / 'best.pt'}",
-                         "format=onnx", f"imgsz={IMGSZ}", "device=cpu", env={"ULTRALYTICS_SAFE_LOAD": "1"})
-    return qat_run / "weights" / "best.onnx", exported.stdout + exported.stderr
+def qat_run(qat_epoch, run_fresh) -> tuple[Path, Path, str]:
+    """The QAT run resumed for its second epoch by ``yolo train resume`` (the console script's entry point), its
+    best.pt exported to ONNX by ``yolo export``, then reloaded and run on an image, all in one fresh process that gets
+    the plugin from the start-up hook and loads with Ultralytics' restricted loader (``ULTRALYTICS_SAFE_LOAD=1``): the
+    run, the ONNX file and the process's log."""
+    weights = qat_epoch / "weights"
+    done = run_fresh(sys.executable, "-c", RESUME_EXPORT_RELOAD, weights / "last.pt", weights / "best.pt", IMGSZ,
+                     env={"ULTRALYTICS_SAFE_LOAD": "1"})
+    return qat_epoch, weights / "best.onnx", done.stdout + done.stderr
 
 
-def test_qat_of_a_plugin_model_trains_and_exports_the_fused_network(qat_run, qat_export, trained_checkpoint):
-    rows = (qat_run / "results.csv").read_text().strip().splitlines()
+def test_qat_of_a_plugin_model_trains_and_exports_the_fused_network(qat_run, trained_checkpoint):
+    run, onnx_file, log = qat_run
+    assert "Resuming training" in log
+    rows = (run / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 3  # a header and both epochs: the resumed run finished epoch 2
     losses = [dict(zip(rows[0].split(","), row.split(",")))["train/dis_loss"] for row in rows[1:]]
     assert all(float(loss) > 0 for loss in losses)  # the distillation loss was part of both epochs
-    onnx_file, log = qat_export
     assert "quantization-aware model trained fused: its 19 Rep blocks are single 3x3 convolutions" in log
     qat = onnx_counts(onnx_file)
-    floating = shutil.copy(trained_checkpoint, qat_run / "float.pt")  # exported in this process (test_export: CLI)
+    floating = shutil.copy(trained_checkpoint, run / "float.pt")  # exported in this process (test_export: CLI)
     fused_float = onnx_counts(YOLO(floating).export(format="onnx", imgsz=IMGSZ, device="cpu"))
     # the fused float model's convolutions, no BatchNorm, no Add beyond the fused model's own, and quantized
     assert qat["Conv"] == fused_float["Conv"] and qat["Add"] == fused_float["Add"] and qat["BatchNormalization"] == 0
@@ -121,13 +124,13 @@ def test_qat_of_a_plugin_model_trains_and_exports_the_fused_network(qat_run, qat
     assert f"(the fused model has {qat['Conv']} convs)" in log and "no BatchNorm, no Rep branch" in log
 
 
-def test_the_qat_export_runs_in_onnx_runtime_and_in_int8_in_openvino(qat_export):
+def test_the_qat_export_runs_in_onnx_runtime_and_in_int8_in_openvino(qat_run):
     import onnxruntime
     import openvino
 
     from yolov8_efficientrep.graphs import qat_onnx_graph
 
-    onnx_file, _ = qat_export
+    _, onnx_file, _ = qat_run
     image = np.random.default_rng(0).random((1, 3, IMGSZ, IMGSZ), dtype=np.float32)
     session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     ort_output = session.run(None, {session.get_inputs()[0].name: image})[0]
@@ -138,8 +141,8 @@ def test_the_qat_export_runs_in_onnx_runtime_and_in_int8_in_openvino(qat_export)
     assert graph.leftovers == [] and graph.quantized >= graph.convs - 7 and graph.runtime_quantized > graph.convs / 2
 
 
-def test_a_qat_checkpoint_reloads_and_predicts_in_a_fresh_process_under_the_restricted_loader(qat_export):
-    _, log = qat_export
+def test_a_qat_checkpoint_resumes_reloads_and_predicts_in_a_fresh_process_under_the_restricted_loader(qat_run):
+    _, _, log = qat_run
     assert "fused 19 19" in log  # its Rep blocks reload fused (and the process ran to its end: the prediction too)
 
 
@@ -148,7 +151,7 @@ def test_float_training_from_a_fused_qat_checkpoint_is_refused(qat_run, shapes_d
     from yolov8_efficientrep.errors import EfficientRepError
 
     with pytest.raises(EfficientRepError, match="was quantization-aware trained with its Rep blocks fused"):
-        YOLO(qat_run / "weights" / "best.pt").train(data=shapes_data, epochs=1, imgsz=64, device="cpu",
+        YOLO(qat_run[0] / "weights" / "best.pt").train(data=shapes_data, epochs=1, imgsz=64, device="cpu",
                                                     project=tmp_path)
     assert list(tmp_path.iterdir()) == []  # refused before Ultralytics made the run's folder
 
