@@ -4,7 +4,8 @@
 worker unpickles the model the parent built (the plugin arrives through pickle); 8.3's worker imports only its trainer
 module and builds the model from the YAML again (the plugin arrives through the start-up hook). ``ddp_worker_file.py``
 writes the worker file for a trainer whose device is the CPU, so the worker trains on the CPU where it would otherwise
-join an NCCL process group on its GPU.
+join an NCCL process group on its GPU: 8.4's in this process, which has the plugin as the user's ``yolo train`` has,
+8.3's in a fresh process with 8.3 first on the path.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from ddp_worker_file import write_worker_file
 from helpers import REPO
 
 pytestmark = pytest.mark.slow  # each test trains in Ultralytics' worker file
@@ -24,7 +26,7 @@ CFG = REPO / "cfg" / "yolov8-efficientrep.yaml"  # unified: no scale letter for 
 MATRIX = Path(os.environ.get("YOLOV8_EFFICIENTREP_MATRIX", REPO / ".ci" / "ultralytics-matrix"))
 
 
-def worker_file(run_fresh, data: Path, project: Path, env: dict | None = None) -> Path:
+def worker_file(run_fresh, data: Path, project: Path, env: dict) -> Path:
     """Write Ultralytics' DDP worker file in a fresh process whose start-up hook is on; return its path."""
     result = run_fresh(sys.executable, REPO / "tests" / "ddp_worker_file.py", CFG, data, project, env=env)
     return Path(result.stdout.strip().splitlines()[-1])
@@ -39,7 +41,7 @@ def free_port() -> int:
 
 def test_ultralytics_84_worker_unpickles_the_plugin_model_without_the_hook(installed_hook, run_fresh, shapes_data,
                                                                           tmp_path):
-    file = worker_file(run_fresh, shapes_data, tmp_path)
+    file = Path(write_worker_file(str(CFG), str(shapes_data), str(tmp_path)))  # in this process, which has the plugin
     assert "torch_load" in file.read_text() and file.with_suffix(".pt").is_file()  # 8.4: the model is pickled
     # exactly how Ultralytics launches a worker; the launcher's temporary folder (torchelastic_*) lands in tmp_path
     run_fresh(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_port", free_port(),

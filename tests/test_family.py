@@ -305,11 +305,11 @@ def output_tensors(output) -> list[torch.Tensor]:
 
 
 # One config per head type trains through Ultralytics' trainer and exports with `yolo`'s exporter below; the others take
-# one training step and export in-process. yolov8-efficientrep trains in conftest.py (the suite's shared checkpoint,
-# exported in test_export.py); the yolov6-* configs are the yolov8-* rows with EffiDeHead last, which
-# test_yolov6_head.py trains through `yolo train` and runs in ONNX Runtime.
-TRAINED = ("yolov8-cspbep", "yolo26-efficientrep", "yolov8-efficientrep-seg", "yolo26-efficientrep-seg",
-           "yolov8-efficientrep-pose", "yolov8-efficientrep-obb", "yolov8-efficientrep-cls")
+# one training step and export in-process. YOLOv8's Detect head trains with yolov8-efficientrep in conftest.py (the
+# suite's shared checkpoint, exported in test_export.py); the yolov6-* configs are the yolov8-* rows with EffiDeHead
+# last, which test_yolov6_head.py trains through `yolo train` and runs in ONNX Runtime.
+TRAINED = ("yolo26-efficientrep", "yolov8-efficientrep-seg", "yolo26-efficientrep-seg", "yolov8-efficientrep-pose",
+           "yolov8-efficientrep-obb", "yolov8-efficientrep-cls")
 
 
 def run_onnx(onnx_file: str | Path, x: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ from yolov8_efficientrep.fusion import sample_image  # noqa: E402
 from yolov8_efficientrep.graphs import onnx_unfused_nodes  # noqa: E402
 from yolov8_efficientrep.importer import YOLOv6ImportError, import_yolov6, read_checkpoint  # noqa: E402
 
-from helpers import RTOL, relative_difference  # noqa: E402
+from helpers import RTOL, first_then_slow, relative_difference  # noqa: E402
 from yolov6_zoo_models import layer_outputs  # noqa: E402
 
 IMGSZ = 64
@@ -80,7 +80,7 @@ def saved_yolov6(path: Path, generation: str, design: str, size: str, mode: str 
     return model, ym.save(model, path, naming)
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", first_then_slow(CASES))
 def test_import_computes_yolov6s_backbone_and_neck_outputs(case, tmp_path):
     spec, expected_model = CASES[case]
     yolov6, source = saved_yolov6(tmp_path / "yolov6.pt", *spec)
@@ -130,14 +130,13 @@ def imported_n(yolov6n, tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_yolo_fine_tunes_the_import_with_every_weight_transferred(imported_n, installed_hook, run_fresh, shapes_data,
-                                                                  tmp_path):
-    result = run_fresh("yolo", "train", f"model={imported_n}", f"data={shapes_data}", "epochs=1", f"imgsz={IMGSZ}",
-                       "batch=8", "workers=0", "device=cpu", "plots=False", "val=False", f"project={tmp_path}",
-                       "name=tuned",
-                       env={"ULTRALYTICS_SAFE_LOAD": "1"})  # Ultralytics' restricted loader
-    transferred = re.search(r"Transferred (\d+)/(\d+) items", result.stdout + result.stderr)
-    assert transferred and transferred[1] == transferred[2], result.stdout[-2000:]
+def test_ultralytics_fine_tunes_the_import_with_every_weight_transferred(imported_n, shapes_data, tmp_path,
+                                                                          ultralytics_log):
+    """In this process; test_yolov6_head.py fine-tunes a whole import with the stock ``yolo`` CLI in a fresh one."""
+    YOLO(imported_n).train(data=str(shapes_data), epochs=1, imgsz=IMGSZ, batch=8, workers=0, device="cpu",
+                           plots=False, val=False, project=str(tmp_path), name="tuned")
+    transferred = re.search(r"Transferred (\d+)/(\d+) items", "\n".join(ultralytics_log))
+    assert transferred and transferred[1] == transferred[2], ultralytics_log[-20:]
     assert int(transferred[2]) == len(torch.load(imported_n, weights_only=False)["model"].state_dict())
     assert len((tmp_path / "tuned" / "results.csv").read_text().splitlines()) == 2  # header + the epoch
 

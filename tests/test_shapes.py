@@ -2,15 +2,14 @@
 
 Every Ultralytics run is a fresh process, in an empty directory, with private Ultralytics settings (a private
 ``datasets_dir``), so the generated set never lands in the user's or the repository's data set folders. ``yolo train``
-runs on the detection and segmentation YAMLs; the pose, obb and classify YAMLs go through the data set check that
-``yolo train`` starts with (``check_det_dataset`` / ``check_cls_dataset``), all three in one process, since
+runs on the detection YAML; the segmentation, pose, obb and classify YAMLs go through the data set check that
+``yolo train`` starts with (``check_det_dataset`` / ``check_cls_dataset``), all four in one process, since
 tests/test_family.py already trains every task's config on sets from the same generator.
 """
 
 import json
 import shutil
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +23,11 @@ from ultralytics.utils.instance import Instances
 from yolov8_efficientrep.dataset_folders import MARKER
 from yolov8_efficientrep.shapes import generate_for_data_yaml, make_shapes_dataset, make_task_dataset
 
-from helpers import REPO, cpus_per_worker
+from helpers import REPO
 
 SHIPPED = REPO / "cfg" / "shapes.yaml"
-TRAINED = ("shapes-seg.yaml",)  # task data YAMLs that `yolo train` runs on; the others are checked as it checks them
-TASK_DATA = {  # every other shipped data YAML: the model it trains, and what Ultralytics must find in its folder
+TASK_DATA = {  # every other shipped data YAML, checked as `yolo train` checks it: its model, and what Ultralytics must
+    # find in its folder
     "shapes-seg.yaml": ("yolov8n-efficientrep-seg.yaml", "images/val"),
     "shapes-pose.yaml": ("yolov8n-efficientrep-pose.yaml", "images/val"),
     "shapes-obb.yaml": ("yolov8n-efficientrep-obb.yaml", "images/val"),
@@ -57,9 +56,9 @@ print(json.dumps(resolved))
 @pytest.fixture(scope="module")
 def private_settings(run_fresh, tmp_path_factory) -> tuple[Path, Path, dict]:
     """A new Ultralytics config dir whose settings put data sets in a new folder, fonts seeded, and ``yolo train``'s
-    data set check by bare name of each task data YAML that is not trained, all three in one fresh process that seeds
-    the fonts, in a new empty directory that must stay empty: (the dir, the folder, ``{data YAML: the keys it resolved
-    to, or its error}``).
+    data set check by bare name of each task data YAML, all four in one fresh process that seeds the fonts, in a new
+    empty directory that must stay empty: (the dir, the folder, ``{data YAML: the keys it resolved to, or its
+    error}``).
 
     Shared by this module's tests: each data YAML generates its own sub-folder.
     """
@@ -69,54 +68,33 @@ def private_settings(run_fresh, tmp_path_factory) -> tuple[Path, Path, dict]:
         config = get_user_config_dir()
     SettingsManager(config / "settings.json").update(datasets_dir=str(root / "datasets"))
     (root / "empty").mkdir()
-    checked = [arg for data, (model, _) in TASK_DATA.items() if data not in TRAINED for arg in (data, model)]
+    checked = [arg for data, (model, _) in TASK_DATA.items() for arg in (data, model)]
     result = run_fresh(sys.executable, "-c", CHECK, *checked, cwd=root / "empty",
                        env={"YOLO_CONFIG_DIR": str(root / "config")})
     assert list((root / "empty").iterdir()) == []  # nothing lands in the working directory
     return root / "config", root / "datasets", json.loads(result.stdout.splitlines()[-1])
 
 
-def yolo_train(run_fresh, config: Path, folder: Path, model: str, data: str):
-    """``yolo train model=<model> data=<data>`` at tiny settings in a new empty directory, which must stay empty."""
-    empty = folder / "empty"
-    empty.mkdir(parents=True)
-    shutil.copytree(config, folder / "config")  # the same settings, but a file of its own: the runs overlap
-    result = run_fresh("yolo", "train", f"model={model}", f"data={data}", "epochs=1", "imgsz=64", "fraction=0.0625",
-                       "batch=16", "workers=0", "plots=False", f"project={folder / 'runs'}", "name=train", cwd=empty,
-                       env={"YOLO_CONFIG_DIR": str(folder / "config"), "OMP_NUM_THREADS": "1"})  # one per CPU
-    assert (folder / "runs" / "train" / "weights" / "best.pt").is_file()
-    assert list(empty.iterdir()) == []  # nothing lands in the working directory
-    return result
-
-
 @pytest.fixture(scope="module")
-def trained(run_fresh, private_settings, tmp_path_factory) -> dict:
-    """``yolo train`` on the detection and segmentation data YAMLs, as many at once as this worker has CPUs
-    (generating a set on first use is single-threaded Python), and the data set checks of the others; return
-    ``{data YAML: its result or its failure}``."""
-    models = {SHIPPED.name: "yolov8n-efficientrep.yaml", **{data: TASK_DATA[data][0] for data in TRAINED}}
-    with ThreadPoolExecutor(cpus_per_worker()) as pool:
-        futures = {data: pool.submit(yolo_train, run_fresh, private_settings[0], tmp_path_factory.mktemp(data), model,
-                                     data)
-                   for data, model in models.items()}
-    checks = {data: resolved if isinstance(resolved, list) else AssertionError(f"{data}: {resolved}")
-              for data, resolved in private_settings[2].items()}
-    return {**checks, **{data: future.exception() or future.result() for data, future in futures.items()}}
-
-
-def train_result(trained: dict, data: str):
-    """Return one data YAML's ``yolo train`` result or check, re-raising its failure in the test that asks for it."""
-    if isinstance(trained[data], BaseException):
-        raise trained[data]
-    return trained[data]
+def trained(run_fresh, private_settings, tmp_path_factory):
+    """``yolo train model=yolov8n-efficientrep.yaml data=shapes.yaml`` at tiny settings, in a new empty directory that
+    must stay empty; its result."""
+    folder = tmp_path_factory.mktemp("trained")
+    (folder / "empty").mkdir()
+    result = run_fresh("yolo", "train", "model=yolov8n-efficientrep.yaml", f"data={SHIPPED.name}", "epochs=1",
+                       "imgsz=64", "fraction=0.0625", "batch=16", "workers=0", "plots=False",
+                       f"project={folder / 'runs'}", "name=train", cwd=folder / "empty",
+                       env={"YOLO_CONFIG_DIR": str(private_settings[0])})
+    assert (folder / "runs" / "train" / "weights" / "best.pt").is_file()
+    assert list((folder / "empty").iterdir()) == []  # nothing lands in the working directory
+    return result
 
 
 @pytest.mark.slow
 def test_yolo_train_with_the_shipped_data_yaml_generates_the_set_on_first_use(private_settings, trained, tmp_path):
     spec = yaml.safe_load(SHIPPED.read_text())
     root = private_settings[1] / spec["path"]
-    result = train_result(trained, SHIPPED.name)
-    log = result.stdout + result.stderr
+    log = trained.stdout + trained.stderr
     generated = (f"shapes.yaml: generating the shapes data set in {root}, offline (nothing is downloaded: Ultralytics "
                  f"runs the YAML's download: script, which draws the images)")
     assert generated in log and log.index(generated) < log.index("Dataset download success")
@@ -133,8 +111,9 @@ def test_yolo_train_with_the_shipped_data_yaml_generates_the_set_on_first_use(pr
 
 @pytest.mark.slow
 @pytest.mark.parametrize("data", list(TASK_DATA))
-def test_yolo_trains_every_task_on_its_shipped_data_yaml_by_bare_name(private_settings, trained, data):
-    train_result(trained, data)
+def test_yolo_train_finds_every_task_data_yaml_by_bare_name_and_generates_its_set(private_settings, data):
+    resolved = private_settings[2][data]
+    assert isinstance(resolved, list), f"{data}: {resolved}"
     spec = yaml.safe_load((REPO / "cfg" / data).read_text())
     assert (private_settings[1] / spec["path"] / TASK_DATA[data][1]).is_dir()
 
