@@ -1,6 +1,7 @@
 """What the test files share besides fixtures (those are in conftest.py): the repository, the float32 tolerance, how
 many processes a test may run at once, the shipped model YAMLs, Ultralytics' log messages, the test modules built on
-YOLOv6's code, and layers built without initialization (for the scripts that only count rows and parameters)."""
+YOLOv6's code, layers built without initialization (for the scripts that only count rows and parameters), and the
+cases a development run leaves to the whole suite."""
 
 from __future__ import annotations
 
@@ -18,6 +19,15 @@ RTOL = 1e-4
 def relative_difference(output, reference) -> float:
     """Return max |output - reference| / max |reference| (torch tensors or numpy arrays)."""
     return float(abs(output - reference).max() / abs(reference).max())
+
+
+def first_then_slow(cases) -> list:
+    """Parametrize a family's cases: the first in every run, the others marked slow, so a development run
+    (``-m "not slow"``) checks each family once and the whole suite checks every case."""
+    import pytest
+
+    cases = list(cases)
+    return cases[:1] + [pytest.param(case, marks=pytest.mark.slow) for case in cases[1:]]
 
 
 def workers() -> int:

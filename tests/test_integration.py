@@ -222,6 +222,7 @@ def test_the_start_up_hook_survives_a_look_up_before_the_import(run_fresh):
     assert run_fresh(sys.executable, "-c", code).stdout.split()[-2:] == ["True", "True"]
 
 
+@pytest.mark.slow  # a third console script in a fresh process, after yolo and yolov8-efficientrep
 def test_ultralytics_ul_command_sees_the_plugin(installed_hook, run_fresh, tmp_path):
     ul = str(Path(sys.executable).with_name("ul"))
     if not Path(ul).is_file():

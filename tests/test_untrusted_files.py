@@ -277,6 +277,7 @@ HASH_PAYLOADS = {  # name -> the value pushed, which is then hashed
 }
 
 
+@pytest.mark.slow  # plain pickle is let hang for 1.5 s a case
 @pytest.mark.parametrize("family", list(HASH_PAYLOADS))
 def test_hashed_structures_hang_or_crash_plain_pickle_and_are_refused(family, tmp_path):
     without = outcome(PLAIN_LOAD, b"\x80\x02" + HASH_PAYLOADS[family] + b".", timeout=1.5)
@@ -287,6 +288,7 @@ def test_hashed_structures_hang_or_crash_plain_pickle_and_are_refused(family, tm
 
 # --- 2: many objects per byte of pickle ---------------------------------------------------------------------------
 
+@pytest.mark.slow  # plain pickle builds three million lists first
 def test_millions_of_small_objects_exhaust_plain_pickle_and_are_refused_by_budget(tmp_path):
     lists = b"(" + b"]" * 3_000_000 + b"l"  # 3 MB of opcodes: three million lists
     assert outcome(PLAIN_LOAD, b"\x80\x02" + lists + b".", limit_mb=160) == "MemoryError"

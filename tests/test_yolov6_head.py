@@ -44,7 +44,7 @@ from yolov8_efficientrep.graphs import onnx_unfused_nodes  # noqa: E402
 from yolov8_efficientrep.heads import PRIOR, EffiDeHead  # noqa: E402
 from yolov8_efficientrep.importer.forms import FORMS  # noqa: E402
 
-from helpers import REPO, RTOL  # noqa: E402
+from helpers import REPO, RTOL, first_then_slow  # noqa: E402
 from yolov6_zoo_models import (CONF, IOU, MAX_DET, MAX_WH, PHOTOS, compare, import_with_head,  # noqa: E402
                                same_detections)
 
@@ -120,7 +120,7 @@ def imported(photos, tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", first_then_slow(CASES))
 def test_import_with_its_head_computes_yolov6s_output_and_detections(case, imported, photos):
     yolov6, _, output, printed = imported(case)
     _, model_name, dropped = CASES[case]
@@ -163,7 +163,7 @@ def test_yolo_predict_gives_yolov6s_detections(imported):
               f"boxes within {boxes:.1e} px, scores within {scores:.1e}")
 
 
-@pytest.mark.parametrize("case", [N, M])
+@pytest.mark.parametrize("case", first_then_slow([N, M]))
 def test_onnx_export_runs_in_onnxruntime_with_yolov6s_output(case, imported, tmp_path):
     yolov6, _, output, _ = imported(case)
     onnx_file = YOLO(output).export(format="onnx", imgsz=640, device="cpu")  # fused and checked by the plugin

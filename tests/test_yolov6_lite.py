@@ -18,7 +18,7 @@ from torch import nn
 
 from yolov8_efficientrep.lite_blocks import DPBlock, LiteCSPBlock, LiteEffiBlockS1, LiteEffiBlockS2, SplitAdd
 
-from helpers import REPO, RTOL, relative_difference, yolov6_module
+from helpers import REPO, RTOL, first_then_slow, relative_difference, yolov6_module
 
 SIZE = 320  # YOLOv6-Lite's published input size
 
@@ -118,7 +118,7 @@ def imported(zoo, tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("size", ["s", "m", "l"])
+@pytest.mark.parametrize("size", first_then_slow("sml"))
 def test_lite_import_with_its_head_gives_yolov6s_features_and_detections(size, zoo, imported):
     from yolov8_efficientrep.checkpoints import load_checkpoint
     from yolov8_efficientrep.heads import LiteEffiDeHead
@@ -145,6 +145,7 @@ def test_lite_import_under_a_yolov8_head_keeps_every_backbone_and_neck_tensor(zo
     print(f"{printed.splitlines()[0]}; features {difference:.1e}")
 
 
+@pytest.mark.slow  # the development run exports YOLOv6's detection head (test_yolov6_head.py)
 def test_lite_onnx_export_gives_yolov6s_detections_in_onnxruntime(zoo, imported):
     from ultralytics import YOLO
 

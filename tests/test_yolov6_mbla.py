@@ -21,7 +21,7 @@ from torch import nn
 
 from yolov8_efficientrep.csp_blocks import MBLABlock, mbla_branches
 
-from helpers import REPO, RTOL, relative_difference, yolov6_module
+from helpers import REPO, RTOL, first_then_slow, relative_difference, yolov6_module
 
 SIZE = 256
 SIZES = ["s", "m", "l", "x"] if os.environ.get("YOLOV6_IMPORT_ALL") == "1" else ["s"]
@@ -97,7 +97,7 @@ def imported(zoo, tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", first_then_slow(SIZES))
 def test_mbla_import_with_its_head_gives_yolov6s_features_and_detections(size, zoo, imported):
     from yolov8_efficientrep.checkpoints import load_checkpoint
     from yolov8_efficientrep.heads import EffiDeHead
@@ -125,6 +125,7 @@ def test_mbla_import_under_a_yolov8_head_keeps_every_backbone_and_neck_tensor(zo
     print(f"{printed.splitlines()[0]}; features {difference:.1e}")
 
 
+@pytest.mark.slow  # the development run exports YOLOv6's detection head (test_yolov6_head.py)
 def test_mbla_onnx_export_gives_yolov6s_detections_in_onnxruntime(zoo, imported):
     from ultralytics import YOLO
 

@@ -28,7 +28,7 @@ from yolov8_efficientrep.graphs import onnx_unfused_nodes  # noqa: E402
 from yolov8_efficientrep.heads import EffiDeHead  # noqa: E402
 from yolov8_efficientrep.importer.forms import FORMS  # noqa: E402
 
-from helpers import REPO, RTOL, relative_difference  # noqa: E402
+from helpers import REPO, RTOL, first_then_slow, relative_difference  # noqa: E402
 
 SIZE = 256  # the photos' longer side: P6 maps of 4x4 and 4x3 pixels
 # (design, size, naming) -> the whole model the import must pick, the YOLOv6 head tensors it must leave out
@@ -72,7 +72,7 @@ def imported(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", first_then_slow(CASES))
 def test_p6_import_with_its_head_gives_yolov6s_features_and_detections(case, imported, photos):
     yolov6, _, output, printed = imported(case)
     (design, size, naming), model_name, dropped = CASES[case]
@@ -100,6 +100,7 @@ def test_p6_import_under_a_yolov8_head_keeps_every_backbone_and_neck_tensor(impo
     print(f"{printed.splitlines()[0]}; features {difference:.1e}")
 
 
+@pytest.mark.slow  # the development run exports YOLOv6's detection head (test_yolov6_head.py)
 def test_p6_onnx_export_gives_yolov6s_detections_in_onnxruntime(imported):
     yolov6, _, output, _ = imported(N6)
     onnx_file = YOLO(output).export(format="onnx", imgsz=SIZE, device="cpu")  # fused and checked by the plugin
