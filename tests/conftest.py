@@ -13,7 +13,8 @@ from helpers import REPO, cpus_per_worker, ultralytics_messages
 
 # Before anything imports Ultralytics: it reads these at import time and must never reach for the network.
 CONFIG_DIR = Path(tempfile.mkdtemp(prefix="yolov8-efficientrep-tests-"))
-os.environ.update(YOLO_OFFLINE="true", YOLO_AUTOINSTALL="false", YOLO_CONFIG_DIR=str(CONFIG_DIR))
+os.environ.update(YOLO_OFFLINE="true", YOLO_AUTOINSTALL="false", YOLO_CONFIG_DIR=str(CONFIG_DIR),
+                  TORCHINDUCTOR_CACHE_DIR=str(CONFIG_DIR / "torchinductor"))  # torch makes it when training starts
 # The installed start-up hook (yolov8_efficientrep_hook.pth) registers the plugin in any interpreter that imports
 # Ultralytics: off in plain subprocesses, so "without the plugin" means that; run_fresh turns it on (a user's shell).
 os.environ["YOLOV8_EFFICIENTREP_HOOK"] = "0"
@@ -43,17 +44,18 @@ def pytest_configure(config):
 
 
 # The slowest test files, started first: the suite runs one file per worker at a time (setup.cfg), so a long file
-# started last would leave the other worker idle at the end. By CPU seconds each (-n 0 on a 2-core VM, 2026-12-07):
-# qat 84, ultralytics_versions 76, cli_errors 72, int8 65, family 48, shapes 42, untrusted_files 44, checkpoints 39,
-# yolov6_seg 40, cli 34, export 31, yolov6_head 30, demo 30, ddp 29, dense_tasks 24, ... The version matrix and
-# test_family, which need no trained checkpoint, start while the first worker trains the shared one.
-SLOWEST_FIRST = ("test_qat.py", "test_ultralytics_versions.py", "test_family.py", "test_cli_errors.py", "test_int8.py",
-                 "test_shapes.py", "test_untrusted_files.py", "test_checkpoints.py", "test_yolov6_seg.py",
-                 "test_cli.py", "test_export.py", "test_yolov6_head.py", "test_demo.py", "test_ddp.py",
-                 "test_dense_tasks.py", "test_import_yolov6.py", "test_benchmarks.py", "test_registration.py",
-                 "test_yolov6_p6.py", "test_integration.py", "test_install.py", "test_patches.py",
-                 "test_stored_attributes.py", "test_formats.py", "test_scaled_paths.py", "test_side_by_side.py",
-                 "test_restricted_loading.py")
+# started last would leave the other worker idle at the end. By CPU seconds each (the whole suite on a 2-core VM,
+# 2026-12-07): qat 74, ultralytics_versions 72, family 52, int8 46, dense_tasks 33, yolov6_head 30, benchmarks 29,
+# yolov6_seg 29, untrusted_files 28, import_yolov6 27, ddp 27, cli_errors 27, checkpoints 26, install 26, export 24,
+# registration 23, ... The version matrix and test_family, which need no trained checkpoint, start while the first
+# worker trains the shared one.
+SLOWEST_FIRST = ("test_qat.py", "test_ultralytics_versions.py", "test_family.py", "test_int8.py", "test_dense_tasks.py",
+                 "test_yolov6_head.py", "test_benchmarks.py", "test_yolov6_seg.py", "test_untrusted_files.py",
+                 "test_import_yolov6.py", "test_ddp.py", "test_cli_errors.py", "test_checkpoints.py",
+                 "test_install.py", "test_export.py", "test_registration.py", "test_yolov6_p6.py", "test_shapes.py",
+                 "test_cli.py", "test_demo.py", "test_scaled_paths.py", "test_integration.py", "test_side_by_side.py",
+                 "test_yolov6_lite.py", "test_yolov6_mbla.py", "test_patches.py", "test_restricted_loading.py",
+                 "test_stored_attributes.py", "test_formats.py", "test_output_files.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -299,6 +299,7 @@ def release_without_the_tasks(run_fresh, tmp_path_factory) -> dict[str, str]:
         pytest.skip(f"the Ultralytics version matrix is not installed in {MATRIX_840.parent}: run "
                     f".ci/install-ultralytics-matrix")
     folder = tmp_path_factory.mktemp("release-without-the-tasks")
+    (folder / "config").mkdir()  # 8.4.0 falls back to /tmp/Ultralytics for a settings dir whose parent is missing
     result = run_fresh(sys.executable, "-c", GUARD, *(config(task, "n") for task in DENSE), cwd=folder,
                        env={"PYTHONPATH": os.pathsep.join([str(MATRIX_840), str(REPO)]),
                             "YOLO_CONFIG_DIR": str(folder / "config")})
