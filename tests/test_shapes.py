@@ -26,8 +26,7 @@ from yolov8_efficientrep.shapes import generate_for_data_yaml, make_shapes_datas
 from helpers import REPO
 
 SHIPPED = REPO / "cfg" / "shapes.yaml"
-TASK_DATA = {  # every other shipped data YAML, checked as `yolo train` checks it: its model, and what Ultralytics must
-    # find in its folder
+TASK_DATA = {  # every other shipped data YAML, checked as `yolo train` checks it: its model, what its folder must hold
     "shapes-seg.yaml": ("yolov8n-efficientrep-seg.yaml", "images/val"),
     "shapes-pose.yaml": ("yolov8n-efficientrep-pose.yaml", "images/val"),
     "shapes-obb.yaml": ("yolov8n-efficientrep-obb.yaml", "images/val"),
