@@ -25,6 +25,8 @@ from yolov8_efficientrep.integration import restricted_loading
 from yolov8_efficientrep.limits import LimitError, RestrictedLoadOnly, restricted_load
 from yolov8_efficientrep.rows import plugin_classes
 
+from helpers import REPO
+
 GROWTH = 64 << 20  # bytes of peak memory a refusal may add to loading an honest file
 HEADROOM = 1 << 30  # address space a limited load may add to the process as it stands: the payloads ask for more
 
@@ -44,39 +46,20 @@ class Call:
 # {scenario: outcome} as JSON, the budget's as [with it, without it]. The order is the isolation: the allow-list is
 # read before any restricted load (Ultralytics' loads add to it for the process's life); the budget's defended load
 # is the process's first restricted load, so no earlier load's budget can stand in for its file's; the budget is
-# switched off last, for good. Each load starts from a fresh peak-memory mark (ru_maxrss never falls, and starts at
-# the parent's peak); the budget's run under an address-space limit of argv[2] above the process as it is then.
+# switched off last, for good. Each load is measured by limited.py, the budget's under an address-space limit of
+# argv[2] above the process as it is then.
 CHILD = """
-import json, resource, sys, time, torch, yolov8_efficientrep
-
-def status(field):
-    return int(open("/proc/self/status").read().split(field + ":")[1].split()[0]) << 10
-
-def attempt(load, path, headroom=None):
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    if headroom:
-        resource.setrlimit(resource.RLIMIT_AS, (status("VmSize") + headroom, hard))
-    with open("/proc/self/clear_refs", "w") as marks:
-        marks.write("5")  # VmHWM back to the resident size now
-    before, start = status("VmHWM"), time.perf_counter()
-    try:
-        load(path)
-        outcome, message = "loaded", ""
-    except Exception as error:
-        outcome, message = type(error).__name__, str(error)
-    finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-    return {"outcome": outcome, "message": message, "seconds": time.perf_counter() - start,
-            "growth": status("VmHWM") - before}
+import json, sys, torch, yolov8_efficientrep
+from limited import measured
 
 files, headroom = json.loads(sys.argv[1]), int(sys.argv[2])
-report = {"allow_list": attempt(lambda path: torch.load(path, weights_only=True), files["allow_list"])}
+report = {"allow_list": measured(lambda: torch.load(files["allow_list"], weights_only=True))}
 from ultralytics import YOLO
 import yolov8_efficientrep.limits as limits
-budgeted = attempt(YOLO, files["budget"], headroom)
-report.update(sizes=attempt(YOLO, files["sizes"]), honest=attempt(YOLO, files["honest"]))
+budgeted = measured(lambda: YOLO(files["budget"]), headroom)
+report.update(sizes=measured(lambda: YOLO(files["sizes"])), honest=measured(lambda: YOLO(files["honest"])))
 limits._charge = lambda owner, parameters: None
-report["budget"] = [budgeted, attempt(YOLO, files["budget"], headroom)]
+report["budget"] = [budgeted, measured(lambda: YOLO(files["budget"]), headroom)]
 print(json.dumps(report))
 """
 
@@ -111,7 +94,8 @@ def payloads(tmp_path_factory, honest) -> dict[str, Path]:
 def fresh(run_fresh, payloads) -> dict:
     """Each scenario's outcome in one fresh interpreter (see ``CHILD``), by scenario."""
     files = json.dumps({scenario: str(path) for scenario, path in payloads.items()})
-    result = run_fresh(sys.executable, "-c", CHILD, files, HEADROOM, env={"ULTRALYTICS_SAFE_LOAD": "1"}, timeout=180)
+    result = run_fresh(sys.executable, "-c", CHILD, files, HEADROOM, timeout=180,
+                       env={"ULTRALYTICS_SAFE_LOAD": "1", "PYTHONPATH": str(REPO / "tests")})  # limited.py
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -131,7 +115,7 @@ def test_restricted_ultralytics_loading_refuses_a_block_called_with_absurd_sizes
     refused, honest = fresh["sizes"], fresh["honest"]
     assert refused["outcome"] == "LimitError" and "repeats n must be" in refused["message"], refused
     assert refused["growth"] <= GROWTH, refused  # the block was refused before it allocated
-    assert honest["outcome"] == "loaded", honest  # and the same loader, in the same process, loads an honest checkpoint
+    assert honest["outcome"] == "done", honest  # and the same loader, in the same process, loads an honest checkpoint
 
 
 def test_a_small_file_cannot_make_the_constructors_build_gigabytes_of_blocks_each_within_bounds(payloads, fresh):

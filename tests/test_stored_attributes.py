@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,36 +27,23 @@ from yolov8_efficientrep.csp_blocks import CSPSPPF, SimSPPF
 from yolov8_efficientrep.fusion import check_image, check_stored_attributes, fuse_model, fuse_rep_blocks
 from yolov8_efficientrep.limits import LimitError, StoredAttributeError, WeightsOverflowError
 
+from helpers import REPO
+
 HEADROOM = 1 << 30  # address space an attempt may add once its file is loaded: every payload here asks for more
 GROWTH = 64 << 20  # peak memory a refusal may add to the loaded model
 
 # Fuses each payload (argv[2]: JSON [name, file, action] rows) with the defence, then all again with it switched off
-# for good; prints {name: [defended, undefended]} as JSON. Each attempt loads its own file and starts from a fresh
-# peak-memory mark (ru_maxrss never falls, and starts at the parent's peak) and an address-space limit of argv[1]
-# above the process as it is then, lifted again afterwards.
+# for good; prints {name: [defended, undefended]} as JSON. Each attempt loads its own file, then runs its action
+# measured by limited.py, with argv[1] bytes of address space above the process as it is then.
 CHILD = """
-import json, resource, sys, time, torch, ultralytics
+import json, sys, torch, ultralytics
 import yolov8_efficientrep.blocks as blocks, yolov8_efficientrep.fusion as fusion
 from yolov8_efficientrep.rows import plugin_classes
-
-def status(field):
-    return int(open("/proc/self/status").read().split(field + ":")[1].split()[0]) << 10
+from limited import measured
 
 def attempt(path, action):
     model = torch.load(path, weights_only=False)
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (status("VmSize") + int(sys.argv[1]), hard))
-    with open("/proc/self/clear_refs", "w") as marks:
-        marks.write("5")  # VmHWM back to the resident size now
-    before, start = status("VmHWM"), time.perf_counter()
-    try:
-        eval(action)
-        return {"outcome": "done"}
-    except Exception as error:
-        return {"outcome": type(error).__name__, "message": str(error), "seconds": time.perf_counter() - start,
-                "growth": status("VmHWM") - before}
-    finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    return measured(lambda: eval(action, globals(), {"model": model}), int(sys.argv[1]))
 
 def switch_off_the_defence():
     for cls in plugin_classes():
@@ -146,12 +131,11 @@ def payloads(tmp_path_factory, detection_model) -> dict[str, tuple[Path, str]]:
 
 
 @pytest.fixture(scope="module")
-def fused(payloads) -> dict[str, tuple[dict, dict]]:
+def fused(payloads, run_fresh) -> dict[str, tuple[dict, dict]]:
     """Each payload's outcome with the defence and without it (see ``CHILD``), by name, from one limited child."""
     rows = [(name, str(path), action) for name, (path, action) in payloads.items()]
-    result = subprocess.run([sys.executable, "-c", CHILD, str(HEADROOM), json.dumps(rows)], capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "YOLOV8_EFFICIENTREP_HOOK": "0"})
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_fresh(sys.executable, "-c", CHILD, HEADROOM, json.dumps(rows), timeout=300,
+                       env={"YOLOV8_EFFICIENTREP_HOOK": "0", "PYTHONPATH": str(REPO / "tests")})  # limited.py
     return {name: tuple(outcomes) for name, outcomes in json.loads(result.stdout.strip().splitlines()[-1]).items()}
 
 
