@@ -1,7 +1,7 @@
 """What the test files share besides fixtures (those are in conftest.py): the repository, the float32 tolerance, how
-many processes a test may run at once, the shipped model YAMLs, Ultralytics' log messages, the test modules built on
-YOLOv6's code, layers built without initialization (for the scripts that only count rows and parameters), and the
-cases a development run leaves to the whole suite."""
+many processes a test may run at once, the shipped model YAMLs and their rows at scale n, Ultralytics' log messages,
+the test modules built on YOLOv6's code, layers built without initialization (for the scripts that only count rows and
+parameters), and the cases a development run leaves to the whole suite."""
 
 from __future__ import annotations
 
@@ -48,6 +48,18 @@ def shipped_model_yamls() -> list[Path]:
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     return [path for path in sorted((REPO / "cfg").glob("*.yaml")) if "backbone" in yaml.load(path.read_text(), loader)]
+
+
+def rows_at_scale_n(path: Path) -> dict:
+    """A shipped model YAML parsed at scale n (``yolov8-`` read as ``yolov8n-``, as its scaled name loads) by the
+    imported Ultralytics' ``parse_model``, as ``YOLO()`` parses it: its parameter count and row types."""
+    import torch
+    from ultralytics.nn import tasks
+
+    spec = tasks.yaml_model_load(path.with_name(path.name.replace("yolov8-", "yolov8n-")))
+    with torch.no_grad():
+        layers, _ = tasks.parse_model(spec, ch=spec.get("channels", 3), verbose=False)
+    return {"params": sum(p.numel() for p in layers.parameters()), "rows": [type(m).__name__ for m in layers]}
 
 
 @contextlib.contextmanager

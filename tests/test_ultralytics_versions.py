@@ -18,11 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import torch
 
 from yolov8_efficientrep.versions import MAX_VERSION, MIN_VERSION, SUPPORTED_ULTRALYTICS
 
-from helpers import REPO, cpus_per_worker, shipped_model_yamls
+from helpers import REPO, cpus_per_worker, rows_at_scale_n, shipped_model_yamls
 
 CHECK = REPO / "tests" / "ultralytics_version_check.py"
 MATRIX = Path(os.environ.get("YOLOV8_EFFICIENTREP_MATRIX", REPO / ".ci" / "ultralytics-matrix"))
@@ -89,16 +88,7 @@ def check(checks: dict, release: str, route: str) -> dict:
 def reference() -> dict:
     """Parameter count and row types of every shipped model YAML at scale n, parsed by the suite's own Ultralytics as
     ultralytics_version_check.py parses them in each release."""
-    from ultralytics.nn import tasks
-
-    models = {}
-    for path in shipped_model_yamls():
-        spec = tasks.yaml_model_load(path.with_name(path.name.replace("yolov8-", "yolov8n-")))
-        with torch.no_grad():
-            layers, _ = tasks.parse_model(spec, ch=spec.get("channels", 3), verbose=False)
-        models[path.name] = {"params": sum(p.numel() for p in layers.parameters()),
-                             "rows": [type(m).__name__ for m in layers]}
-    return models
+    return {path.name: rows_at_scale_n(path) for path in shipped_model_yamls()}
 
 
 def test_the_matrix_covers_every_supported_minor_and_a_release_outside():

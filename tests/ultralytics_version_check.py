@@ -19,7 +19,8 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from helpers import REPO, layers_left_uninitialized, shipped_model_yamls  # tests/, this script's folder, is on sys.path
+# tests/, this script's folder, is on sys.path
+from helpers import REPO, layers_left_uninitialized, rows_at_scale_n, shipped_model_yamls
 
 OUT, ROUTE = Path(sys.argv[1]), sys.argv[2]
 CFG = REPO / "cfg"
@@ -68,11 +69,8 @@ for path in shipped_model_yamls() if ROUTE == "hook" else []:  # once per versio
         continue
     try:  # parsed as this release's YOLO() parses it: every layer built, no forward pass (the forward pass, training
         # and fusion are checked on the real model below); on the CPU, which builds them faster than the meta device
-        spec = tasks.yaml_model_load(path.with_name(path.name.replace("yolov8-", "yolov8n-")))  # scale n by the name
-        with torch.no_grad(), layers_left_uninitialized():
-            layers, _ = tasks.parse_model(spec, ch=spec.get("channels", 3), verbose=False)
-        models[path.name] = {"params": sum(p.numel() for p in layers.parameters()),
-                             "rows": [type(m).__name__ for m in layers]}
+        with layers_left_uninitialized():
+            models[path.name] = rows_at_scale_n(path)
     except Exception as error:
         models[path.name] = {"error": f"{type(error).__name__}: {error}"}
 result["models"] = models
