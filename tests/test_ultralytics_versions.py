@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from yolov8_efficientrep.versions import MAX_VERSION, MIN_VERSION, SUPPORTED_ULTRALYTICS
+from yolov8_efficientrep.versions import MAX_VERSION, MIN_VERSION, SUPPORTED_ULTRALYTICS, version_tuple
 
 from helpers import REPO, cpus_per_worker, rows_at_scale_n, shipped_model_yamls
 
@@ -29,14 +29,9 @@ RELEASES = [line.split()[0] for line in (REPO / ".ci" / "ultralytics-versions.tx
             if line.strip() and not line.startswith("#")]
 
 
-def version(release: str) -> tuple[int, ...]:
-    """Return a release as an integer tuple, e.g. ``(8, 3, 64)``."""
-    return tuple(int(part) for part in re.findall(r"\d+", release)[:3])
-
-
 def supported(release: str) -> bool:
     """Return whether a release is inside the plugin's declared range."""
-    return MIN_VERSION <= version(release) < MAX_VERSION
+    return MIN_VERSION <= version_tuple(release) < MAX_VERSION
 
 
 SUPPORTED = [release for release in RELEASES if supported(release)]
@@ -95,15 +90,15 @@ def test_the_matrix_covers_every_supported_minor_and_a_release_outside():
     """The declared range, written three times (the tuples the plugin checks, the text its errors print, setup.cfg's
     requirement), says one thing; the matrix has a release of each minor in it and one below it."""
     low, high = re.fullmatch(r">=([\d.]+),<([\d.]+)", SUPPORTED_ULTRALYTICS).groups()
-    assert (version(low) + (0, 0))[:3] == MIN_VERSION and (version(high) + (0, 0))[:3] == MAX_VERSION
+    assert (version_tuple(low) + (0, 0))[:3] == MIN_VERSION and (version_tuple(high) + (0, 0))[:3] == MAX_VERSION
     setup = configparser.ConfigParser()
     setup.read(REPO / "setup.cfg")
     requires = [line.strip() for line in setup["options"]["install_requires"].splitlines() if "ultralytics" in line]
     assert requires == [f"ultralytics{SUPPORTED_ULTRALYTICS}"]
     assert MIN_VERSION[0] == MAX_VERSION[0]  # one major: its minors are the range
-    minors = {version(release)[:2] for release in SUPPORTED}
+    minors = {version_tuple(release)[:2] for release in SUPPORTED}
     assert minors == {(MIN_VERSION[0], minor) for minor in range(MIN_VERSION[1], MAX_VERSION[1])}
-    assert [release for release in OUTSIDE if version(release) < MIN_VERSION]
+    assert [release for release in OUTSIDE if version_tuple(release) < MIN_VERSION]
 
 
 @pytest.mark.slow
@@ -117,8 +112,8 @@ def test_supported_release_registers_builds_trains_and_fuses(release, route, che
         needs = {name: model for name, model in result["models"].items() if "needs" in model}
         assert {name: reference[name] for name in result["models"] if name not in needs} == {
             name: model for name, model in result["models"].items() if name not in needs}
-        assert set(result["models"]) == set(reference) and all(version(m["needs"]) > version(release)
-                                                                for m in needs.values())
+        assert set(result["models"]) == set(reference) and all(
+            version_tuple(model["needs"]) > version_tuple(release) for model in needs.values())
         assert result["odd_folder"] == {"scale": "s", "stem_width": 32}  # yolov8s-efficientrep.yaml in a6n0m/...
     train = result["train_forward"]
     assert train["rep_params"] > 0 and train["rep_params_with_grad"] == train["rep_params"]
